@@ -1,0 +1,14 @@
+"""sitegen: a neuron atlas of a convolutional network, as a static site."""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "visualize"]
+
+
+def __getattr__(name):
+    # The Python API imports torch lazily, so the site half stays torch-free.
+    if name == "visualize":
+        from .api import visualize
+
+        return visualize
+    raise AttributeError(name)

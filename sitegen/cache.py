@@ -1,0 +1,98 @@
+"""The content-addressed cache: the only code that touches the cache folder.
+
+An entry is one zip file of named members: ``.npy`` arrays (read with
+``allow_pickle=False``) and encoded images.  Its key hashes exactly the
+inputs of the stage that made it (DESIGN §3).  Writes go to a temporary file
+that is then renamed over the target, so an entry is whole or absent; zip's
+per-member CRC catches a damaged one, which reads as a miss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Bump when a change to the compute code changes what it produces.
+COMPUTE_VERSION = 1
+
+
+def make_key(*parts: Any) -> str:
+    """A hash of ``parts`` (anything JSON can write) and the compute version."""
+    text = json.dumps([COMPUTE_VERSION, *parts], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def manifest_name(config_path: Path) -> str:
+    """Where the manifest of the config at ``config_path`` lives inside the cache."""
+    digest = hashlib.sha256(str(Path(config_path).resolve()).encode()).hexdigest()[:16]
+    return f"manifests/{digest}.json"
+
+
+class Cache:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.damaged: list[Path] = []
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.root / kind / key[:2] / f"{key}.zip"
+
+    def has(self, kind: str, key: str) -> bool:
+        return self.path(kind, key).is_file()
+
+    def get(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The entry's members (arrays for ``.npy`` names, bytes otherwise), or None if absent or damaged."""
+        path = self.path(kind, key)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                members = {}
+                for name in archive.namelist():
+                    data = archive.read(name)  # checks the CRC
+                    members[name] = np.load(io.BytesIO(data), allow_pickle=False) if name.endswith(".npy") else data
+                return members
+        except FileNotFoundError:
+            return None
+        except (OSError, zipfile.BadZipFile, ValueError, EOFError):
+            self.damaged.append(path)
+            return None
+
+    def put(self, kind: str, key: str, members: dict[str, Any]) -> None:
+        path = self.path(kind, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".zip")
+        try:
+            with os.fdopen(handle, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as archive:
+                for name, value in members.items():
+                    if isinstance(value, np.ndarray):
+                        buffer = io.BytesIO()
+                        np.save(buffer, value, allow_pickle=False)
+                        archive.writestr(name, buffer.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
+                    else:
+                        archive.writestr(name, value)
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+    def write_json(self, name: str, data: Any) -> Path:
+        """Write a named JSON document (the manifest) atomically."""
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=1, sort_keys=True)
+        os.replace(temp, path)
+        return path
+
+    def read_json(self, name: str) -> Any | None:
+        try:
+            return json.loads((self.root / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None

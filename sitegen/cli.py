@@ -1,0 +1,179 @@
+"""The command line: one typer app, one function per command, each a thin layer."""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import SitegenError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Build a neuron atlas of a convolutional network as a static site.")
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The atlas's config file.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder the site is written to.")]
+CacheOpt = Annotated[Path, typer.Option("--cache", help="Folder of computed results.")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda (overrides the config).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+DEFAULT_CONFIG = Path("content/atlas.toml")
+DEFAULT_OUT = Path("site")
+DEFAULT_CACHE = Path(".cache")
+
+
+def _say(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def friendly(command):
+    """Turn a SitegenError into one clear line and a non-zero exit, no traceback."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except SitegenError as error:
+            _say(f"error: {error}")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            _say("interrupted; finished results are kept in the cache")
+            raise typer.Exit(130) from None
+    return wrapper
+
+
+def _compute(config_path: Path, cache: Path, device: Optional[str], quiet: bool) -> dict:
+    from . import config as config_module
+    from .pipeline import compute
+
+    if device not in (None, "auto", "cpu", "cuda"):
+        raise SitegenError(f"--device: {device!r} is not one of 'auto', 'cpu', 'cuda'")
+    config = config_module.load(config_path)
+    started = time.perf_counter()
+    manifest, computed = compute(config, cache, device, quiet=quiet, log=_say)
+    done = ", ".join(f"{n} {kind}" for kind, n in computed.items()) or "nothing (all cached)"
+    _say(f"computed {done} in {time.perf_counter() - started:.1f} s")
+    return manifest
+
+
+def _render(config_path: Path, out: Path, cache: Path) -> None:
+    from . import config as config_module
+    from .cache import Cache, manifest_name
+    from .render import render
+    from .sitemodel import build_site_model
+
+    config = config_module.load(config_path)
+    store = Cache(cache)
+    manifest = store.read_json(manifest_name(config.path))
+    if manifest is None:
+        raise SitegenError(f"nothing computed yet for {config_path} in {cache}: run `sitegen compute` first")
+    try:
+        site = build_site_model(manifest, config, store)
+    except FileNotFoundError as error:
+        raise SitegenError(str(error)) from None
+    counts = render(site, out, store)
+    _say(f"rendered {counts['pages']} pages and {counts['assets']} files into {out} "
+         f"({counts['changed']} changed, {counts['removed']} removed)")
+
+
+@app.command()
+@friendly
+def build(config: ConfigOpt = DEFAULT_CONFIG, out: OutOpt = DEFAULT_OUT, cache: CacheOpt = DEFAULT_CACHE,
+          device: DeviceOpt = None, quiet: QuietOpt = False) -> None:
+    """Compute what is missing, then render the site."""
+    _compute(config, cache, device, quiet)
+    _render(config, out, cache)
+
+
+@app.command("compute")
+@friendly
+def compute_command(config: ConfigOpt = DEFAULT_CONFIG, cache: CacheOpt = DEFAULT_CACHE,
+                    device: DeviceOpt = None, quiet: QuietOpt = False) -> None:
+    """Compute activations, visualizations and top patches into the cache."""
+    _compute(config, cache, device, quiet)
+
+
+@app.command("render")
+@friendly
+def render_command(config: ConfigOpt = DEFAULT_CONFIG, out: OutOpt = DEFAULT_OUT,
+                   cache: CacheOpt = DEFAULT_CACHE) -> None:
+    """Render the site from what is computed (never imports torch)."""
+    _render(config, out, cache)
+
+
+@app.command()
+@friendly
+def layers(model: Annotated[str, typer.Argument(help="A model name as in [model] name.")],
+           all_modules: Annotated[bool, typer.Option("--all", help="Also list containers and modules "
+                                                     "without a tensor output.")] = False) -> None:
+    """List every addressable layer of MODEL with its output shape and alias."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .models import describe_layers, load_model
+
+    loaded = load_model(model, "none")
+    table = Table(title=f"{model}: layers for a {loaded.preprocess.crop} px image")
+    for column in ("layer", "alias", "module", "output", "calls"):
+        table.add_column(column)
+    for info in describe_layers(loaded):
+        if not all_modules and (not info.shape or info.calls != 1):
+            continue
+        table.add_row(info.path, info.alias or "", info.kind, " x ".join(map(str, info.shape)), str(info.calls))
+    Console().print(table)
+
+
+@app.command()
+@friendly
+def check(site: Annotated[Path, typer.Argument(help="The built site's folder.")] = DEFAULT_OUT) -> None:
+    """Check that every link and image of a built site resolves."""
+    from .check import check_site
+
+    count, problems = check_site(site)
+    for problem in problems[:50]:
+        _say(problem)
+    if problems:
+        raise SitegenError(f"{len(problems)} broken link(s) of {count} in {site}")
+    _say(f"{count} links and images checked in {site}: all resolve")
+
+
+@app.command()
+@friendly
+def serve(out: OutOpt = DEFAULT_OUT, port: Annotated[int, typer.Option(help="Port.")] = 8000,
+          host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1") -> None:
+    """Preview the built site over HTTP."""
+    import http.server
+
+    if not (out / "index.html").is_file():
+        raise SitegenError(f"{out} holds no built site: run `sitegen build` first")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
+    with http.server.ThreadingHTTPServer((host, port), handler) as server:
+        _say(f"serving {out} at http://{host}:{port}/ (Ctrl-C stops)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+@friendly
+def clean(out: OutOpt = DEFAULT_OUT, cache: CacheOpt = DEFAULT_CACHE,
+          cache_too: Annotated[bool, typer.Option("--cache-too", help="Also delete the cache.")] = False) -> None:
+    """Remove the files sitegen wrote into the site folder (and, if asked, the cache)."""
+    import shutil
+
+    from .render import clean as clean_site
+
+    removed = clean_site(out)
+    _say(f"removed {removed} files from {out}")
+    if cache_too and cache.is_dir():
+        if not (cache / "manifests").is_dir():
+            raise SitegenError(f"{cache} does not look like a sitegen cache; not deleting it")
+        shutil.rmtree(cache)
+        _say(f"removed the cache {cache}")
+
+
+def main() -> None:
+    app()

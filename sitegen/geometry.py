@@ -1,0 +1,168 @@
+"""Receptive fields from the layers' geometry (DESIGN §2).
+
+One forward pass of a blank input is traced at the function level: every
+tensor carries the box of input pixels that its position (0, 0) can see and
+the step (jump) between neighbouring positions.  Convolutions, pooling and
+padding move the box by the usual receptive-field arithmetic; element-wise
+functions of same-sized maps take the union of their inputs' boxes (residual
+branches included); anything else that mixes positions (global pooling,
+flattening, a linear layer, resampling) sees the whole image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from .backprop import _arg, capture, inference_state
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Position (i, j) sees input rows ``lo[0] + i*jump[0] .. hi[0] + i*jump[0]``
+    and columns ``lo[1] + j*jump[1] .. hi[1] + j*jump[1]`` (inclusive).
+    ``whole`` means every position sees the whole input."""
+
+    jump: tuple[int, int] = (1, 1)
+    lo: tuple[int, int] = (0, 0)
+    hi: tuple[int, int] = (0, 0)
+    whole: bool = False
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.hi[0] - self.lo[0] + 1, self.hi[1] - self.lo[1] + 1)
+
+    def box(self, i: int, j: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """The receptive field of position (i, j) as (top, left, bottom, right), inclusive.
+
+        It may reach outside the image (that part of a patch is grey); a box
+        larger than the image along an axis is the whole image along it.
+        """
+        if self.whole:
+            return (0, 0, height - 1, width - 1)
+        top, bottom = self.lo[0] + i * self.jump[0], self.hi[0] + i * self.jump[0]
+        left, right = self.lo[1] + j * self.jump[1], self.hi[1] + j * self.jump[1]
+        if bottom - top + 1 >= height:
+            top, bottom = 0, height - 1
+        if right - left + 1 >= width:
+            left, right = 0, width - 1
+        return (top, left, bottom, right)
+
+    def as_dict(self) -> dict:
+        return {"jump": list(self.jump), "lo": list(self.lo), "hi": list(self.hi), "whole": self.whole}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Geometry":
+        return cls(tuple(data["jump"]), tuple(data["lo"]), tuple(data["hi"]), bool(data["whole"]))
+
+
+WHOLE = Geometry(whole=True)
+
+
+def _pair(value) -> tuple[int, int]:
+    if isinstance(value, (tuple, list)):
+        return (int(value[0]), int(value[-1]))
+    return (int(value), int(value))
+
+
+def _window(geo: Geometry, kernel, stride, padding, dilation) -> Geometry:
+    """Receptive-field arithmetic of one sliding window (convolution or pooling)."""
+    if geo.whole:
+        return geo
+    k, s, p, d = _pair(kernel), _pair(stride), _pair(padding), _pair(dilation)
+    jump = tuple(geo.jump[a] * s[a] for a in range(2))
+    lo = tuple(geo.lo[a] - p[a] * geo.jump[a] for a in range(2))
+    hi = tuple(geo.hi[a] + ((k[a] - 1) * d[a] - p[a]) * geo.jump[a] for a in range(2))
+    return Geometry(jump, lo, hi)
+
+
+def _union(geos: list[Geometry]) -> Geometry:
+    if any(g.whole for g in geos) or len({g.jump for g in geos}) > 1:
+        return WHOLE
+    lo = tuple(min(g.lo[a] for g in geos) for a in range(2))
+    hi = tuple(max(g.hi[a] for g in geos) for a in range(2))
+    return Geometry(geos[0].jump, lo, hi)
+
+
+def _tensors(value):
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors(item)
+
+
+class _GeometryMode(TorchFunctionMode):
+    def __init__(self, source: torch.Tensor):
+        super().__init__()
+        # id -> (tensor, geometry); the tensor is kept so its id is not reused
+        self.geos: dict[int, tuple[torch.Tensor, Geometry]] = {id(source): (source, Geometry())}
+
+    def of(self, tensor: torch.Tensor) -> Geometry | None:
+        entry = self.geos.get(id(tensor))
+        return entry[1] if entry is not None and entry[0] is tensor else None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        inputs = [t for t in _tensors((args, kwargs)) if self.of(t) is not None]
+        out = next(_tensors(result), None)
+        if not inputs or out is None:
+            return result
+        geo = self._propagate(getattr(func, "__name__", ""), args, kwargs, inputs, out)
+        self.geos[id(out)] = (out, geo)
+        return result
+
+    def _propagate(self, name, args, kwargs, inputs, out) -> Geometry:
+        first = self.of(inputs[0])
+        if name == "conv2d" and inputs[0] is args[0]:
+            weight = _arg(args, kwargs, 1, "weight", None)
+            kernel = tuple(weight.shape[-2:])
+            stride = _arg(args, kwargs, 3, "stride", 1)
+            padding = _arg(args, kwargs, 4, "padding", 0)
+            dilation = _arg(args, kwargs, 5, "dilation", 1)
+            if padding == "valid":
+                padding = 0
+            elif padding == "same":
+                d = _pair(dilation)
+                padding = tuple(d[a] * (kernel[a] - 1) // 2 for a in range(2))
+            return _window(first, kernel, stride, padding, dilation)
+        if name in ("max_pool2d", "_max_pool2d", "max_pool2d_with_indices", "avg_pool2d") and inputs[0] is args[0]:
+            kernel = _arg(args, kwargs, 1, "kernel_size", 1)
+            stride = _arg(args, kwargs, 2, "stride", None) or kernel
+            padding = _arg(args, kwargs, 3, "padding", 0)
+            dilation = _arg(args, kwargs, 4, "dilation", 1) if "max" in name else 1
+            return _window(first, kernel, stride, padding, dilation)
+        if name in ("pad", "_pad") and inputs[0] is args[0] and not first.whole:
+            pad = list(_arg(args, kwargs, 1, "pad", ()))
+            if len(pad) >= 4:
+                left, top = pad[0], pad[2]
+                return Geometry(first.jump,
+                                (first.lo[0] - top * first.jump[0], first.lo[1] - left * first.jump[1]),
+                                (first.hi[0] - top * first.jump[0], first.hi[1] - left * first.jump[1]))
+            return WHOLE
+        # anything else: an element-wise function keeps positions, all else mixes them
+        if out.dim() == 4 and all(t.dim() == 4 and t.shape[-2:] == out.shape[-2:] for t in inputs):
+            return _union([self.of(t) for t in inputs])
+        return WHOLE
+
+
+def receptive_fields(model: nn.Module, modules: dict[str, nn.Module], input_size: tuple[int, int],
+                     device: torch.device | str = "cpu") -> dict[str, Geometry]:
+    """The geometry of each named module's output for an input of ``input_size`` (H, W)."""
+    x = torch.zeros(1, 3, *input_size, device=device)
+    with inference_state(model), torch.no_grad():
+        mode = _GeometryMode(x)
+        with mode:
+            outputs, _ = capture(model, x, modules)
+        result = {}
+        for name, out in outputs.items():
+            geo = mode.of(out)
+            result[name] = geo if geo is not None and out.dim() == 4 else WHOLE
+    return result

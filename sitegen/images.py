@@ -1,0 +1,156 @@
+"""Image files -> items (an image file seen through one view) -> model-sized pixels.
+
+No torch here: the site half uses :func:`cut` and the photos too.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import SitegenError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+ANCHORS = {"c": "centre", "tl": "top left", "tr": "top right", "bl": "bottom left", "br": "bottom right"}
+INTERPOLATION = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+
+
+@dataclass(frozen=True)
+class View:
+    zoom: float = 1.0
+    anchor: str = "c"
+    flip: bool = False
+
+    @property
+    def spec(self) -> str:
+        return f"z{self.zoom:g}-{self.anchor}" + ("-flip" if self.flip else "")
+
+    def describe(self) -> str:
+        parts = [] if self.zoom == 1 else [f"zoom {self.zoom:g} at the {ANCHORS[self.anchor]}"]
+        if self.flip:
+            parts.append("mirrored")
+        return ", ".join(parts) or "whole image"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image file seen through one view."""
+
+    path: Path
+    name: str  # the file's path relative to the config folder, for people
+    digest: str  # sha256 of the file's bytes
+    view: View = View()
+
+    @property
+    def id(self) -> str:
+        return f"{self.digest[:16]}-{self.view.spec}"
+
+
+def probe_views(flip: bool, zooms: tuple[float, ...]) -> list[View]:
+    views = []
+    for zoom in zooms:
+        anchors = ["c"] if zoom == 1 else list(ANCHORS)
+        for anchor in anchors:
+            views.append(View(zoom, anchor, False))
+            if flip:
+                views.append(View(zoom, anchor, True))
+    return views
+
+
+def expand(patterns: tuple[str, ...], root: Path, key: str) -> list[Path]:
+    """Files named by ``patterns`` (files, folders searched recursively, globs), relative to ``root``."""
+    found: list[Path] = []
+    for pattern in patterns:
+        full = root / pattern
+        if glob.has_magic(pattern):
+            matches = [Path(p) for p in sorted(glob.glob(str(full), recursive=True)) if Path(p).is_file()]
+        elif full.is_dir():
+            matches = sorted(p for p in full.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif full.is_file():
+            matches = [full]
+        else:
+            raise SitegenError(f"{key}: {pattern!r} matches no file (relative to {root})")
+        if not matches:
+            raise SitegenError(f"{key}: {pattern!r} matches no image file (relative to {root})")
+        found.extend(m for m in matches if m not in found)
+    return found
+
+
+def make_items(paths: list[Path], root: Path, views: list[View]) -> list[Item]:
+    """One item per file and view; a file whose bytes repeat an earlier file's is used once."""
+    items, seen = [], set()
+    for path in paths:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        try:
+            name = path.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            name = path.name
+        items.extend(Item(path, name, digest, view) for view in views)
+    return items
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", Path(text).stem.lower()).strip("-") or "image"
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open any image PIL reads as 8-bit RGB (16-bit, palette, CMYK, alpha and greyscale included)."""
+    image = Image.open(path)
+    image.load()
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def view_pixels(image: Image.Image, view: View, resize: int, crop: int, interpolation: str) -> np.ndarray:
+    """The pixels the model sees, uint8 [crop, crop, 3]: view, resize the shorter side, centre crop."""
+    width, height = image.size
+    if view.zoom < 1:
+        w, h = max(1, round(width * view.zoom)), max(1, round(height * view.zoom))
+        x = {"c": (width - w) // 2, "tl": 0, "bl": 0, "tr": width - w, "br": width - w}[view.anchor]
+        y = {"c": (height - h) // 2, "tl": 0, "tr": 0, "bl": height - h, "br": height - h}[view.anchor]
+        image = image.crop((x, y, x + w, y + h))
+    if view.flip:
+        image = ImageOps.mirror(image)
+    width, height = image.size
+    scale = resize / min(width, height)
+    size = (max(crop, round(width * scale)), max(crop, round(height * scale)))
+    image = image.resize(size, INTERPOLATION.get(interpolation, Image.BILINEAR))
+    left, top = (size[0] - crop) // 2, (size[1] - crop) // 2
+    return np.asarray(image.crop((left, top, left + crop, top + crop)), dtype=np.uint8).copy()
+
+
+def cut(pixels: np.ndarray, box: tuple[int, int, int, int], fill: int = 128) -> np.ndarray:
+    """The (top, left, bottom, right) inclusive box of an [H, W, C] array, ``fill`` outside it."""
+    top, left, bottom, right = box
+    height, width = pixels.shape[:2]
+    out = np.full((bottom - top + 1, right - left + 1) + pixels.shape[2:], fill, dtype=pixels.dtype)
+    y0, y1 = max(top, 0), min(bottom, height - 1)
+    x0, x1 = max(left, 0), min(right, width - 1)
+    if y0 <= y1 and x0 <= x1:
+        out[y0 - top:y1 - top + 1, x0 - left:x1 - left + 1] = pixels[y0:y1 + 1, x0:x1 + 1]
+    return out
+
+
+def encode(pixels: np.ndarray, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    options = {"quality": 88} if fmt == "JPEG" else {"optimize": False, "compress_level": 6}
+    Image.fromarray(pixels).save(buffer, format=fmt, **options)
+    return buffer.getvalue()

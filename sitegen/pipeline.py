@@ -1,0 +1,366 @@
+"""Joins compute and cache: decides what is missing, computes it with progress
+bars, and records the manifest the site is rendered from.
+
+Cache entries (DESIGN §3; every key also holds the compute version):
+
+- ``acts``    per image view and layer: each neuron's activation and position;
+- ``preds``   per featured image: the classifier's top predictions;
+- ``photo``   per featured image: the pixels the model sees, as JPEG;
+- ``vis``     per featured image, layer and method: every neuron's picture;
+- ``patch``   per probe view and layer: image crops and guided patches of the
+              neurons whose top-k holds that view.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from . import __version__
+from .cache import Cache, make_key, manifest_name
+from .compute import activations, gradients, pictures, predictions, top_k
+from .config import Config
+from .errors import SitegenError
+from .geometry import Geometry, receptive_fields
+from .images import Item, View, cut, encode, expand, load_rgb, make_items, probe_views, slug, view_pixels
+from .models import LoadedModel, describe_layers, load_model
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise SitegenError("compute.device is 'cuda' but no CUDA device is available")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str  # alias or dotted path: the name in page URLs
+    path: str  # dotted module path
+    shape: tuple[int, ...]
+    geometry: Geometry
+
+    @property
+    def neurons(self) -> int:
+        return self.shape[0]
+
+
+def load_configured_model(config: Config) -> LoadedModel:
+    loaded = load_model(config.model.name, config.weights_path(), config.compute.seed)
+    m = config.model
+    overrides = {name: value for name, value in
+                 (("resize", m.resize), ("crop", m.crop), ("mean", m.mean), ("std", m.std)) if value is not None}
+    if overrides:
+        loaded.preprocess = replace(loaded.preprocess, **overrides)
+    if m.license:
+        loaded.weights_license = m.license
+    return loaded
+
+
+def resolve_layers(config: Config, loaded: LoadedModel) -> list[Layer]:
+    infos = {info.path: info for info in describe_layers(loaded)}
+    modules = dict(loaded.module.named_modules())
+    chosen: list[tuple[str, str]] = []
+    problems = []
+    for entry in config.layers:
+        try:
+            name, path = loaded.resolve_layer(entry)
+        except SitegenError as error:
+            problems.append(f"layers.use: {error}")
+            continue
+        info = infos[path]
+        if info.calls != 1:
+            problems.append(f"layers.use: {entry!r} ({path}) is called {info.calls} times in one forward; "
+                            f"choose a module that runs once, such as its parent block")
+        elif len(info.shape) not in (1, 3):
+            problems.append(f"layers.use: {entry!r} ({path}) has output shape {info.shape}; a layer must give "
+                            f"[C, H, W] or [C] per image")
+        chosen.append((name, path))
+    if problems:
+        raise SitegenError("\n".join(problems))
+    size = loaded.preprocess.crop
+    geometry = receptive_fields(loaded.module, {path: modules[path] for _, path in chosen}, (size, size),
+                                device=next(loaded.module.parameters()).device)
+    return [Layer(name, path, infos[path].shape, geometry[path]) for name, path in chosen]
+
+
+def collect_items(config: Config) -> tuple[list[Item], list[Item]]:
+    featured = make_items(expand(config.images.featured, config.root, "images.featured"), config.root, [View()])
+    probe = make_items(expand(config.images.probe, config.root, "images.probe"), config.root,
+                       probe_views(config.images.probe_flip, config.images.probe_zooms))
+    if not probe:
+        raise SitegenError("images.probe: no probe images; top patches need at least one")
+    if config.compute.top_k > len(probe):
+        raise SitegenError(f"compute.top_k is {config.compute.top_k} but the probe set has only {len(probe)} views")
+    return featured, probe
+
+
+@dataclass
+class TopPatches:
+    order: np.ndarray  # [C, k] probe indices, best first
+    values: np.ndarray  # [N_probe, C]
+    positions: np.ndarray  # [N_probe, C]
+
+    def wanted(self) -> dict[int, list[int]]:
+        """probe index -> the neurons whose top-k holds it."""
+        wanted: dict[int, list[int]] = {}
+        for neuron, row in enumerate(self.order.tolist()):
+            for index in row:
+                wanted.setdefault(index, []).append(neuron)
+        return wanted
+
+
+class Pipeline:
+    def __init__(self, config: Config, cache: Cache, device: str | None = None, quiet: bool = False,
+                 log: Callable[[str], None] = print):
+        self.config = config
+        self.cache = cache
+        self.device = pick_device(device or config.compute.device)
+        self.quiet = quiet
+        self.log = log
+        self.computed: dict[str, int] = {}
+
+    # -- keys ---------------------------------------------------------------
+    def _key(self, kind: str, *parts) -> str:
+        prep = self.model.preprocess.as_dict()
+        return make_key(kind, self.model.fingerprint, prep, *parts)
+
+    def acts_key(self, item: Item, layer: Layer) -> str:
+        return self._key("acts", layer.path, item.digest, item.view.spec)
+
+    def vis_key(self, item: Item, layer: Layer, method: str) -> str:
+        return self._key("vis", layer.path, method, item.digest, item.view.spec)
+
+    def preds_key(self, item: Item) -> str:
+        return self._key("preds", item.digest, item.view.spec)
+
+    def photo_key(self, item: Item) -> str:
+        p = self.model.preprocess
+        return make_key("photo", p.resize, p.crop, p.interpolation, item.digest, item.view.spec)
+
+    def patch_key(self, item: Item, layer: Layer, neurons: list[int]) -> str:
+        return self._key("patch", layer.path, layer.geometry.as_dict(), item.digest, item.view.spec, neurons)
+
+    # -- helpers ------------------------------------------------------------
+    def pixels(self, item: Item) -> np.ndarray:
+        p = self.model.preprocess
+        try:
+            image = load_rgb(item.path)
+        except Exception as error:  # noqa: BLE001 - any unreadable image is reported the same way
+            raise SitegenError(f"image {item.name!r} could not be read: {error}") from None
+        return view_pixels(image, item.view, p.resize, p.crop, p.interpolation)
+
+    def tensor(self, pixels: list[np.ndarray]) -> torch.Tensor:
+        p = self.model.preprocess
+        x = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float().div(255)
+        mean = torch.tensor(p.mean).view(1, 3, 1, 1)
+        std = torch.tensor(p.std).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def _progress(self) -> Progress:
+        return Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TimeRemainingColumn(), disable=self.quiet, transient=False)
+
+    def _count(self, kind: str, n: int = 1) -> None:
+        self.computed[kind] = self.computed.get(kind, 0) + n
+
+    # -- stages -------------------------------------------------------------
+    def run(self) -> dict:
+        config = self.config
+        featured, probe = collect_items(config)
+        self.model = load_configured_model(config)
+        self.model.module.to(self.device)
+        self.layers = resolve_layers(config, self.model)
+        self.modules = dict(self.model.module.named_modules())
+        with self._progress() as progress:
+            self.stage_activations(featured + probe, progress)
+            self.stage_featured(featured, progress)
+            tops = self.stage_patches(probe, progress)
+        manifest = self.manifest(featured, probe, tops)
+        self.cache.write_json(manifest_name(config.path), manifest)
+        for path in self.cache.damaged:
+            self.log(f"warning: damaged cache entry {path} was recomputed")
+        return manifest
+
+    def stage_activations(self, items: list[Item], progress: Progress) -> None:
+        missing = [item for item in items if not all(self.cache.has("acts", self.acts_key(item, layer))
+                                                     for layer in self.layers)]
+        task = progress.add_task("activations", total=len(missing))
+        size = self.config.compute.batch_size
+        for start in range(0, len(missing), size):
+            batch = missing[start:start + size]
+            x = self.tensor([self.pixels(item) for item in batch])
+            modules = {layer.path: self.modules[layer.path] for layer in self.layers}
+            result = activations(self.model.module, x, modules, size)
+            for index, item in enumerate(batch):
+                for layer in self.layers:
+                    values, positions = result[layer.path]
+                    self.cache.put("acts", self.acts_key(item, layer), {
+                        "values.npy": values[index].numpy(), "positions.npy": positions[index].numpy()})
+            self._count("activations", len(batch))
+            progress.advance(task, len(batch))
+
+    def read_acts(self, item: Item, layer: Layer) -> tuple[np.ndarray, np.ndarray]:
+        entry = self.cache.get("acts", self.acts_key(item, layer))
+        if entry is None:  # damaged since it was written: compute again
+            x = self.tensor([self.pixels(item)])
+            result = activations(self.model.module, x, {layer.path: self.modules[layer.path]})
+            values, positions = result[layer.path]
+            entry = {"values.npy": values[0].numpy(), "positions.npy": positions[0].numpy()}
+            self.cache.put("acts", self.acts_key(item, layer), entry)
+        return entry["values.npy"], entry["positions.npy"]
+
+    def stage_featured(self, featured: list[Item], progress: Progress) -> None:
+        methods = list(self.config.compute.methods)
+        work = []
+        for item in featured:
+            for layer in self.layers:
+                todo = [m for m in methods if not self.cache.has("vis", self.vis_key(item, layer, m))]
+                if todo:
+                    work.append((item, layer, todo))
+        neurons_total = sum(layer.neurons for _, layer, _ in work)
+        task = progress.add_task("visualizations (neurons)", total=neurons_total)
+        for item in featured:
+            if not self.cache.has("photo", self.photo_key(item)):
+                self.cache.put("photo", self.photo_key(item), {"photo.jpg": encode(self.pixels(item), "JPEG")})
+            if self.model.categories and not self.cache.has("preds", self.preds_key(item)):
+                probs, indices = predictions(self.model.module, self.tensor([self.pixels(item)]),
+                                             k=self.config.site.top_predictions)
+                self.cache.put("preds", self.preds_key(item), {"probs.npy": probs[0].numpy(),
+                                                                "indices.npy": indices[0].numpy()})
+        for item, layer, todo in work:
+            x = self.tensor([self.pixels(item)])[0]
+            _, positions = self.read_acts(item, layer)
+            neurons = list(range(layer.neurons))
+            grads: dict[str, list[np.ndarray]] = {m: [] for m in todo}
+            size = self.config.compute.batch_size
+            for start in range(0, len(neurons), size):
+                chunk = neurons[start:start + size]
+                result = gradients(self.model.module, x, layer.path, self.modules[layer.path], chunk,
+                                   positions[chunk].tolist(), todo, size)
+                for method in todo:
+                    grads[method].append(pictures(result[method]))
+                progress.advance(task, len(chunk))
+            for method in todo:
+                stack = np.concatenate(grads[method])
+                self.cache.put("vis", self.vis_key(item, layer, method),
+                               {f"{n}.png": encode(stack[n]) for n in neurons})
+            self._count("visualizations", len(neurons) * len(todo))
+
+    def stage_patches(self, probe: list[Item], progress: Progress) -> dict[str, "TopPatches"]:
+        k = self.config.compute.top_k
+        tops: dict[str, TopPatches] = {}
+        work = []
+        for layer in self.layers:
+            acts = [self.read_acts(item, layer) for item in probe]
+            values = np.stack([a[0] for a in acts])
+            top = TopPatches(top_k(values, k), values, np.stack([a[1] for a in acts]))
+            tops[layer.name] = top
+            for index, neurons in sorted(top.wanted().items()):
+                if not self.cache.has("patch", self.patch_key(probe[index], layer, neurons)):
+                    work.append((layer, probe[index], neurons))
+        task = progress.add_task("top patches (neurons)", total=sum(len(n) for _, _, n in work))
+        size = self.config.compute.batch_size
+        for layer, item, neurons in work:
+            pixels = self.pixels(item)
+            x = self.tensor([pixels])[0]
+            _, positions = self.read_acts(item, layer)
+            members = {}
+            for start in range(0, len(neurons), size):
+                chunk = neurons[start:start + size]
+                where = positions[chunk].tolist()
+                result = gradients(self.model.module, x, layer.path, self.modules[layer.path], chunk, where,
+                                   ["guided"], size)
+                guided = pictures(result["guided"])
+                for offset, neuron in enumerate(chunk):
+                    box = self.box(layer, int(where[offset]))
+                    members[f"{neuron}-img.jpg"] = encode(cut(pixels, box), "JPEG")
+                    members[f"{neuron}-gb.png"] = encode(cut(guided[offset], box))
+                progress.advance(task, len(chunk))
+            self.cache.put("patch", self.patch_key(item, layer, neurons), members)
+            self._count("patch sets")
+        return tops
+
+    def box(self, layer: Layer, position: int) -> tuple[int, int, int, int]:
+        size = self.model.preprocess.crop
+        width = layer.shape[2] if len(layer.shape) == 3 else 1
+        i, j = divmod(position, width)
+        return layer.geometry.box(i, j, size, size)
+
+    # -- manifest -----------------------------------------------------------
+    def manifest(self, featured: list[Item], probe: list[Item], tops: dict[str, "TopPatches"]) -> dict:
+        config, model = self.config, self.model
+        categories = model.categories or []
+        featured_slugs = _unique_slugs([item.name for item in featured])
+        featured_entries = []
+        for item, item_slug in zip(featured, featured_slugs):
+            preds = []
+            entry = self.cache.get("preds", self.preds_key(item)) if categories else None
+            if entry is not None:
+                for prob, index in zip(entry["probs.npy"].tolist(), entry["indices.npy"].tolist()):
+                    preds.append({"class": int(index), "label": categories[int(index)], "prob": float(prob)})
+            featured_entries.append({
+                "slug": item_slug, "name": item.name, "id": item.id,
+                "photo": self.photo_key(item), "predictions": preds,
+                "acts": {layer.name: self.acts_key(item, layer) for layer in self.layers},
+                "vis": {layer.name: {m: self.vis_key(item, layer, m) for m in config.compute.methods}
+                        for layer in self.layers},
+            })
+        layers = []
+        for layer in self.layers:
+            top = tops[layer.name]
+            entries = {index: self.patch_key(probe[index], layer, neurons)
+                       for index, neurons in top.wanted().items()}
+            neurons = []
+            for neuron, row in enumerate(top.order):
+                patches = []
+                for rank, index in enumerate(row.tolist(), start=1):
+                    patches.append({"rank": rank, "item": index, "value": float(top.values[index, neuron]),
+                                    "box": list(self.box(layer, int(top.positions[index, neuron]))),
+                                    "entry": entries[index]})
+                neurons.append({"top": patches})
+            layers.append({"name": layer.name, "path": layer.path, "shape": list(layer.shape),
+                           "neurons": neurons, "geometry": layer.geometry.as_dict(),
+                           "rf_size": list(layer.geometry.size) if not layer.geometry.whole else None})
+        probe_hash = hashlib.sha256("".join(f"{i.digest}{i.view.spec}" for i in probe).encode()).hexdigest()[:16]
+        return {
+            "sitegen_version": __version__,
+            "title": config.title,
+            "config": str(config.path),
+            "model": {"name": model.name, "weights": model.weights, "fingerprint": model.fingerprint,
+                      "license": model.weights_license, "preprocess": model.preprocess.as_dict(),
+                      "preprocess_text": model.preprocess.describe(),
+                      "categories": len(categories)},
+            "methods": list(config.compute.methods),
+            "top_k": config.compute.top_k,
+            "layers": layers,
+            "featured": featured_entries,
+            "probe": {"count": len(probe), "files": len({i.digest for i in probe}), "hash": probe_hash,
+                      "items": [{"name": i.name, "view": i.view.describe()} for i in probe]},
+        }
+
+
+def _unique_slugs(names: Iterable[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    result = []
+    for name in names:
+        base = slug(name)
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        result.append(base if count == 0 else f"{base}-{count + 1}")
+    return result
+
+
+def compute(config: Config, cache_dir: str | Path, device: str | None = None, quiet: bool = False,
+            log: Callable[[str], None] = print) -> tuple[dict, dict[str, int]]:
+    """Compute whatever the cache lacks for ``config``; return (manifest, what was computed)."""
+    pipeline = Pipeline(config, Cache(cache_dir), device, quiet, log)
+    manifest = pipeline.run()
+    return manifest, pipeline.computed

@@ -1,0 +1,142 @@
+"""Site model -> files: Jinja2 templates, one ``url`` filter, writes only what changed.
+
+Autoescaping is on and undefined names are errors.  Every link goes through
+``url``, which makes it relative to the page that holds it, so the site works
+from ``file://`` and under any sub-path of a host.  Files this module wrote
+before and no longer makes are removed; nothing else in the folder is touched.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shutil
+from pathlib import Path
+
+import jinja2
+
+from .cache import Cache
+from .errors import SitegenError
+from .sitemodel import SiteModel
+
+RECORD = ".sitegen-files"
+
+
+def templates_dir() -> Path:
+    """The templates shipped in the wheel, or the repository's ``templates/`` in a source checkout."""
+    packaged = Path(__file__).parent / "_templates"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "templates"
+
+
+def relative_url(target: str, page: str) -> str:
+    """``target`` (a path from the site root) as seen from ``page`` (also from the site root)."""
+    if "://" in target or target.startswith(("#", "mailto:")):
+        return target
+    path, _, fragment = target.partition("#")
+    start = posixpath.dirname(page) or "."
+    rel = posixpath.relpath(path, start) if path else posixpath.basename(page)
+    return rel + (f"#{fragment}" if fragment else "")
+
+
+def environment(templates: Path) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True)
+
+    @jinja2.pass_context
+    def url(context, target: str) -> str:
+        return relative_url(target, context["page_path"])
+
+    env.filters["url"] = url
+    env.filters["num"] = lambda value: f"{value:.3g}"
+    env.filters["pct"] = lambda value: f"{100 * value:.1f}%"
+    return env
+
+
+class Writer:
+    """Writes files under ``out`` only when their bytes change, and remembers what it wrote."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.written: set[str] = set()
+        self.changed = 0
+
+    def write(self, rel: str, data: bytes) -> None:
+        target = self.out / rel
+        self.written.add(rel)
+        try:
+            if target.read_bytes() == data:
+                return
+        except OSError:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+        self.changed += 1
+
+    def previous(self) -> set[str]:
+        record = self.out / RECORD
+        return set(record.read_text(encoding="utf-8").splitlines()) if record.is_file() else set()
+
+    def finish(self) -> int:
+        """Remove what an earlier render wrote and this one did not; return how many."""
+        stale = self.previous() - self.written
+        for rel in stale:
+            path = self.out / rel
+            path.unlink(missing_ok=True)
+            parent = path.parent
+            while parent != self.out and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+        (self.out / RECORD).write_text("\n".join(sorted(self.written)) + "\n", encoding="utf-8")
+        return len(stale)
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse to write into a non-empty folder that sitegen did not make."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / RECORD).is_file())):
+        raise SitegenError(f"output folder {str(out)!r} is not empty and was not made by sitegen; "
+                           f"choose another --out or empty it")
+
+
+def render(site: SiteModel, out: str | Path, cache: Cache, templates: Path | None = None) -> dict[str, int]:
+    """Write the site into ``out``; return counts of pages, assets, changed and removed files."""
+    out = Path(out)
+    check_out_dir(out)
+    out.mkdir(parents=True, exist_ok=True)
+    templates = templates or templates_dir()
+    env = environment(templates)
+    writer = Writer(out)
+    for page in site.pages:
+        context = dict(page.context, page_path=page.path, title=page.title, site_title=site.title, nav=site.nav)
+        writer.write(page.path, env.get_template(page.template).render(context).encode("utf-8"))
+    entries: dict[tuple[str, str], dict | None] = {}
+    for asset in site.assets:
+        if asset.path in writer.written:
+            continue
+        if (asset.kind, asset.key) not in entries:
+            entries[(asset.kind, asset.key)] = cache.get(asset.kind, asset.key)
+        entry = entries[(asset.kind, asset.key)]
+        if entry is None or asset.member not in entry:
+            raise SitegenError(f"cache entry {asset.kind}/{asset.key} is missing or damaged; "
+                               f"run `sitegen build` to compute it again")
+        writer.write(asset.path, entry[asset.member])
+    static = templates / "static"
+    for path in sorted(static.rglob("*")) if static.is_dir() else []:
+        if path.is_file():
+            writer.write(path.relative_to(templates).as_posix(), path.read_bytes())
+    removed = writer.finish()
+    return {"pages": len(site.pages), "assets": len(writer.written) - len(site.pages),
+            "changed": writer.changed, "removed": removed}
+
+
+def clean(out: Path) -> int:
+    """Remove the files a render recorded in ``out``, and the record; return how many."""
+    writer = Writer(out)
+    files = writer.previous()
+    if not files:
+        return 0
+    writer.finish()
+    (out / RECORD).unlink(missing_ok=True)
+    if out.is_dir() and not any(out.iterdir()):
+        shutil.rmtree(out)
+    return len(files)

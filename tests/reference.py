@@ -1,0 +1,75 @@
+"""An independent, one-neuron-at-a-time reference for DESIGN §2.
+
+It shares no code with sitegen's engine: the ReLU-like modules of a deep copy
+of the model are swapped for explicit modules with the backward rule written
+out, and each neuron gets its own forward and backward pass.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class _Rule(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, upper, method):
+        ctx.method = method
+        ctx.save_for_backward(x)
+        ctx.upper = upper
+        return x.clamp(min=0) if upper is None else x.clamp(0, upper)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        alive = (x > 0) if ctx.upper is None else ((x > 0) & (x < ctx.upper))
+        if ctx.method == "gradient":
+            return grad * alive.to(grad.dtype), None, None
+        if ctx.method == "deconv":
+            return torch.where(grad > 0, grad, torch.zeros_like(grad)), None, None
+        return torch.where((grad > 0) & alive, grad, torch.zeros_like(grad)), None, None
+
+
+class RuleReLU(nn.Module):
+    def __init__(self, upper, method):
+        super().__init__()
+        self.upper, self.method = upper, method
+
+    def forward(self, x):
+        return _Rule.apply(x, self.upper, self.method)
+
+
+def swap_relus(model: nn.Module, method: str) -> nn.Module:
+    model = copy.deepcopy(model).eval()
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, nn.ReLU6):
+                setattr(parent, child_name, RuleReLU(6.0, method))
+            elif isinstance(child, nn.ReLU):
+                setattr(parent, child_name, RuleReLU(None, method))
+    return model
+
+
+def reference_visualize(model, images, layer_path, neurons, method):
+    """[N, len(neurons), 3, H, W], one forward + backward per image and neuron."""
+    ref = swap_relus(model, method)
+    module = dict(ref.named_modules())[layer_path]
+    out = torch.zeros(images.shape[0], len(neurons), *images.shape[1:])
+    for n in range(images.shape[0]):
+        for k, neuron in enumerate(neurons):
+            x = images[n:n + 1].clone().requires_grad_(True)
+            got = {}
+            handle = module.register_forward_hook(lambda m, i, o: got.__setitem__("o", o))
+            try:
+                ref(x)
+            finally:
+                handle.remove()
+            act = got["o"][0, neuron]
+            flat = act.reshape(-1)
+            # first maximum in row-major order
+            position = int(torch.nonzero(flat == flat.max())[0])
+            (grad,) = torch.autograd.grad(flat[position], x)
+            out[n, k] = grad[0]
+    return out

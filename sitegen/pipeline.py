@@ -190,6 +190,7 @@ class Pipeline:
         return manifest
 
     def stage_activations(self, items: list[Item], progress: Progress) -> None:
+        items = list({item.id: item for item in items}.values())  # a featured image may be a probe view too
         missing = [item for item in items if not all(self.cache.has("acts", self.acts_key(item, layer))
                                                      for layer in self.layers)]
         task = progress.add_task("activations", total=len(missing))

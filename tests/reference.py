@@ -56,7 +56,7 @@ def reference_visualize(model, images, layer_path, neurons, method):
     """[N, len(neurons), 3, H, W], one forward + backward per image and neuron."""
     ref = swap_relus(model, method)
     module = dict(ref.named_modules())[layer_path]
-    out = torch.zeros(images.shape[0], len(neurons), *images.shape[1:])
+    out = torch.zeros(images.shape[0], len(neurons), *images.shape[1:], dtype=images.dtype)
     for n in range(images.shape[0]):
         for k, neuron in enumerate(neurons):
             x = images[n:n + 1].clone().requires_grad_(True)

@@ -1,0 +1,31 @@
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def write_images(folder: Path, count: int, size=(96, 80), seed: int = 0) -> list[Path]:
+    """Generated test images: smooth colour blobs on noise, different sizes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for index in range(count):
+        h, w = size[1] + 8 * index, size[0]
+        yy, xx = np.mgrid[0:h, 0:w]
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (w / 5) ** 2))
+        colour = rng.uniform(0, 255, 3)
+        pixels = rng.normal(100, 30, (h, w, 3)) + blob[..., None] * colour
+        path = folder / f"img{index}.png"
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def images(tmp_path):
+    return write_images(tmp_path / "imgs", 4)

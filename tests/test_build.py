@@ -1,0 +1,177 @@
+"""End to end: a tiny atlas (a random-init model, generated images) built, checked and rebuilt."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write_images
+from sitegen.check import check_site
+from sitegen.cli import app
+from sitegen.config import load
+from sitegen.pipeline import compute
+
+CONFIG = """
+title = "Tiny <atlas>"
+[model]
+name = "tinynet:build"
+weights = "none"
+resize = 40
+crop = 32
+[layers]
+use = ["features.1", "features.4", "features.7", "fc"]
+[images]
+featured = ["imgs/img0.png", "imgs/img1.png"]
+probe = ["imgs"]
+probe_flip = true
+probe_zooms = [1.0, 0.5]
+[compute]
+top_k = 4
+batch_size = 4
+[[credits]]
+files = ["imgs/img0.png"]
+license = "CC0"
+title = "Noise"
+"""
+NEURONS = {"features.1": 6, "features.4": 8, "features.7": 10, "fc": 5}
+
+
+@pytest.fixture
+def atlas(tmp_path):
+    write_images(tmp_path / "imgs", 4)
+    (tmp_path / "atlas.toml").write_text(CONFIG)
+    notes = tmp_path / "neurons" / "features.4"
+    notes.mkdir(parents=True)
+    (notes / "3.md").write_text("# Blob edge\n\nFires on the *rim* of the blob.\n")
+    (tmp_path / "index.md").write_text("Hello **atlas**.\n")
+    return tmp_path
+
+
+def run(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def test_build_check_and_rebuild(atlas):
+    site, cache = atlas / "site", atlas / "cache"
+    code, output = run("build", "--config", atlas / "atlas.toml", "--out", site, "--cache", cache, "-q")
+    assert code == 0, output
+
+    # a page for every neuron of every layer, every featured image, every layer
+    for layer, count in NEURONS.items():
+        assert (site / "layers" / f"{layer}.html").is_file()
+        pages = sorted(p.name for p in (site / "layers" / layer).glob("*.html"))
+        assert pages == sorted(f"{n}.html" for n in range(count))
+    assert (site / "images" / "img0.html").is_file() and (site / "images" / "img1.html").is_file()
+    count, problems = check_site(site)
+    assert problems == [] and count > 500
+
+    neuron = (site / "layers" / "features.4" / "3.html").read_text()
+    assert "Blob edge" in neuron and "<em>rim</em>" in neuron
+    for method in ("guided", "deconv", "gradient"):
+        for image in ("img0", "img1"):
+            assert f"../../assets/vis/features.4/3/{image}-{method}.png" in neuron
+    assert neuron.count('alt="Patch ') == 4
+    assert "Tiny &lt;atlas&gt;" in neuron  # the title is escaped
+    assert "Hello <strong>atlas</strong>." in (site / "index.html").read_text()
+    about = (site / "about.html").read_text()
+    assert "CC0" in about and "No credit is recorded for: imgs/img1.png, imgs/img2.png, imgs/img3.png" in about
+
+    code, output = run("check", site)
+    assert code == 0 and "all resolve" in output
+
+    before = {p: p.read_bytes() for p in site.rglob("*") if p.is_file()}
+    code, output = run("build", "--config", atlas / "atlas.toml", "--out", site, "--cache", cache, "-q")
+    assert code == 0 and "computed nothing (all cached)" in output
+    assert "0 changed, 0 removed" in output
+    assert before == {p: p.read_bytes() for p in site.rglob("*") if p.is_file()}
+
+
+def test_only_new_work_is_computed(atlas):
+    cache = atlas / "cache"
+    config = load(atlas / "atlas.toml")
+    _, first = compute(config, cache, quiet=True)
+    # 4 files x (whole + centre and 4 corners at zoom 0.5) x 2 flips; the featured images are among them
+    assert first["activations"] == 4 * 6 * 2
+    _, again = compute(config, cache, quiet=True)
+    assert again == {}
+
+    # a new featured image computes only that image's work
+    (atlas / "atlas.toml").write_text(CONFIG.replace('"imgs/img1.png"]', '"imgs/img1.png", "imgs/img2.png"]'))
+    _, more = compute(load(atlas / "atlas.toml"), cache, quiet=True)
+    assert more == {"visualizations": sum(NEURONS.values()) * 3}  # its activations are a probe view's
+
+    # a larger top_k recomputes patches only
+    (atlas / "atlas.toml").write_text(CONFIG.replace("top_k = 4", "top_k = 5"))
+    _, patches = compute(load(atlas / "atlas.toml"), cache, quiet=True)
+    assert set(patches) == {"patch sets"}
+
+
+def test_render_runs_without_torch(atlas):
+    cache = atlas / "cache"
+    compute(load(atlas / "atlas.toml"), cache, quiet=True)
+    script = (
+        "import sys; from typer.testing import CliRunner; from sitegen.cli import app; "
+        f"r = CliRunner().invoke(app, ['render', '--config', {str(atlas / 'atlas.toml')!r}, "
+        f"'--out', {str(atlas / 'site')!r}, '--cache', {str(cache)!r}]); "
+        "assert r.exit_code == 0, r.output; "
+        "assert 'torch' not in sys.modules, 'render imported torch'")
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parent)
+    assert (atlas / "site" / "index.html").is_file()
+
+
+def test_stale_pages_are_removed_and_foreign_folders_refused(atlas):
+    site, cache = atlas / "site", atlas / "cache"
+    assert run("build", "-c", atlas / "atlas.toml", "-o", site, "--cache", cache, "-q")[0] == 0
+    (atlas / "atlas.toml").write_text(CONFIG.replace('"features.7", ', ""))
+    code, output = run("build", "-c", atlas / "atlas.toml", "-o", site, "--cache", cache, "-q")
+    assert code == 0, output
+    assert not (site / "layers" / "features.7.html").exists()
+    assert not (site / "layers" / "features.7").exists()
+    assert check_site(site)[1] == []
+
+    foreign = atlas / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    code, output = run("render", "-c", atlas / "atlas.toml", "-o", foreign, "--cache", cache)
+    assert code == 1 and "not made by sitegen" in output
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+    code, output = run("clean", "-o", site)
+    assert code == 0 and not site.exists()
+
+
+def test_config_errors_are_one_clear_message(atlas):
+    (atlas / "atlas.toml").write_text(CONFIG.replace('"features.4"', '"features.44"'))
+    code, output = run("build", "-c", atlas / "atlas.toml", "-o", atlas / "site", "--cache", atlas / "c", "-q")
+    assert code == 1
+    assert "unknown layer 'features.44'" in output and "Did you mean 'features.4'" in output
+    assert "Traceback" not in output
+
+    (atlas / "atlas.toml").write_text(CONFIG.replace("top_k = 4", "top_k = 400"))
+    code, output = run("compute", "-c", atlas / "atlas.toml", "--cache", atlas / "c", "-q")
+    assert code == 1 and "compute.top_k is 400 but the probe set has only 48 views" in output
+
+    (atlas / "atlas.toml").write_text(CONFIG.replace('weights = "none"', 'weights = "missing.pth"'))
+    code, output = run("compute", "-c", atlas / "atlas.toml", "--cache", atlas / "c", "-q")
+    assert code == 1 and "missing.pth" in output and "does not exist" in output
+
+
+def test_layers_command_lists_shapes_and_aliases():
+    code, output = run("layers", "alexnet")
+    assert code == 0
+    assert "features.11" in output and "conv5" in output and "256 x 13 x 13" in output
+
+
+def test_manifest_records_provenance(atlas):
+    cache = atlas / "cache"
+    manifest, _ = compute(load(atlas / "atlas.toml"), cache, quiet=True)
+    assert manifest["model"]["fingerprint"].startswith("tinynet:build:")
+    assert manifest["probe"]["count"] == 48
+    top = manifest["layers"][1]["neurons"][3]["top"]
+    assert [p["rank"] for p in top] == [1, 2, 3, 4]
+    assert all(a["value"] >= b["value"] for a, b in zip(top, top[1:]))
+    json.dumps(manifest)

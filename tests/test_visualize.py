@@ -1,0 +1,126 @@
+"""Every method against the independent one-neuron-at-a-time reference (tests/reference.py)."""
+
+import pytest
+import torch
+from torch import nn
+
+import sitegen
+from reference import reference_visualize
+from sitegen.compute import pictures
+from sitegen.errors import SitegenError
+from sitegen.models import load_model
+
+CASES = [
+    # model, layer (alias or path), module path, input size, neurons
+    ("alexnet", "conv2", "features.4", 80, [0, 7, 100]),
+    ("alexnet", "conv5", "features.11", 80, [1, 200]),
+    ("alexnet", "fc7", "classifier.5", 80, None),  # None: the first units alive on both images
+    ("vgg11", "features.12", "features.12", 64, [0, 255]),
+    ("resnet18", "layer2", "layer2", 64, [5, 90]),  # in-place ReLU module called twice per block
+    ("resnet18", "layer4.1.conv1", "layer4.1.conv1", 64, [2]),
+    ("efficientnet_lite0", "block4", "_blocks.4", 96, [0, 39]),  # shared ReLU6 module
+    ("efficientnet_lite0", "logits", "_fc", 64, [281, 7]),
+]
+
+
+@pytest.mark.parametrize("name,layer,path,size,neurons", CASES)
+def test_methods_match_the_reference(name, layer, path, size, neurons):
+    # float64: in float32 a batch of copies and a single image may round a value near a ReLU's
+    # threshold differently, flipping one mask entry; that is float noise, not a difference of method
+    torch.manual_seed(1)
+    model = load_model(name, "none").module.double()
+    images = torch.randn(2, 3, size, size, dtype=torch.float64)
+    if neurons is None:
+        neurons = alive(model, images, path)[:3]
+    for method in ("guided", "deconv", "gradient"):
+        got = sitegen.visualize(model, images, layer, neurons, method, batch_size=2)
+        want = reference_visualize(model, images, path, neurons, method)
+        assert got.shape == (2, len(neurons), 3, size, size)
+        scale = want.abs().amax(dim=(2, 3, 4), keepdim=True)
+        assert (scale > 0).all(), "a neuron with no gradient tests nothing"
+        error = ((got - want).abs() / scale).max().item()
+        assert error < 1e-9, (name, layer, method, error)
+
+
+def alive(model, images, path):
+    got = {}
+    handle = dict(model.named_modules())[path].register_forward_hook(lambda m, i, o: got.__setitem__("o", o))
+    with torch.no_grad():
+        model.eval()(images)
+    handle.remove()
+    return (got["o"] > 0).all(0).nonzero()[:, 0].tolist()
+
+
+def test_methods_differ_where_they_should():
+    torch.manual_seed(0)
+    model = load_model("alexnet", "none").module
+    images = torch.randn(1, 3, 80, 80)
+    guided = sitegen.visualize(model, images, "conv5", [3], "guided")
+    deconv = sitegen.visualize(model, images, "conv5", [3], "deconv")
+    gradient = sitegen.visualize(model, images, "conv5", [3], "gradient")
+    assert not torch.allclose(guided, gradient)
+    assert not torch.allclose(deconv, gradient)
+
+
+def test_the_model_is_left_as_given():
+    torch.manual_seed(0)
+    model = load_model("resnet18", "none").module.train()
+    model.layer1.requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    sitegen.visualize(model, torch.randn(1, 3, 64, 64), "layer3", [0, 1], "guided")
+    assert model.training and all(m.training for m in model.modules())
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(not m._forward_hooks and not m._backward_hooks for m in model.modules())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_functional_and_inplace_relus_are_handled():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 4, 3, padding=1)
+            self.b = nn.Conv2d(4, 5, 3, padding=1)
+
+        def forward(self, x):
+            x = torch.relu_(self.a(x))
+            x = self.b(x)
+            x.relu_()
+            return x
+
+    class Reference(nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.a, self.b = net.a, net.b
+            self.r1, self.r2 = nn.ReLU(), nn.ReLU()
+
+        def forward(self, x):
+            return self.r2(self.b(self.r1(self.a(x))))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    images = torch.randn(2, 3, 12, 12)
+    for method in ("guided", "deconv", "gradient"):
+        got = sitegen.visualize(net, images, "b", [0, 4], method)
+        want = reference_visualize(Reference(net), images, "b", [0, 4], method)
+        assert torch.allclose(got, want, atol=1e-6, rtol=1e-4)
+
+
+def test_pictures_keep_zero_grey_and_one_scale():
+    grads = torch.zeros(2, 3, 4, 4)
+    grads[0, 0, 0, 0] = 2.0
+    grads[0, 1, 1, 1] = -1.0
+    pics = pictures(grads)
+    assert pics.shape == (2, 4, 4, 3)
+    assert pics[0, 0, 0, 0] == 255 and pics[0, 1, 1, 1] == 64 and pics[0, 2, 2, 2] == 128
+    assert (pics[1] == 128).all()
+
+
+def test_bad_arguments_are_named():
+    model = load_model("alexnet", "none").module
+    with pytest.raises(SitegenError, match="unknown layer 'conv9'"):
+        sitegen.visualize(model, torch.zeros(1, 3, 64, 64), "conv9", [0], "guided")
+    with pytest.raises(SitegenError, match="unknown method"):
+        sitegen.visualize(model, torch.zeros(1, 3, 64, 64), "conv1", [0], "lrp")

@@ -175,5 +175,28 @@ def clean(out: OutOpt = DEFAULT_OUT, cache: CacheOpt = DEFAULT_CACHE,
         _say(f"removed the cache {cache}")
 
 
+def _tune_malloc() -> None:
+    """Keep glibc from returning every large tensor's memory to the system and faulting it back in.
+
+    Replicated batches allocate and free the same large buffers over and over;
+    with glibc's defaults each is a fresh mmap, and the page faults cost as much
+    as the arithmetic on a CPU.  Only the command line does this: the library
+    leaves the process's allocator alone.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def main() -> None:
+    _tune_malloc()
     app()

@@ -6,6 +6,7 @@ on whatever device the model's parameters are on.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from .backprop import METHODS, backward_rule, capture, inference_state, relu_rules
+from .geometry import Geometry
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -48,38 +50,125 @@ def activations(model: nn.Module, images: torch.Tensor, modules: dict[str, nn.Mo
     return {name: (torch.cat(values[name]), torch.cat(positions[name])) for name in modules}
 
 
+@dataclass(frozen=True)
+class Crop:
+    """Rows y0..y1 and columns x0..x1 (inclusive) of the image, and the neuron's position (i, j) in
+    the layer's output for that crop."""
+
+    y0: int
+    x0: int
+    y1: int
+    x1: int
+    i: int
+    j: int
+
+
+def crop_for(geometry: Geometry, i: int, j: int, height: int, width: int) -> Crop | None:
+    """The smallest crop on which the neuron at (i, j) computes exactly as on the whole image.
+
+    It holds the receptive field, starts on the layer's stride grid (so every
+    layer between sees the same positions), and is cut by the image's own
+    borders (so the padding there is the network's own).  Positions next to
+    the crop's inner borders see padding where the image had pixels, but they
+    lie outside the neuron's receptive field.  None: the whole image is needed.
+    """
+    if geometry.whole:
+        return None
+    (jy, jx), (ly, lx), (hy, hx) = geometry.jump, geometry.lo, geometry.hi
+    y0, x0 = max(0, (ly + i * jy) // jy * jy), max(0, (lx + j * jx) // jx * jx)
+    y1, x1 = min(height - 1, hy + i * jy), min(width - 1, hx + j * jx)
+    if (y0, x0, y1, x1) == (0, 0, height - 1, width - 1):
+        return None
+    return Crop(y0, x0, y1, x1, i - y0 // jy, j - x0 // jx)
+
+
 def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module,
               neurons: Sequence[int], positions: Sequence[int], methods: Sequence[str],
-              batch_size: int = 32) -> dict[str, torch.Tensor]:
+              batch_size: int = 32, geometry: Geometry | None = None,
+              out_width: int = 1) -> dict[str, torch.Tensor]:
     """Visualizations of many neurons on one image, ``{method: [len(neurons), 3, H, W]}``.
 
     The image is replicated along the batch and each copy is seeded with a
     different neuron (at its given flat position), so one forward and one
     backward per method serve ``batch_size`` neurons.  Batch elements are
     independent in eval mode, so every copy's input gradient is exactly that
-    neuron's gradient.
+    neuron's gradient.  Given the layer's ``geometry`` (and its output width),
+    each neuron is computed on its receptive-field crop (:func:`crop_for`)
+    where that is smaller than the image, and the result is placed back.
     """
     for method in methods:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     device = model_device(model)
-    image = image.to(device).unsqueeze(0) if image.dim() == 3 else image.to(device)
-    results: dict[str, list[torch.Tensor]] = {method: [] for method in methods}
+    image = image.to(device)
+    image = image[0] if image.dim() == 4 else image
+    _, height, width = image.shape
+    crops: list[Crop | None] = [None] * len(neurons)
+    if geometry is not None:
+        crops = [crop_for(geometry, *divmod(int(p), out_width), height, width) for p in positions]
+    groups: dict[tuple[int, int] | None, list[int]] = {}
+    for index, crop in enumerate(crops):
+        shape = None if crop is None else (crop.y1 - crop.y0 + 1, crop.x1 - crop.x0 + 1)
+        groups.setdefault(shape, []).append(index)
+    results = {method: torch.zeros(len(neurons), *image.shape, device=device, dtype=image.dtype)
+               for method in methods}
     with inference_state(model):
-        for start in range(0, len(neurons), batch_size):
-            chunk = torch.as_tensor(list(neurons[start:start + batch_size]), device=device)
-            where = torch.as_tensor(list(positions[start:start + batch_size]), device=device)
-            batch = image.expand(len(chunk), -1, -1, -1).clone().requires_grad_(True)
-            with torch.enable_grad(), relu_rules():
-                outs, _ = capture(model, batch, {name: module})
-                flat = _flat(outs[name])
-                seeds = flat[torch.arange(len(chunk), device=device), chunk, where].sum()
-            for index, method in enumerate(methods):
-                with backward_rule(method):
-                    (grad,) = torch.autograd.grad(seeds, batch, retain_graph=index < len(methods) - 1)
-                results[method].append(grad.detach())
-            del outs, flat, seeds, batch
-    return {method: torch.cat(parts) for method, parts in results.items()}
+        for members in groups.values():
+            for start in range(0, len(members), batch_size):
+                chunk = members[start:start + batch_size]
+                cuts = [crops[k] for k in chunk]
+                if cuts[0] is None:
+                    batch = image.expand(len(chunk), -1, -1, -1).clone()
+                else:
+                    batch = torch.stack([image[:, c.y0:c.y1 + 1, c.x0:c.x1 + 1] for c in cuts])
+                batch.requires_grad_(True)
+                with torch.enable_grad(), relu_rules():
+                    outs, _ = capture(model, batch, {name: module})
+                    out = outs[name]
+                    flat = _flat(out)
+                    where = [int(positions[k]) if c is None else c.i * out.shape[-1] + c.j
+                             for k, c in zip(chunk, cuts)]
+                    seeds = flat[torch.arange(len(chunk), device=device),
+                                 torch.as_tensor([int(neurons[k]) for k in chunk], device=device),
+                                 torch.as_tensor(where, device=device)].sum()
+                for index, method in enumerate(methods):
+                    with backward_rule(method):
+                        (grad,) = torch.autograd.grad(seeds, batch, retain_graph=index < len(methods) - 1)
+                    for row, (k, c) in enumerate(zip(chunk, cuts)):
+                        if c is None:
+                            results[method][k] = grad[row]
+                        else:
+                            results[method][k, :, c.y0:c.y1 + 1, c.x0:c.x1 + 1] = grad[row]
+                del outs, out, flat, seeds, batch
+    return results
+
+
+def crops_are_exact(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module,
+                    geometry: Geometry, tolerance: float = 1e-3) -> bool:
+    """Check on one image that receptive-field crops give the whole image's numbers for this layer.
+
+    The geometry is traced for the whole image; a model whose padding depends
+    on the input size (dynamic 'same' padding) could still differ on a crop,
+    so the corners, an edge and the centre are compared before crops are used,
+    each with the channel most active there.
+    """
+    if geometry.whole:
+        return False
+    with inference_state(model), torch.no_grad():
+        out, _ = capture(model, image.to(model_device(model))[None], {name: module})
+    out = out[name][0]
+    if out.dim() != 3:
+        return False
+    _, height, width = out.shape
+    positions = [0, width - 1, (height - 1) * width, height * width - 1, (height // 2) * width + width // 2]
+    neurons = [int(out.reshape(out.shape[0], -1)[:, p].argmax()) for p in positions]
+    full = gradients(model, image, name, module, neurons, positions, ["gradient"])["gradient"]
+    crop = gradients(model, image, name, module, neurons, positions, ["gradient"], geometry=geometry,
+                     out_width=width)["gradient"]
+    scale = full.abs().amax(dim=(1, 2, 3))
+    if not (scale > 0).any():
+        return False  # nothing to compare: do not trust crops
+    return bool(((full - crop).abs().amax(dim=(1, 2, 3)) <= tolerance * scale).all())
 
 
 def visualize(model: nn.Module, images: torch.Tensor, name: str, module: nn.Module,

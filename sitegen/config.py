@@ -63,7 +63,8 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "top_k": Option(int, 9, "Top patches per neuron.", minimum=1),
         "methods": Option(list, list(METHOD_NAMES), "Visualization methods.", item=str, choices=METHOD_NAMES),
         "device": Option(str, "auto", "Where to compute.", choices=("auto", "cpu", "cuda")),
-        "batch_size": Option(int, 32, "Images or neurons per forward pass.", minimum=1),
+        "batch_size": Option(int, 16, "Images or neurons per forward pass (8 to 16 suit a CPU, more a GPU).",
+                             minimum=1),
         "seed": Option(int, 0, "Seed for random initialisation."),
     },
     "site": {

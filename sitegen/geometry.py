@@ -156,7 +156,8 @@ class _GeometryMode(TorchFunctionMode):
 def receptive_fields(model: nn.Module, modules: dict[str, nn.Module], input_size: tuple[int, int],
                      device: torch.device | str = "cpu") -> dict[str, Geometry]:
     """The geometry of each named module's output for an input of ``input_size`` (H, W)."""
-    x = torch.zeros(1, 3, *input_size, device=device)
+    dtype = next((p.dtype for p in model.parameters()), torch.float32)
+    x = torch.zeros(1, 3, *input_size, device=device, dtype=dtype)
     with inference_state(model), torch.no_grad():
         mode = _GeometryMode(x)
         with mode:

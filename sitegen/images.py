@@ -149,6 +149,16 @@ def cut(pixels: np.ndarray, box: tuple[int, int, int, int], fill: int = 128) -> 
     return out
 
 
+def fit(pixels: np.ndarray, side: int) -> np.ndarray:
+    """Shrink an [H, W, 3] array so that neither side exceeds ``side`` (area-averaged); smaller ones stay."""
+    height, width = pixels.shape[:2]
+    if max(height, width) <= side:
+        return pixels
+    scale = side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.BOX))
+
+
 def encode(pixels: np.ndarray, fmt: str = "PNG") -> bytes:
     buffer = io.BytesIO()
     options = {"quality": 88} if fmt == "JPEG" else {"optimize": False, "compress_level": 6}

@@ -24,11 +24,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .cache import Cache, make_key, manifest_name
-from .compute import activations, gradients, pictures, predictions, top_k
+from .compute import activations, crops_are_exact, gradients, pictures, predictions, top_k
 from .config import Config
 from .errors import SitegenError
 from .geometry import Geometry, receptive_fields
-from .images import Item, View, cut, encode, expand, load_rgb, make_items, probe_views, slug, view_pixels
+from .images import Item, View, cut, encode, expand, fit, load_rgb, make_items, probe_views, slug, view_pixels
 from .models import LoadedModel, describe_layers, load_model
 
 
@@ -40,16 +40,24 @@ def pick_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-@dataclass(frozen=True)
+PATCH_SIDE = 128  # patches larger than this are stored shrunk to it (the grid shows them at about 100 px)
+
+
+@dataclass
 class Layer:
     name: str  # alias or dotted path: the name in page URLs
     path: str  # dotted module path
     shape: tuple[int, ...]
     geometry: Geometry
+    crops: bool | None = None  # whether receptive-field crops are exact for this layer (None: not checked)
 
     @property
     def neurons(self) -> int:
         return self.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.shape[2] if len(self.shape) == 3 else 1
 
 
 def load_configured_model(config: Config) -> LoadedModel:
@@ -146,7 +154,8 @@ class Pipeline:
         return make_key("photo", p.resize, p.crop, p.interpolation, item.digest, item.view.spec)
 
     def patch_key(self, item: Item, layer: Layer, neurons: list[int]) -> str:
-        return self._key("patch", layer.path, layer.geometry.as_dict(), item.digest, item.view.spec, neurons)
+        return self._key("patch", layer.path, layer.geometry.as_dict(), PATCH_SIDE, item.digest, item.view.spec,
+                         neurons)
 
     # -- helpers ------------------------------------------------------------
     def pixels(self, item: Item) -> np.ndarray:
@@ -245,7 +254,7 @@ class Pipeline:
             for start in range(0, len(neurons), size):
                 chunk = neurons[start:start + size]
                 result = gradients(self.model.module, x, layer.path, self.modules[layer.path], chunk,
-                                   positions[chunk].tolist(), todo, size)
+                                   positions[chunk].tolist(), todo, size, *self.crop_args(layer, x))
                 for method in todo:
                     grads[method].append(pictures(result[method]))
                 progress.advance(task, len(chunk))
@@ -278,21 +287,27 @@ class Pipeline:
                 chunk = neurons[start:start + size]
                 where = positions[chunk].tolist()
                 result = gradients(self.model.module, x, layer.path, self.modules[layer.path], chunk, where,
-                                   ["guided"], size)
+                                   ["guided"], size, *self.crop_args(layer, x))
                 guided = pictures(result["guided"])
                 for offset, neuron in enumerate(chunk):
                     box = self.box(layer, int(where[offset]))
-                    members[f"{neuron}-img.jpg"] = encode(cut(pixels, box), "JPEG")
-                    members[f"{neuron}-gb.png"] = encode(cut(guided[offset], box))
+                    members[f"{neuron}-img.jpg"] = encode(fit(cut(pixels, box), PATCH_SIDE), "JPEG")
+                    members[f"{neuron}-gb.png"] = encode(fit(cut(guided[offset], box), PATCH_SIDE))
                 progress.advance(task, len(chunk))
             self.cache.put("patch", self.patch_key(item, layer, neurons), members)
             self._count("patch sets")
         return tops
 
+    def crop_args(self, layer: Layer, image: torch.Tensor) -> tuple[Geometry | None, int]:
+        """Receptive-field crops for this layer, once checked exact on ``image``."""
+        if layer.crops is None:
+            layer.crops = crops_are_exact(self.model.module, image, layer.path, self.modules[layer.path],
+                                          layer.geometry)
+        return (layer.geometry if layer.crops else None), layer.width
+
     def box(self, layer: Layer, position: int) -> tuple[int, int, int, int]:
         size = self.model.preprocess.crop
-        width = layer.shape[2] if len(layer.shape) == 3 else 1
-        i, j = divmod(position, width)
+        i, j = divmod(position, layer.width)
         return layer.geometry.box(i, j, size, size)
 
     # -- manifest -----------------------------------------------------------

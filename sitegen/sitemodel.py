@@ -37,7 +37,8 @@ DEFINITIONS = {
     "patch": ("A patch is the neuron's receptive field at its position: the box of input pixels that can "
               "affect it, from the layers' kernels, strides and padding, grey where it leaves the image. "
               "Where the box is larger than the image, the whole image is shown. The guided patch is the "
-              "same box cut from the guided-backprop picture."),
+              "same box cut from the guided-backprop picture. Patches larger than 128 pixels are shown "
+              "shrunk to 128."),
     "top": ("Top patches: the probe views with the highest activation, one patch per view, ties broken by "
             "the order of the probe set."),
 }

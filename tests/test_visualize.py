@@ -124,3 +124,52 @@ def test_bad_arguments_are_named():
         sitegen.visualize(model, torch.zeros(1, 3, 64, 64), "conv9", [0], "guided")
     with pytest.raises(SitegenError, match="unknown method"):
         sitegen.visualize(model, torch.zeros(1, 3, 64, 64), "conv1", [0], "lrp")
+
+
+@pytest.mark.parametrize("name,path,size", [("efficientnet_lite0", "_blocks.4", 128), ("alexnet", "features.4", 128),
+                                            ("resnet18", "layer2", 128), ("vgg11", "features.7", 64)])
+def test_receptive_field_crops_give_the_whole_image_numbers(name, path, size):
+    from sitegen.compute import crops_are_exact, gradients
+    from sitegen.geometry import receptive_fields
+
+    torch.manual_seed(0)
+    model = load_model(name, "none").module.double().eval()
+    module = dict(model.named_modules())[path]
+    geometry = receptive_fields(model, {path: module}, (size, size))[path]
+    image = torch.randn(3, size, size, dtype=torch.float64)
+    got = {}
+    handle = module.register_forward_hook(lambda m, i, o: got.__setitem__("o", o))
+    with torch.no_grad():
+        model(image[None])
+    handle.remove()
+    out = got["o"][0]
+    height, width = out.shape[1:]
+    # corners, edges and the centre: crops cut by the image's borders and crops inside it;
+    # at each, the channel most active there, so that its gradient is not zero
+    positions = [0, width - 1, (height - 1) * width, height * width - 1, (height // 2) * width + width // 2,
+                 width // 2]
+    neurons = [int(out.reshape(out.shape[0], -1)[:, p].argmax()) for p in positions]
+    full = gradients(model, image, path, module, neurons, positions, ["guided", "gradient"])
+    crop = gradients(model, image, path, module, neurons, positions, ["guided", "gradient"],
+                     geometry=geometry, out_width=width)
+    for method in full:
+        scale = full[method].abs().amax(dim=(1, 2, 3))
+        assert (scale > 0).all()
+        assert ((full[method] - crop[method]).abs().amax(dim=(1, 2, 3)) <= 1e-9 * scale).all()
+    assert crops_are_exact(model, image, path, module, geometry)
+
+
+def test_crops_are_refused_where_padding_depends_on_the_input_size():
+    from efficientnet_lite_pytorch.utils import Conv2dDynamicSamePadding
+
+    from sitegen.compute import crops_are_exact
+    from sitegen.geometry import receptive_fields
+
+    torch.manual_seed(0)
+    # TensorFlow-style 'same' padding computed per call: a crop of odd size is padded on the left too
+    model = nn.Sequential(Conv2dDynamicSamePadding(3, 4, 3, stride=2), nn.ReLU(),
+                          Conv2dDynamicSamePadding(4, 4, 3, stride=2), nn.ReLU()).double().eval()
+    image = torch.randn(3, 64, 64, dtype=torch.float64)
+    geometry = receptive_fields(model, {"3": model[3]}, (64, 64))["3"]
+    assert not geometry.whole
+    assert not crops_are_exact(model, image, "3", model[3], geometry)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 # Bump when a change to the compute code changes what it produces.
-COMPUTE_VERSION = 1
+COMPUTE_VERSION = 2
 
 
 def make_key(*parts: Any) -> str:

@@ -246,23 +246,35 @@ class Pipeline:
                 self.cache.put("preds", self.preds_key(item), {"probs.npy": probs[0].numpy(),
                                                                 "indices.npy": indices[0].numpy()})
         for item, layer, todo in work:
-            x = self.tensor([self.pixels(item)])[0]
+            pixels = self.pixels(item)
+            x = self.tensor([pixels])[0]
             _, positions = self.read_acts(item, layer)
-            neurons = list(range(layer.neurons))
-            grads: dict[str, list[np.ndarray]] = {m: [] for m in todo}
+            zoom = self.zoomable(layer)
+            members: dict[str, dict[str, bytes]] = {m: {} for m in todo}
             size = self.config.compute.batch_size
-            for start in range(0, len(neurons), size):
-                chunk = neurons[start:start + size]
+            step = size * 8  # several batches per call, so crops of equal size batch together
+            for start in range(0, layer.neurons, step):
+                chunk = list(range(start, min(start + step, layer.neurons)))
                 result = gradients(self.model.module, x, layer.path, self.modules[layer.path], chunk,
                                    positions[chunk].tolist(), todo, size, *self.crop_args(layer, x))
                 for method in todo:
-                    grads[method].append(pictures(result[method]))
+                    for offset, picture in enumerate(pictures(result[method])):
+                        neuron = chunk[offset]
+                        out = members[method]
+                        out[f"{neuron}.png"] = encode(picture)
+                        if zoom:
+                            box = self.box(layer, int(positions[neuron]))
+                            out[f"{neuron}-box.png"] = encode(fit(cut(picture, box), PATCH_SIDE))
+                            out[f"{neuron}-img.jpg"] = encode(fit(cut(pixels, box), PATCH_SIDE), "JPEG")
                 progress.advance(task, len(chunk))
             for method in todo:
-                stack = np.concatenate(grads[method])
-                self.cache.put("vis", self.vis_key(item, layer, method),
-                               {f"{n}.png": encode(stack[n]) for n in neurons})
-            self._count("visualizations", len(neurons) * len(todo))
+                self.cache.put("vis", self.vis_key(item, layer, method), members[method])
+            self._count("visualizations", layer.neurons * len(todo))
+
+    def zoomable(self, layer: Layer) -> bool:
+        """Whether a neuron's receptive field is smaller than the image, so a zoomed view adds to the whole."""
+        size = self.model.preprocess.crop
+        return not layer.geometry.whole and min(layer.geometry.size) < size
 
     def stage_patches(self, probe: list[Item], progress: Progress) -> dict[str, "TopPatches"]:
         k = self.config.compute.top_k
@@ -275,25 +287,22 @@ class Pipeline:
             tops[layer.name] = top
             for index, neurons in sorted(top.wanted().items()):
                 if not self.cache.has("patch", self.patch_key(probe[index], layer, neurons)):
-                    work.append((layer, probe[index], neurons))
+                    work.append((layer, index, neurons))
         task = progress.add_task("top patches (neurons)", total=sum(len(n) for _, _, n in work))
         size = self.config.compute.batch_size
-        for layer, item, neurons in work:
+        for layer, index, neurons in work:
+            item = probe[index]
             pixels = self.pixels(item)
             x = self.tensor([pixels])[0]
-            _, positions = self.read_acts(item, layer)
             members = {}
-            for start in range(0, len(neurons), size):
-                chunk = neurons[start:start + size]
-                where = positions[chunk].tolist()
-                result = gradients(self.model.module, x, layer.path, self.modules[layer.path], chunk, where,
-                                   ["guided"], size, *self.crop_args(layer, x))
-                guided = pictures(result["guided"])
-                for offset, neuron in enumerate(chunk):
-                    box = self.box(layer, int(where[offset]))
-                    members[f"{neuron}-img.jpg"] = encode(fit(cut(pixels, box), PATCH_SIDE), "JPEG")
-                    members[f"{neuron}-gb.png"] = encode(fit(cut(guided[offset], box), PATCH_SIDE))
-                progress.advance(task, len(chunk))
+            where = tops[layer.name].positions[index, neurons].tolist()
+            result = gradients(self.model.module, x, layer.path, self.modules[layer.path], neurons, where,
+                               ["guided"], size, *self.crop_args(layer, x))
+            for offset, guided in enumerate(pictures(result["guided"])):
+                neuron, box = neurons[offset], self.box(layer, int(where[offset]))
+                members[f"{neuron}-img.jpg"] = encode(fit(cut(pixels, box), PATCH_SIDE), "JPEG")
+                members[f"{neuron}-gb.png"] = encode(fit(cut(guided, box), PATCH_SIDE))
+            progress.advance(task, len(neurons))
             self.cache.put("patch", self.patch_key(item, layer, neurons), members)
             self._count("patch sets")
         return tops
@@ -343,7 +352,7 @@ class Pipeline:
                                     "entry": entries[index]})
                 neurons.append({"top": patches})
             layers.append({"name": layer.name, "path": layer.path, "shape": list(layer.shape),
-                           "neurons": neurons, "geometry": layer.geometry.as_dict(),
+                           "neurons": neurons, "geometry": layer.geometry.as_dict(), "zoom": self.zoomable(layer),
                            "rf_size": list(layer.geometry.size) if not layer.geometry.whole else None})
         probe_hash = hashlib.sha256("".join(f"{i.digest}{i.view.spec}" for i in probe).encode()).hexdigest()[:16]
         return {

@@ -135,9 +135,12 @@ class _Builder:
     def photo(self, featured: dict) -> str:
         return self.asset(f"assets/photos/{featured['slug']}.jpg", "photo", featured["photo"], "photo.jpg")
 
-    def vis(self, featured: dict, layer: str, neuron: int, method: str) -> str:
-        return self.asset(f"assets/vis/{safe_name(layer)}/{neuron}/{featured['slug']}-{method}.png", "vis",
-                          featured["vis"][layer][method], f"{neuron}.png")
+    def vis(self, featured: dict, layer: str, neuron: int, method: str, part: str = "") -> str:
+        """A visualization: the whole picture, or (part "box", "img") its receptive field zoomed."""
+        ext = "jpg" if part == "img" else "png"
+        suffix = f"-{part}" if part else ""
+        return self.asset(f"assets/vis/{safe_name(layer)}/{neuron}/{featured['slug']}-{method}{suffix}.{ext}",
+                          "vis", featured["vis"][layer][method], f"{neuron}{suffix}.{ext}")
 
     def patch(self, layer: str, neuron: int, patch: dict, which: str) -> str:
         ext = "jpg" if which == "img" else "png"
@@ -225,11 +228,15 @@ class _Builder:
             values, positions = self.acts(featured, name)
             width = layer["shape"][2] if len(layer["shape"]) == 3 else 1
             row, col = divmod(int(positions[neuron]), width)
+            zoom = layer["zoom"]
             rows.append({"slug": featured["slug"], "name": featured["name"], "url": self.image_url(featured["slug"]),
                          "photo": self.photo(featured), "value": float(values[neuron]),
                          "position": f"({row}, {col})" if len(layer["shape"]) == 3 else "",
+                         "crop": self.vis(featured, name, neuron, self.methods[0], "img") if zoom else None,
                          "pictures": [{"method": m, "title": METHOD_TITLES[m],
-                                       "src": self.vis(featured, name, neuron, m)} for m in self.methods]})
+                                       "src": self.vis(featured, name, neuron, m),
+                                       "zoom": self.vis(featured, name, neuron, m, "box") if zoom else None}
+                                      for m in self.methods]})
         patches = []
         for patch in layer["neurons"][neuron]["top"]:
             item = self.probe_items[patch["item"]]
@@ -255,7 +262,9 @@ class _Builder:
             per_layer.append({"layer": self.layer_summary(layer), "method": METHOD_TITLES[method], "neurons": [
                 {"neuron": n, "value": float(values[n]), "url": self.neuron_url(layer["name"], n),
                  "label": self.labels[(layer["name"], n)][0],
-                 "vis": self.vis(featured, layer["name"], n, method)} for n in order]})
+                 "crop": self.vis(featured, layer["name"], n, method, "img") if layer["zoom"] else None,
+                 "vis": self.vis(featured, layer["name"], n, method, "box" if layer["zoom"] else "")}
+                for n in order]})
         return Page(self.image_url(featured["slug"]), "image.html", featured["name"], {
             "image": {"name": featured["name"], "photo": self.photo(featured)},
             "predictions": featured["predictions"], "layers": per_layer})

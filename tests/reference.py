@@ -61,7 +61,7 @@ def reference_visualize(model, images, layer_path, neurons, method):
         for k, neuron in enumerate(neurons):
             x = images[n:n + 1].clone().requires_grad_(True)
             got = {}
-            handle = module.register_forward_hook(lambda m, i, o: got.__setitem__("o", o))
+            handle = module.register_forward_hook(lambda m, i, o, got=got: got.__setitem__("o", o))
             try:
                 ref(x)
             finally:

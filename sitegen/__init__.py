@@ -2,13 +2,13 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "visualize"]
+__all__ = ["__version__", "edges", "visualize"]
 
 
 def __getattr__(name):
     # The Python API imports torch lazily, so the site half stays torch-free.
-    if name == "visualize":
-        from .api import visualize
+    if name in ("visualize", "edges"):
+        from . import api
 
-        return visualize
+        return getattr(api, name)
     raise AttributeError(name)

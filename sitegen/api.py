@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .backprop import METHODS
+from .compute import edges as _edges
 from .compute import visualize as _visualize
 from .errors import SitegenError
 from .models import aliases_for
@@ -39,3 +40,19 @@ def visualize(model: nn.Module, images: torch.Tensor, layer: str, neurons: Seque
         raise SitegenError(f"images must be a [N, 3, H, W] tensor, got shape {tuple(images.shape)}")
     path, module = _module(model, layer)
     return _visualize(model, images, path, module, list(neurons), [method], batch_size)[method].cpu()
+
+
+def edges(model: nn.Module, images: torch.Tensor, lower: str, upper: str, neurons: Sequence[int],
+          batch_size: int = 32) -> torch.Tensor:
+    """Edge weights ``[N, len(neurons), C_lower]`` from every neuron of ``lower`` to ``neurons`` of ``upper``.
+
+    ``w_ij(x) = sum over positions of A_j(x) * d a_i(x) / d A_j(x)``: activation
+    times true gradient, with ``a_i`` the upper neuron's activation at its
+    position (DESIGN §2).  The layers need not be adjacent: the gradient flows
+    through whatever the model computes between them.
+    """
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise SitegenError(f"images must be a [N, 3, H, W] tensor, got shape {tuple(images.shape)}")
+    _, low = _module(model, lower)
+    path, up = _module(model, upper)
+    return _edges(model, images, path, up, low, list(neurons), batch_size).cpu()

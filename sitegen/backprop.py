@@ -104,6 +104,10 @@ def relu_rules() -> Iterator[None]:
         yield
 
 
+def current_rule() -> str:
+    return _rule["method"]
+
+
 @contextlib.contextmanager
 def backward_rule(method: str) -> Iterator[None]:
     if method not in METHODS:

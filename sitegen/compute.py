@@ -6,6 +6,7 @@ on whatever device the model's parameters are on.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -13,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backprop import METHODS, backward_rule, capture, inference_state, relu_rules
+from .backprop import METHODS, backward_rule, capture, current_rule, inference_state, relu_rules
+from .errors import SitegenError
 from .geometry import Geometry
 
 
@@ -82,10 +84,42 @@ def crop_for(geometry: Geometry, i: int, j: int, height: int, width: int) -> Cro
     return Crop(y0, x0, y1, x1, i - y0 // jy, j - x0 // jx)
 
 
+class _LowerLayer:
+    """Records a lower layer's output as it was made, and its true gradient, for edge weights."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self.value: torch.Tensor | None = None
+        self.grad: torch.Tensor | None = None
+
+    def __enter__(self):
+        def hook(_module, _inputs, output):
+            # copied now: a later in-place function (an in-place ReLU) may change the tensor
+            self.value = output.detach().clone()
+            if output.requires_grad:
+                output.register_hook(self._keep)
+        self.handle = self.module.register_forward_hook(hook)
+        return self
+
+    def _keep(self, grad: torch.Tensor) -> None:
+        if current_rule() == "gradient":  # edges use true gradients only
+            self.grad = grad
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+    def weights(self) -> torch.Tensor:
+        """[B, C_lower]: activation times gradient, summed over positions."""
+        if self.value is None or self.grad is None:
+            raise SitegenError("the upper layer does not depend on the lower one: list layers lowest first")
+        product = (self.value * self.grad).reshape(self.value.shape[0], self.value.shape[1], -1)
+        return product.sum(dim=2)
+
+
 def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module,
               neurons: Sequence[int], positions: Sequence[int], methods: Sequence[str],
               batch_size: int = 32, geometry: Geometry | None = None,
-              out_width: int = 1) -> dict[str, torch.Tensor]:
+              out_width: int = 1, lower: nn.Module | None = None) -> dict[str, torch.Tensor]:
     """Visualizations of many neurons on one image, ``{method: [len(neurons), 3, H, W]}``.
 
     The image is replicated along the batch and each copy is seeded with a
@@ -95,6 +129,12 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
     neuron's gradient.  Given the layer's ``geometry`` (and its output width),
     each neuron is computed on its receptive-field crop (:func:`crop_for`)
     where that is smaller than the image, and the result is placed back.
+
+    Given a ``lower`` layer's module, the result also holds ``"edges"``,
+    ``[len(neurons), C_lower]``: each neuron's edge weights
+    ``sum over positions of A_j * d a_i / d A_j`` with true gradients
+    (DESIGN §2), from the gradient pass when ``methods`` has one and from
+    one more backward pass otherwise.
     """
     for method in methods:
         if method not in METHODS:
@@ -112,6 +152,10 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
         groups.setdefault(shape, []).append(index)
     results = {method: torch.zeros(len(neurons), *image.shape, device=device, dtype=image.dtype)
                for method in methods}
+    passes = list(methods)
+    if lower is not None and "gradient" not in passes:
+        passes.append("gradient")
+    edges: dict[int, torch.Tensor] = {}
     with inference_state(model):
         for members in groups.values():
             for start in range(0, len(members), batch_size):
@@ -122,24 +166,33 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
                 else:
                     batch = torch.stack([image[:, c.y0:c.y1 + 1, c.x0:c.x1 + 1] for c in cuts])
                 batch.requires_grad_(True)
-                with torch.enable_grad(), relu_rules():
-                    outs, _ = capture(model, batch, {name: module})
-                    out = outs[name]
-                    flat = _flat(out)
-                    where = [int(positions[k]) if c is None else c.i * out.shape[-1] + c.j
-                             for k, c in zip(chunk, cuts)]
-                    seeds = flat[torch.arange(len(chunk), device=device),
-                                 torch.as_tensor([int(neurons[k]) for k in chunk], device=device),
-                                 torch.as_tensor(where, device=device)].sum()
-                for index, method in enumerate(methods):
-                    with backward_rule(method):
-                        (grad,) = torch.autograd.grad(seeds, batch, retain_graph=index < len(methods) - 1)
-                    for row, (k, c) in enumerate(zip(chunk, cuts)):
-                        if c is None:
-                            results[method][k] = grad[row]
-                        else:
-                            results[method][k, :, c.y0:c.y1 + 1, c.x0:c.x1 + 1] = grad[row]
+                with contextlib.ExitStack() as stack:
+                    recorder = stack.enter_context(_LowerLayer(lower)) if lower is not None else None
+                    with torch.enable_grad(), relu_rules():
+                        outs, _ = capture(model, batch, {name: module})
+                        out = outs[name]
+                        flat = _flat(out)
+                        where = [int(positions[k]) if c is None else c.i * out.shape[-1] + c.j
+                                 for k, c in zip(chunk, cuts)]
+                        seeds = flat[torch.arange(len(chunk), device=device),
+                                     torch.as_tensor([int(neurons[k]) for k in chunk], device=device),
+                                     torch.as_tensor(where, device=device)].sum()
+                    for index, method in enumerate(passes):
+                        with backward_rule(method):
+                            (grad,) = torch.autograd.grad(seeds, batch, retain_graph=index < len(passes) - 1)
+                        if method not in results:
+                            continue
+                        for row, (k, c) in enumerate(zip(chunk, cuts)):
+                            if c is None:
+                                results[method][k] = grad[row]
+                            else:
+                                results[method][k, :, c.y0:c.y1 + 1, c.x0:c.x1 + 1] = grad[row]
+                    if recorder is not None:
+                        for k, weights in zip(chunk, recorder.weights()):
+                            edges[k] = weights.float()
                 del outs, out, flat, seeds, batch
+    if lower is not None:
+        results["edges"] = torch.stack([edges[k] for k in range(len(neurons))])
     return results
 
 
@@ -182,6 +235,16 @@ def visualize(model: nn.Module, images: torch.Tensor, name: str, module: nn.Modu
         where = positions[index, neurons].tolist()
         per_image.append(gradients(model, images[index], name, module, neurons, where, methods, batch_size))
     return {method: torch.stack([grads[method] for grads in per_image]) for method in methods}
+
+
+def edges(model: nn.Module, images: torch.Tensor, name: str, module: nn.Module, lower: nn.Module,
+          neurons: Sequence[int], batch_size: int = 32) -> torch.Tensor:
+    """``[N, len(neurons), C_lower]``: edge weights of each upper neuron, at its position, on each image."""
+    neurons = list(neurons)
+    _, positions = activations(model, images, {name: module}, batch_size)[name]
+    per_image = [gradients(model, images[n], name, module, neurons, positions[n, neurons].tolist(), [],
+                           batch_size, lower=lower)["edges"] for n in range(images.shape[0])]
+    return torch.stack(per_image)
 
 
 def pictures(grads: torch.Tensor) -> np.ndarray:

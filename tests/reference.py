@@ -73,3 +73,40 @@ def reference_visualize(model, images, layer_path, neurons, method):
             (grad,) = torch.autograd.grad(flat[position], x)
             out[n, k] = grad[0]
     return out
+
+
+def reference_edges(model, images, lower_path, upper_path, neurons):
+    """[N, len(neurons), C_lower]: w_ij = sum over positions of A_j * d a_i / d A_j, one neuron at a time.
+
+    The lower output is made a leaf of its own: the rest of the network is run
+    from it, so its gradient is the plain derivative of the upper activation.
+    """
+    model = copy.deepcopy(model).eval()
+    modules = dict(model.named_modules())
+    results = []
+    for n in range(images.shape[0]):
+        rows = []
+        for neuron in neurons:
+            state = {}
+
+            def take(module, inputs, output, state=state):
+                leaf = output.detach().clone().requires_grad_(True)
+                state["A"] = leaf
+                return leaf  # the forward goes on from the leaf
+
+            def grab(module, inputs, output, state=state):
+                state["U"] = output
+
+            h1 = modules[lower_path].register_forward_hook(take)
+            h2 = modules[upper_path].register_forward_hook(grab)
+            try:
+                model(images[n:n + 1])
+            finally:
+                h1.remove()
+                h2.remove()
+            flat = state["U"][0, neuron].reshape(-1)
+            position = int(torch.nonzero(flat == flat.max())[0])
+            (grad,) = torch.autograd.grad(flat[position], state["A"])
+            rows.append((state["A"] * grad)[0].reshape(state["A"].shape[1], -1).sum(1).detach())
+        results.append(torch.stack(rows))
+    return torch.stack(results)

@@ -49,6 +49,9 @@ SCHEMA: dict[str, dict[str, Option]] = {
     "layers": {
         "use": Option(list, None, "Layers to map, lowest first: aliases or dotted module paths.", item=str,
                       required=True),
+        "neurons": Option(dict, {}, "Per layer (as named in use), which neurons to map: \"all\" (the default), "
+                                    "a list of indices, or N: the N most active on each featured image "
+                                    "(on a classifier's logits, its top-N predicted classes)."),
     },
     "images": {
         "featured": Option(list, [], "Featured images: files or globs.", item=str),
@@ -70,6 +73,8 @@ SCHEMA: dict[str, dict[str, Option]] = {
     "site": {
         "top_predictions": Option(int, 5, "Predictions shown per featured image.", minimum=1),
         "active_neurons": Option(int, 8, "Most active neurons listed per layer on an image page.", minimum=1),
+        "children": Option(int, 8, "Children (and parents) listed per neuron.", minimum=1),
+        "tree_width": Option(int, 4, "Children of each node in an image's tree.", minimum=1),
     },
 }
 
@@ -114,6 +119,8 @@ class ComputeConfig:
 class SiteConfig:
     top_predictions: int
     active_neurons: int
+    children: int
+    tree_width: int
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,7 @@ class Config:
     title: str
     model: ModelConfig
     layers: tuple[str, ...]
+    layer_neurons: dict[str, str | int | tuple[int, ...]]
     images: ImagesConfig
     compute: ComputeConfig
     site: SiteConfig
@@ -149,7 +157,8 @@ class Config:
 
 def _type_name(kind) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list"}
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list",
+             dict: "a table"}
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
@@ -262,6 +271,19 @@ def parse(text: str, path: Path) -> Config:
         errors.append("layers.use: a layer is listed twice")
     if not layers["use"] and "layers.use: required" not in errors:
         errors.append("layers.use: list at least one layer")
+    layer_neurons = {}
+    for name, choice in (layers["neurons"] or {}).items():
+        key = f"layers.neurons.{name}"
+        if name not in (layers["use"] or []):
+            errors.append(f"{key}: {name!r} is not in layers.use")
+        elif choice == "all" or (isinstance(choice, int) and not isinstance(choice, bool) and choice >= 1):
+            layer_neurons[name] = choice
+        elif isinstance(choice, list) and choice and all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in choice):
+            layer_neurons[name] = tuple(choice)
+        else:
+            errors.append(f"{key}: expected \"all\", a positive integer or a list of neuron indices, "
+                          f"got {choice!r}")
     for zoom in images["probe_zooms"]:
         if not 0 < zoom <= 1:
             errors.append(f"images.probe_zooms: {zoom!r} is not in (0, 1]")
@@ -276,6 +298,7 @@ def parse(text: str, path: Path) -> Config:
                           tuple(model["mean"]) if model["mean"] else None,
                           tuple(model["std"]) if model["std"] else None, model["license"]),
         layers=tuple(layers["use"]),
+        layer_neurons=layer_neurons,
         images=ImagesConfig(tuple(images["featured"]), tuple(images["probe"]), images["probe_flip"],
                             tuple(images["probe_zooms"])),
         compute=ComputeConfig(compute["top_k"], tuple(dict.fromkeys(compute["methods"])), compute["device"],

@@ -14,7 +14,7 @@ Cache entries (DESIGN §3; every key also holds the compute version):
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -45,10 +45,13 @@ PATCH_SIDE = 128  # patches larger than this are stored shrunk to it (the grid s
 
 @dataclass
 class Layer:
+    entry: str  # as written in layers.use
     name: str  # alias or dotted path: the name in page URLs
     path: str  # dotted module path
     shape: tuple[int, ...]
     geometry: Geometry
+    lower: "Layer | None" = None  # the configured layer below, whose neurons are this one's children
+    units: list[int] = field(default_factory=list)  # the neurons mapped (all, unless the config picks some)
     crops: bool | None = None  # whether receptive-field crops are exact for this layer (None: not checked)
 
     @property
@@ -75,7 +78,7 @@ def load_configured_model(config: Config) -> LoadedModel:
 def resolve_layers(config: Config, loaded: LoadedModel) -> list[Layer]:
     infos = {info.path: info for info in describe_layers(loaded)}
     modules = dict(loaded.module.named_modules())
-    chosen: list[tuple[str, str]] = []
+    chosen: list[tuple[str, str, str]] = []
     problems = []
     for entry in config.layers:
         try:
@@ -90,13 +93,16 @@ def resolve_layers(config: Config, loaded: LoadedModel) -> list[Layer]:
         elif len(info.shape) not in (1, 3):
             problems.append(f"layers.use: {entry!r} ({path}) has output shape {info.shape}; a layer must give "
                             f"[C, H, W] or [C] per image")
-        chosen.append((name, path))
+        chosen.append((entry, name, path))
     if problems:
         raise SitegenError("\n".join(problems))
     size = loaded.preprocess.crop
-    geometry = receptive_fields(loaded.module, {path: modules[path] for _, path in chosen}, (size, size),
+    geometry = receptive_fields(loaded.module, {path: modules[path] for _, _, path in chosen}, (size, size),
                                 device=next(loaded.module.parameters()).device)
-    return [Layer(name, path, infos[path].shape, geometry[path]) for name, path in chosen]
+    layers = [Layer(entry, name, path, infos[path].shape, geometry[path]) for entry, name, path in chosen]
+    for below, above in zip(layers, layers[1:]):
+        above.lower = below
+    return layers
 
 
 def collect_items(config: Config) -> tuple[list[Item], list[Item]]:
@@ -112,14 +118,15 @@ def collect_items(config: Config) -> tuple[list[Item], list[Item]]:
 
 @dataclass
 class TopPatches:
-    order: np.ndarray  # [C, k] probe indices, best first
+    units: np.ndarray  # [U] the layer's mapped neurons
+    order: np.ndarray  # [U, k] probe indices, best first
     values: np.ndarray  # [N_probe, C]
     positions: np.ndarray  # [N_probe, C]
 
     def wanted(self) -> dict[int, list[int]]:
         """probe index -> the neurons whose top-k holds it."""
         wanted: dict[int, list[int]] = {}
-        for neuron, row in enumerate(self.order.tolist()):
+        for neuron, row in zip(self.units.tolist(), self.order.tolist()):
             for index in row:
                 wanted.setdefault(index, []).append(neuron)
         return wanted
@@ -144,7 +151,18 @@ class Pipeline:
         return self._key("acts", layer.path, item.digest, item.view.spec)
 
     def vis_key(self, item: Item, layer: Layer, method: str) -> str:
-        return self._key("vis", layer.path, method, item.digest, item.view.spec)
+        return self._key("vis", layer.path, self.units_key(layer), method, item.digest, item.view.spec)
+
+    def edges_key(self, item: Item, layer: Layer) -> str:
+        return self._key("edges", layer.path, layer.lower.path, self.units_key(layer), item.digest,
+                         item.view.spec)
+
+    def probe_edges_key(self, item: Item, layer: Layer, neurons: list[int]) -> str:
+        return self._key("pedges", layer.path, layer.lower.path, item.digest, item.view.spec, neurons)
+
+    @staticmethod
+    def units_key(layer: Layer) -> str | list[int]:
+        return "all" if len(layer.units) == layer.neurons else layer.units
 
     def preds_key(self, item: Item) -> str:
         return self._key("preds", item.digest, item.view.spec)
@@ -190,6 +208,7 @@ class Pipeline:
         self.modules = dict(self.model.module.named_modules())
         with self._progress() as progress:
             self.stage_activations(featured + probe, progress)
+            self.select_units(featured)
             self.stage_featured(featured, progress)
             tops = self.stage_patches(probe, progress)
         manifest = self.manifest(featured, probe, tops)
@@ -204,10 +223,10 @@ class Pipeline:
                                                      for layer in self.layers)]
         task = progress.add_task("activations", total=len(missing))
         size = self.config.compute.batch_size
+        modules = {layer.path: self.modules[layer.path] for layer in self.layers}
         for start in range(0, len(missing), size):
             batch = missing[start:start + size]
             x = self.tensor([self.pixels(item) for item in batch])
-            modules = {layer.path: self.modules[layer.path] for layer in self.layers}
             result = activations(self.model.module, x, modules, size)
             for index, item in enumerate(batch):
                 for layer in self.layers:
@@ -227,16 +246,30 @@ class Pipeline:
             self.cache.put("acts", self.acts_key(item, layer), entry)
         return entry["values.npy"], entry["positions.npy"]
 
+    def select_units(self, featured: list[Item]) -> None:
+        """Each layer's neurons to map: all, a list, or the N most active on each featured image."""
+        for layer in self.layers:
+            choice = self.config.layer_neurons.get(layer.entry, "all")
+            if choice == "all":
+                layer.units = list(range(layer.neurons))
+            elif isinstance(choice, int):
+                if not featured:
+                    raise SitegenError(f"layers.neurons.{layer.entry} = {choice} picks the most active neurons "
+                                       f"of the featured images, but there are none")
+                chosen: set[int] = set()
+                for item in featured:
+                    values, _ = self.read_acts(item, layer)
+                    chosen.update(np.argsort(-values, kind="stable")[:choice].tolist())
+                layer.units = sorted(chosen)
+            else:
+                bad = [n for n in choice if n >= layer.neurons]
+                if bad:
+                    raise SitegenError(f"layers.neurons.{layer.entry}: {bad} out of range; {layer.name} has "
+                                       f"{layer.neurons} neurons")
+                layer.units = sorted(set(choice))
+
     def stage_featured(self, featured: list[Item], progress: Progress) -> None:
         methods = list(self.config.compute.methods)
-        work = []
-        for item in featured:
-            for layer in self.layers:
-                todo = [m for m in methods if not self.cache.has("vis", self.vis_key(item, layer, m))]
-                if todo:
-                    work.append((item, layer, todo))
-        neurons_total = sum(layer.neurons for _, layer, _ in work)
-        task = progress.add_task("visualizations (neurons)", total=neurons_total)
         for item in featured:
             if not self.cache.has("photo", self.photo_key(item)):
                 self.cache.put("photo", self.photo_key(item), {"photo.jpg": encode(self.pixels(item), "JPEG")})
@@ -245,21 +278,32 @@ class Pipeline:
                                              k=self.config.site.top_predictions)
                 self.cache.put("preds", self.preds_key(item), {"probs.npy": probs[0].numpy(),
                                                                 "indices.npy": indices[0].numpy()})
-        for item, layer, todo in work:
+        work = []
+        for item in featured:
+            for layer in self.layers:
+                todo = [m for m in methods if not self.cache.has("vis", self.vis_key(item, layer, m))]
+                edges = layer.lower is not None and not self.cache.has("edges", self.edges_key(item, layer))
+                if todo or edges:
+                    work.append((item, layer, todo, edges))
+        task = progress.add_task("featured images (neurons)", total=sum(len(w[1].units) for w in work))
+        for item, layer, todo, want_edges in work:
             pixels = self.pixels(item)
             x = self.tensor([pixels])[0]
             _, positions = self.read_acts(item, layer)
             zoom = self.zoomable(layer)
+            lower = self.modules[layer.lower.path] if want_edges else None
             members: dict[str, dict[str, bytes]] = {m: {} for m in todo}
+            weights = []
             size = self.config.compute.batch_size
             step = size * 8  # several batches per call, so crops of equal size batch together
-            for start in range(0, layer.neurons, step):
-                chunk = list(range(start, min(start + step, layer.neurons)))
+            for start in range(0, len(layer.units), step):
+                chunk = layer.units[start:start + step]
                 result = gradients(self.model.module, x, layer.path, self.modules[layer.path], chunk,
-                                   positions[chunk].tolist(), todo, size, *self.crop_args(layer, x))
+                                   positions[chunk].tolist(), todo, size, *self.crop_args(layer, x), lower=lower)
+                if want_edges:
+                    weights.append(result["edges"].cpu().numpy())
                 for method in todo:
-                    for offset, picture in enumerate(pictures(result[method])):
-                        neuron = chunk[offset]
+                    for neuron, picture in zip(chunk, pictures(result[method])):
                         out = members[method]
                         out[f"{neuron}.png"] = encode(picture)
                         if zoom:
@@ -269,7 +313,10 @@ class Pipeline:
                 progress.advance(task, len(chunk))
             for method in todo:
                 self.cache.put("vis", self.vis_key(item, layer, method), members[method])
-            self._count("visualizations", layer.neurons * len(todo))
+            if want_edges:
+                self.cache.put("edges", self.edges_key(item, layer), {"w.npy": np.concatenate(weights)})
+                self._count("edge sets")
+            self._count("visualizations", len(layer.units) * len(todo))
 
     def zoomable(self, layer: Layer) -> bool:
         """Whether a neuron's receptive field is smaller than the image, so a zoomed view adds to the whole."""
@@ -283,28 +330,38 @@ class Pipeline:
         for layer in self.layers:
             acts = [self.read_acts(item, layer) for item in probe]
             values = np.stack([a[0] for a in acts])
-            top = TopPatches(top_k(values, k), values, np.stack([a[1] for a in acts]))
+            units = np.asarray(layer.units)
+            top = TopPatches(units, top_k(values[:, units], k), values, np.stack([a[1] for a in acts]))
             tops[layer.name] = top
             for index, neurons in sorted(top.wanted().items()):
-                if not self.cache.has("patch", self.patch_key(probe[index], layer, neurons)):
-                    work.append((layer, index, neurons))
-        task = progress.add_task("top patches (neurons)", total=sum(len(n) for _, _, n in work))
+                patches = not self.cache.has("patch", self.patch_key(probe[index], layer, neurons))
+                edges = layer.lower is not None and not self.cache.has(
+                    "pedges", self.probe_edges_key(probe[index], layer, neurons))
+                if patches or edges:
+                    work.append((layer, index, neurons, patches, edges))
+        task = progress.add_task("top patches (neurons)", total=sum(len(w[2]) for w in work))
         size = self.config.compute.batch_size
-        for layer, index, neurons in work:
+        for layer, index, neurons, want_patches, want_edges in work:
             item = probe[index]
             pixels = self.pixels(item)
             x = self.tensor([pixels])[0]
-            members = {}
             where = tops[layer.name].positions[index, neurons].tolist()
             result = gradients(self.model.module, x, layer.path, self.modules[layer.path], neurons, where,
-                               ["guided"], size, *self.crop_args(layer, x))
-            for offset, guided in enumerate(pictures(result["guided"])):
-                neuron, box = neurons[offset], self.box(layer, int(where[offset]))
-                members[f"{neuron}-img.jpg"] = encode(fit(cut(pixels, box), PATCH_SIDE), "JPEG")
-                members[f"{neuron}-gb.png"] = encode(fit(cut(guided, box), PATCH_SIDE))
+                               ["guided"] if want_patches else [], size, *self.crop_args(layer, x),
+                               lower=self.modules[layer.lower.path] if want_edges else None)
+            if want_patches:
+                members = {}
+                for offset, guided in enumerate(pictures(result["guided"])):
+                    neuron, box = neurons[offset], self.box(layer, int(where[offset]))
+                    members[f"{neuron}-img.jpg"] = encode(fit(cut(pixels, box), PATCH_SIDE), "JPEG")
+                    members[f"{neuron}-gb.png"] = encode(fit(cut(guided, box), PATCH_SIDE))
+                self.cache.put("patch", self.patch_key(item, layer, neurons), members)
+                self._count("patch sets")
+            if want_edges:
+                self.cache.put("pedges", self.probe_edges_key(item, layer, neurons),
+                               {"w.npy": result["edges"].cpu().numpy()})
+                self._count("edge sets")
             progress.advance(task, len(neurons))
-            self.cache.put("patch", self.patch_key(item, layer, neurons), members)
-            self._count("patch sets")
         return tops
 
     def crop_args(self, layer: Layer, image: torch.Tensor) -> tuple[Geometry | None, int]:
@@ -320,6 +377,28 @@ class Pipeline:
         return layer.geometry.box(i, j, size, size)
 
     # -- manifest -----------------------------------------------------------
+    def children(self, weights: np.ndarray, lower: Layer) -> list[list]:
+        """The strongest children among the lower layer's mapped neurons, as [[j, w], ...]."""
+        units = np.asarray(lower.units)
+        picked = units[np.argsort(-weights[units], kind="stable")[:self.config.site.children]]
+        return [[int(j), float(weights[j])] for j in picked]
+
+    def dataset_children(self, layer: Layer, neuron: int, order: list[int], wanted: dict[int, list[int]],
+                         probe: list[Item]) -> list[list]:
+        """Mean weight over the neuron's top-patch images (``order``), and in how many of them each was a
+        top child: [[j, mean w, count], ...]."""
+        rows = []
+        for index in order:
+            neurons = wanted[index]
+            entry = self.cache.get("pedges", self.probe_edges_key(probe[index], layer, neurons))
+            rows.append(entry["w.npy"][neurons.index(neuron)])
+        weights = np.stack(rows)
+        mean = weights.mean(axis=0)
+        counts = np.zeros(weights.shape[1], dtype=int)
+        for row in weights:
+            counts[[j for j, _ in self.children(row, layer.lower)]] += 1
+        return [[j, w, int(counts[j])] for j, w in self.children(mean, layer.lower)]
+
     def manifest(self, featured: list[Item], probe: list[Item], tops: dict[str, "TopPatches"]) -> dict:
         config, model = self.config, self.model
         categories = model.categories or []
@@ -341,17 +420,29 @@ class Pipeline:
         layers = []
         for layer in self.layers:
             top = tops[layer.name]
-            entries = {index: self.patch_key(probe[index], layer, neurons)
-                       for index, neurons in top.wanted().items()}
+            wanted = top.wanted()
+            entries = {index: self.patch_key(probe[index], layer, neurons) for index, neurons in wanted.items()}
+            featured_weights = {}
+            if layer.lower is not None:
+                for item, item_slug in zip(featured, featured_slugs):
+                    entry = self.cache.get("edges", self.edges_key(item, layer))
+                    featured_weights[item_slug] = entry["w.npy"]
             neurons = []
-            for neuron, row in enumerate(top.order):
+            for row_index, neuron in enumerate(layer.units):
                 patches = []
-                for rank, index in enumerate(row.tolist(), start=1):
+                for rank, index in enumerate(top.order[row_index].tolist(), start=1):
                     patches.append({"rank": rank, "item": index, "value": float(top.values[index, neuron]),
                                     "box": list(self.box(layer, int(top.positions[index, neuron]))),
                                     "entry": entries[index]})
-                neurons.append({"top": patches})
+                children = {}
+                if layer.lower is not None:
+                    children = {s: self.children(w[row_index], layer.lower) for s, w in featured_weights.items()}
+                    children["dataset"] = self.dataset_children(layer, neuron, top.order[row_index].tolist(),
+                                                                wanted, probe)
+                neurons.append({"id": neuron, "top": patches, "children": children})
             layers.append({"name": layer.name, "path": layer.path, "shape": list(layer.shape),
+                           "units": layer.units, "selection": self.describe_selection(layer),
+                           "lower": layer.lower.name if layer.lower is not None else None,
                            "neurons": neurons, "geometry": layer.geometry.as_dict(), "zoom": self.zoomable(layer),
                            "rf_size": list(layer.geometry.size) if not layer.geometry.whole else None})
         probe_hash = hashlib.sha256("".join(f"{i.digest}{i.view.spec}" for i in probe).encode()).hexdigest()[:16]
@@ -362,7 +453,7 @@ class Pipeline:
             "model": {"name": model.name, "weights": model.weights, "fingerprint": model.fingerprint,
                       "license": model.weights_license, "preprocess": model.preprocess.as_dict(),
                       "preprocess_text": model.preprocess.describe(),
-                      "categories": len(categories)},
+                      "categories": categories},
             "methods": list(config.compute.methods),
             "top_k": config.compute.top_k,
             "layers": layers,
@@ -370,6 +461,16 @@ class Pipeline:
             "probe": {"count": len(probe), "files": len({i.digest for i in probe}), "hash": probe_hash,
                       "items": [{"name": i.name, "view": i.view.describe()} for i in probe]},
         }
+
+    def describe_selection(self, layer: Layer) -> str:
+        choice = self.config.layer_neurons.get(layer.entry, "all")
+        if choice == "all":
+            return ""
+        if isinstance(choice, int):
+            what = ("predicted classes" if len(layer.shape) == 1 and self.model.categories
+                    and layer.neurons == len(self.model.categories) else "most active neurons")
+            return f"the top {choice} {what} of each featured image"
+        return "the neurons chosen in the config"
 
 
 def _unique_slugs(names: Iterable[str]) -> list[str]:

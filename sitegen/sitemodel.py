@@ -148,16 +148,21 @@ class _Builder:
 
     # -- pages ---------------------------------------------------------------
     def build(self) -> SiteModel:
-        labels = {}
+        self.by_name = {layer["name"]: layer for layer in self.layers}
+        self.entries = {(layer["name"], n["id"]): n for layer in self.layers for n in layer["neurons"]}
+        self.labels = {}
+        categories = self.m["model"]["categories"]
         for layer in self.layers:
-            for neuron in range(len(layer["neurons"])):
-                labels[(layer["name"], neuron)] = self.note("neurons", safe_name(layer["name"]), f"{neuron}.md")
-        self.labels = labels
+            is_logits = len(layer["shape"]) == 1 and categories and layer["shape"][0] == len(categories)
+            for n in layer["units"]:
+                label, notes = self.note("neurons", safe_name(layer["name"]), f"{n}.md")
+                self.labels[(layer["name"], n)] = (label or (categories[n] if is_logits else ""), notes)
+        self.parents = self.invert_children()
         pages = [self.index_page(), self.about_page()]
         for index, layer in enumerate(self.layers):
             pages.append(self.layer_page(index, layer))
-            for neuron in range(len(layer["neurons"])):
-                pages.append(self.neuron_page(index, layer, neuron))
+            for position, neuron in enumerate(layer["units"]):
+                pages.append(self.neuron_page(index, layer, position, neuron))
         for featured in self.featured:
             pages.append(self.image_page(featured))
         pages.extend(self.markdown_pages())
@@ -166,11 +171,28 @@ class _Builder:
         nav += [{"title": "About", "url": "about.html"}]
         return SiteModel(self.m["title"], pages, self.assets, nav)
 
+    def invert_children(self) -> dict[tuple[str, int], dict[str, list]]:
+        """(lower layer, neuron) -> {image slug or "dataset": [[upper neuron, w, ...], ...]}, strongest first."""
+        parents: dict[tuple[str, int], dict[str, list]] = {}
+        for layer in self.layers:
+            if not layer["lower"]:
+                continue
+            for entry in layer["neurons"]:
+                for where, children in entry["children"].items():
+                    for child in children:
+                        key = (layer["lower"], child[0])
+                        parents.setdefault(key, {}).setdefault(where, []).append([entry["id"], *child[1:]])
+        for lists in parents.values():
+            for where in lists:
+                lists[where].sort(key=lambda row: (-row[1], row[0]))
+        return parents
+
     def layer_summary(self, layer: dict) -> dict:
         shape = layer["shape"]
         rf = layer["rf_size"]
         return {"name": layer["name"], "path": layer["path"], "url": self.layer_url(layer["name"]),
-                "neurons": shape[0], "shape": " x ".join(str(s) for s in shape),
+                "neurons": shape[0], "mapped": len(layer["units"]), "selection": layer["selection"],
+                "shape": " x ".join(str(s) for s in shape),
                 "kind": "channels" if len(shape) == 3 else "units",
                 "rf": f"{rf[0]} x {rf[1]} px" if rf else "whole image"}
 
@@ -180,8 +202,8 @@ class _Builder:
                    "predictions": f["predictions"][:3]} for f in self.featured]
         return Page("index.html", "index.html", self.m["title"], {
             "intro": intro, "layers": [self.layer_summary(layer) for layer in self.layers], "images": images,
-            "model": self.m["model"], "probe": self.m["probe"], "total_neurons": sum(
-                len(layer["neurons"]) for layer in self.layers)})
+            "model": self.m["model"], "probe": self.m["probe"],
+            "total_neurons": sum(len(layer["units"]) for layer in self.layers)})
 
     def about_page(self) -> Page:
         _, extra = self.note("about.md")
@@ -189,37 +211,72 @@ class _Builder:
             "extra": extra, "model": self.m["model"], "methods": [
                 {"name": m, "title": METHOD_TITLES[m], "text": DEFINITIONS[m]} for m in self.methods],
             "definitions": DEFINITIONS, "credits": self.credits(), "probe": self.m["probe"],
-            "top_k": self.m["top_k"], "sitegen_version": self.m["sitegen_version"]})
+            "top_k": self.m["top_k"], "sitegen_version": self.m["sitegen_version"],
+            "children": self.config.site.children})
 
     def credits(self) -> dict:
         """Each credit with the files it covers, and the used files that no credit covers."""
         credited, entries = set(), []
+        root = self.config.root.resolve()
         for index, credit in enumerate(self.config.credits):
             files = expand(credit.files, self.config.root, f"credits[{index}].files")
-            names = [p.resolve().relative_to(self.config.root.resolve()).as_posix()
-                     if p.resolve().is_relative_to(self.config.root.resolve()) else p.name for p in files]
+            names = [p.resolve().relative_to(root).as_posix() if p.resolve().is_relative_to(root) else p.name
+                     for p in files]
             credited.update(names)
             entries.append({"title": credit.title, "author": credit.author, "license": credit.license,
                             "source": credit.source, "files": names})
         used = {f["name"] for f in self.featured} | {item["name"] for item in self.probe_items}
         return {"entries": entries, "uncredited": sorted(used - credited)}
 
-    def tile(self, layer: dict, neuron: int) -> dict:
-        top = layer["neurons"][neuron]["top"]
-        label, _ = self.labels[(layer["name"], neuron)]
-        return {"neuron": neuron, "url": self.neuron_url(layer["name"], neuron), "label": label,
-                "value": top[0]["value"], "img": self.patch(layer["name"], neuron, top[0], "img"),
-                "gb": self.patch(layer["name"], neuron, top[0], "gb")}
+    def tile(self, layer: str, neuron: int) -> dict:
+        """A neuron in brief: its best patch, label and link."""
+        top = self.entries[(layer, neuron)]["top"]
+        return {"layer": layer, "neuron": neuron, "url": self.neuron_url(layer, neuron),
+                "label": self.labels[(layer, neuron)][0], "value": top[0]["value"],
+                "img": self.patch(layer, neuron, top[0], "img"), "gb": self.patch(layer, neuron, top[0], "gb")}
+
+    def thumbnail(self, featured: dict, layer: str, neuron: int) -> str:
+        """The neuron's guided visualization on an image: its receptive field where that is smaller."""
+        method = "guided" if "guided" in self.methods else self.methods[0]
+        return self.vis(featured, layer, neuron, method, "box" if self.by_name[layer]["zoom"] else "")
 
     def layer_page(self, index: int, layer: dict) -> Page:
         _, notes = self.note("layers", f"{safe_name(layer['name'])}.md")
-        tiles = [self.tile(layer, n) for n in range(len(layer["neurons"]))]
+        tiles = [self.tile(layer["name"], n) for n in layer["units"]]
         return Page(self.layer_url(layer["name"]), "layer.html", f"Layer {layer['name']}", {
             "layer": self.layer_summary(layer), "notes": notes, "tiles": tiles,
             "below": self.layer_summary(self.layers[index - 1]) if index > 0 else None,
             "above": self.layer_summary(self.layers[index + 1]) if index + 1 < len(self.layers) else None})
 
-    def neuron_page(self, index: int, layer: dict, neuron: int) -> Page:
+    def relatives(self, rows: list, layer: str, featured: dict | None) -> list[dict]:
+        """Children or parents as tiles with their weight (and count), thumbnails on ``featured``."""
+        out = []
+        for row in rows[:self.config.site.children]:
+            tile = self.tile(layer, row[0])
+            tile["weight"] = row[1]
+            tile["count"] = row[2] if len(row) > 2 else None
+            tile["vis"] = self.thumbnail(featured, layer, row[0]) if featured is not None else None
+            out.append(tile)
+        return out
+
+    def edge_sections(self, layer: dict, index: int, neuron: int) -> dict:
+        entry = self.entries[(layer["name"], neuron)]
+        above = self.layers[index + 1]["name"] if index + 1 < len(self.layers) else None
+        parents = self.parents.get((layer["name"], neuron), {})
+        sections = []
+        for featured in self.featured:
+            sections.append({
+                "title": featured["name"], "slug": featured["slug"], "photo": self.photo(featured),
+                "children": self.relatives(entry["children"].get(featured["slug"], []), layer["lower"], featured)
+                if layer["lower"] else [],
+                "parents": self.relatives(parents.get(featured["slug"], []), above, featured) if above else []})
+        dataset = {
+            "children": self.relatives(entry["children"].get("dataset", []), layer["lower"], None)
+            if layer["lower"] else [],
+            "parents": self.relatives(parents.get("dataset", []), above, None) if above else []}
+        return {"lower": layer["lower"], "upper": above, "per_image": sections, "dataset": dataset}
+
+    def neuron_page(self, index: int, layer: dict, position: int, neuron: int) -> Page:
         name = layer["name"]
         label, notes = self.labels[(name, neuron)]
         rows = []
@@ -237,36 +294,59 @@ class _Builder:
                                        "zoom": self.vis(featured, name, neuron, m, "box") if zoom else None}
                                       for m in self.methods]})
         patches = []
-        for patch in layer["neurons"][neuron]["top"]:
+        for patch in self.entries[(name, neuron)]["top"]:
             item = self.probe_items[patch["item"]]
             patches.append({"rank": patch["rank"], "value": patch["value"], "source": item["name"],
                             "view": item["view"], "img": self.patch(name, neuron, patch, "img"),
                             "gb": self.patch(name, neuron, patch, "gb")})
-        count = len(layer["neurons"])
+        units = layer["units"]
         return Page(self.neuron_url(name, neuron), "neuron.html", f"{name}/{neuron}", {
             "layer": self.layer_summary(layer), "neuron": neuron, "label": label, "notes": notes,
             "rows": rows, "methods": [{"name": m, "title": METHOD_TITLES[m]} for m in self.methods],
-            "patches": patches, "top_k": self.m["top_k"],
-            "prev": self.neuron_url(name, neuron - 1) if neuron > 0 else None,
-            "next": self.neuron_url(name, neuron + 1) if neuron + 1 < count else None,
+            "patches": patches, "top_k": self.m["top_k"], "edges": self.edge_sections(layer, index, neuron),
+            "prev": units[position - 1] if position > 0 else None,
+            "next": units[position + 1] if position + 1 < len(units) else None,
+            "prev_url": self.neuron_url(name, units[position - 1]) if position > 0 else None,
+            "next_url": self.neuron_url(name, units[position + 1]) if position + 1 < len(units) else None,
             "model": self.m["model"], "probe": self.m["probe"], "sitegen_version": self.m["sitegen_version"]})
+
+    def tree(self, featured: dict) -> dict | None:
+        """From the top class (or the top layer's most active neuron) down through every layer."""
+        top = self.layers[-1]
+        values, _ = self.acts(featured, top["name"])
+        predictions = [p["class"] for p in featured["predictions"] if p["class"] in top["units"]]
+        is_logits = len(top["shape"]) == 1 and top["shape"][0] == len(self.m["model"]["categories"] or [])
+        root = predictions[0] if is_logits and predictions else max(top["units"], key=lambda n: (values[n], -n))
+
+        def node(layer: dict, neuron: int, weight: float | None, depth: int) -> dict:
+            entry = self.entries[(layer["name"], neuron)]
+            lower = self.by_name.get(layer["lower"]) if layer["lower"] else None
+            kids = entry["children"].get(featured["slug"], [])[:self.config.site.tree_width] if lower else []
+            return {"layer": layer["name"], "neuron": neuron, "label": self.labels[(layer["name"], neuron)][0],
+                    "url": self.neuron_url(layer["name"], neuron), "weight": weight, "depth": depth,
+                    "vis": self.thumbnail(featured, layer["name"], neuron),
+                    "value": float(self.acts(featured, layer["name"])[0][neuron]),
+                    "children": [node(lower, child[0], child[1], depth + 1) for child in kids]}
+
+        return node(top, root, None, 0)
 
     def image_page(self, featured: dict) -> Page:
         per_layer = []
         limit = self.config.site.active_neurons
         for layer in self.layers:
             values, _ = self.acts(featured, layer["name"])
-            order = sorted(range(len(values)), key=lambda n: (-float(values[n]), n))[:limit]
+            order = sorted(layer["units"], key=lambda n: (-float(values[n]), n))[:limit]
             method = "guided" if "guided" in self.methods else self.methods[0]
             per_layer.append({"layer": self.layer_summary(layer), "method": METHOD_TITLES[method], "neurons": [
                 {"neuron": n, "value": float(values[n]), "url": self.neuron_url(layer["name"], n),
                  "label": self.labels[(layer["name"], n)][0],
                  "crop": self.vis(featured, layer["name"], n, method, "img") if layer["zoom"] else None,
-                 "vis": self.vis(featured, layer["name"], n, method, "box" if layer["zoom"] else "")}
+                 "vis": self.thumbnail(featured, layer["name"], n)}
                 for n in order]})
         return Page(self.image_url(featured["slug"]), "image.html", featured["name"], {
             "image": {"name": featured["name"], "photo": self.photo(featured)},
-            "predictions": featured["predictions"], "layers": per_layer})
+            "predictions": featured["predictions"], "layers": per_layer, "tree": self.tree(featured),
+            "tree_width": self.config.site.tree_width})
 
     def markdown_pages(self) -> list[Page]:
         pages = []

@@ -1,7 +1,9 @@
 """End to end: a tiny atlas (a random-init model, generated images) built, checked and rebuilt."""
 
+import io
 import json
 import subprocess
+import zipfile
 import sys
 from pathlib import Path
 
@@ -102,12 +104,13 @@ def test_only_new_work_is_computed(atlas):
     # a new featured image computes only that image's work
     (atlas / "atlas.toml").write_text(CONFIG.replace('"imgs/img1.png"]', '"imgs/img1.png", "imgs/img2.png"]'))
     _, more = compute(load(atlas / "atlas.toml"), cache, quiet=True)
-    assert more == {"visualizations": sum(NEURONS.values()) * 3}  # its activations are a probe view's
+    # its activations are a probe view's; its edges: one set per layer above the first
+    assert more == {"visualizations": sum(NEURONS.values()) * 3, "edge sets": len(NEURONS) - 1}
 
-    # a larger top_k recomputes patches only
+    # a larger top_k recomputes patches and their dataset edges only
     (atlas / "atlas.toml").write_text(CONFIG.replace("top_k = 4", "top_k = 5"))
     _, patches = compute(load(atlas / "atlas.toml"), cache, quiet=True)
-    assert set(patches) == {"patch sets"}
+    assert set(patches) == {"patch sets", "edge sets"}
 
 
 def test_render_runs_without_torch(atlas):
@@ -175,3 +178,65 @@ def test_manifest_records_provenance(atlas):
     assert [p["rank"] for p in top] == [1, 2, 3, 4]
     assert all(a["value"] >= b["value"] for a, b in zip(top, top[1:]))
     json.dumps(manifest)
+
+
+def test_edges_children_parents_and_trees(atlas):
+    import numpy as np
+
+    from sitegen.cache import Cache
+
+    site, cache = atlas / "site", atlas / "cache"
+    assert run("build", "-c", atlas / "atlas.toml", "-o", site, "--cache", cache, "-q")[0] == 0
+    manifest, _ = compute(load(atlas / "atlas.toml"), cache, quiet=True)
+    layers = {layer["name"]: layer for layer in manifest["layers"]}
+
+    # children on an image are listed strongest first; dataset counts are out of top_k
+    for layer_name, lower in (("features.4", "features.1"), ("features.7", "features.4"), ("fc", "features.7")):
+        layer = layers[layer_name]
+        assert layer["lower"] == lower
+        for entry in layer["neurons"]:
+            children = entry["children"]["img0"]
+            weights = [w for _, w in children]
+            assert weights == sorted(weights, reverse=True) and len(children) == min(8, NEURONS[lower])
+            dataset = entry["children"]["dataset"]
+            assert all(0 <= count <= 4 for _, _, count in dataset)
+
+    # every neuron page above the first layer lists children, every one below the top lists parents
+    page = (site / "layers" / "features.4" / "3.html").read_text()
+    assert 'id="edges"' in page and "Children (features.1)" in page and "Parents (features.7)" in page
+    assert '../features.1/' in page and '../features.7/' in page
+    first = (site / "layers" / "features.1" / "0.html").read_text()
+    assert "Children (" not in first and "Parents (features.4)" in first
+
+    # the tree starts at the top layer's most active unit and follows the children lists
+    image = (site / "images" / "img0.html").read_text()
+    assert 'class="tree"' in image
+    top = layers["fc"]
+    values = np.load(io.BytesIO(zipfile.ZipFile(Cache(cache).path("acts", manifest["featured"][0]["acts"]["fc"]))
+                                .read("values.npy")))
+    root = max(top["units"], key=lambda n: (values[n], -n))
+    assert f'href="../layers/fc/{root}.html"' in image
+    first_child = top["neurons"][top["units"].index(root)]["children"]["img0"][0][0]
+    assert image.index(f"../layers/fc/{root}.html") < image.index(f"../layers/features.7/{first_child}.html")
+    assert check_site(site)[1] == []
+
+
+def test_pipeline_edges_equal_the_api_on_the_same_image(atlas):
+    import torch
+
+    import sitegen
+    from sitegen.images import View, load_rgb, view_pixels
+    from sitegen.models import IMAGENET_MEAN, IMAGENET_STD, load_model
+
+    manifest, _ = compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)
+    pixels = view_pixels(load_rgb(atlas / "imgs" / "img0.png"), View(), 40, 32, "bilinear")
+    x = torch.from_numpy(pixels).permute(2, 0, 1).float()[None] / 255
+    x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    model = load_model("tinynet:build", "none").module
+    weights = sitegen.edges(model, x, "features.4", "features.7", list(range(10)))[0]
+    layer = next(layer for layer in manifest["layers"] if layer["name"] == "features.7")
+    for neuron, entry in zip(layer["units"], layer["neurons"]):
+        expected = sorted(range(8), key=lambda j: (-float(weights[neuron, j]), j))
+        assert [j for j, _ in entry["children"]["img0"]] == expected
+        assert [w for _, w in entry["children"]["img0"]] == pytest.approx(
+            [float(weights[neuron, j]) for j in expected], rel=1e-4, abs=1e-6)

@@ -378,10 +378,10 @@ class Pipeline:
 
     # -- manifest -----------------------------------------------------------
     def children(self, weights: np.ndarray, lower: Layer) -> list[list]:
-        """The strongest children among the lower layer's mapped neurons, as [[j, w], ...]."""
+        """The strongest positive children among the lower layer's mapped neurons, as [[j, w], ...]."""
         units = np.asarray(lower.units)
         picked = units[np.argsort(-weights[units], kind="stable")[:self.config.site.children]]
-        return [[int(j), float(weights[j])] for j in picked]
+        return [[int(j), float(weights[j])] for j in picked if weights[j] > 0]
 
     def dataset_children(self, layer: Layer, neuron: int, order: list[int], wanted: dict[int, list[int]],
                          probe: list[Item]) -> list[list]:

@@ -124,13 +124,14 @@ class _Stop(Exception):
     """Raised from a forward hook once every wanted layer is captured."""
 
 
-def capture(model: nn.Module, x: torch.Tensor, modules: dict[str, nn.Module], *, truncate: bool = True,
-            keep_output: bool = False):
-    """Run ``model(x)`` and return ``{name: output}`` of the given modules.
+def capture(model: nn.Module, x: torch.Tensor, modules: dict[str, nn.Module], *,
+            copy: bool = False) -> dict[str, torch.Tensor]:
+    """Run ``model(x)`` until every given module has produced its output; return ``{name: output}``.
 
-    With ``truncate`` the forward stops as soon as every module has produced
-    its output, so layers low in the network cost only the network below them.
-    Returns ``(outputs, model_output)``; ``model_output`` is None when truncated.
+    The forward stops there, so layers low in the network cost only the
+    network below them.  With ``copy`` the outputs are copied as they are made:
+    a later in-place function (an in-place ReLU after a convolution, a residual
+    ``+=``) would otherwise change an earlier layer's captured values.
     """
     outputs: dict[str, torch.Tensor] = {}
     handles = []
@@ -139,8 +140,8 @@ def capture(model: nn.Module, x: torch.Tensor, modules: dict[str, nn.Module], *,
         def hook(_module, _inputs, output):
             if not isinstance(output, torch.Tensor):
                 raise TypeError(f"layer {name!r} returns {type(output).__name__}, not a tensor")
-            outputs[name] = output
-            if truncate and not keep_output and len(outputs) == len(modules):
+            outputs[name] = output.detach().clone() if copy else output
+            if len(outputs) == len(modules):
                 raise _Stop
         return hook
 
@@ -148,16 +149,16 @@ def capture(model: nn.Module, x: torch.Tensor, modules: dict[str, nn.Module], *,
         for name, module in modules.items():
             handles.append(module.register_forward_hook(make_hook(name)))
         try:
-            result = model(x)
+            model(x)
         except _Stop:
-            result = None
+            pass
     finally:
         for handle in handles:
             handle.remove()
     missing = [name for name in modules if name not in outputs]
     if missing:
         raise RuntimeError(f"layer(s) {', '.join(missing)} were not called in the model's forward")
-    return outputs, result
+    return outputs
 
 
 @contextlib.contextmanager

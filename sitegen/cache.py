@@ -2,9 +2,11 @@
 
 An entry is one zip file of named members: ``.npy`` arrays (read with
 ``allow_pickle=False``) and encoded images.  Its key hashes exactly the
-inputs of the stage that made it (DESIGN §3).  Writes go to a temporary file
-that is then renamed over the target, so an entry is whole or absent; zip's
-per-member CRC catches a damaged one, which reads as a miss.
+inputs of the stage that made it (DESIGN §3); where an entry holds one member
+per neuron, neurons computed later are added to it.  Writes go to a temporary
+file that is then renamed over the target, so an entry is whole or absent;
+zip's per-member CRC catches a damaged one, which is removed and reads as a
+miss, so it is computed again.
 """
 
 from __future__ import annotations
@@ -44,8 +46,24 @@ class Cache:
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key[:2] / f"{key}.zip"
 
+    def _damaged(self, path: Path) -> None:
+        self.damaged.append(path)
+        path.unlink(missing_ok=True)
+
+    def names(self, kind: str, key: str) -> set[str]:
+        """The names of the entry's members (empty if it is absent or unreadable)."""
+        path = self.path(kind, key)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return set(archive.namelist())
+        except FileNotFoundError:
+            return set()
+        except (OSError, zipfile.BadZipFile, ValueError, EOFError):
+            self._damaged(path)
+            return set()
+
     def has(self, kind: str, key: str) -> bool:
-        return self.path(kind, key).is_file()
+        return bool(self.names(kind, key))
 
     def get(self, kind: str, key: str) -> dict[str, Any] | None:
         """The entry's members (arrays for ``.npy`` names, bytes otherwise), or None if absent or damaged."""
@@ -60,8 +78,13 @@ class Cache:
         except FileNotFoundError:
             return None
         except (OSError, zipfile.BadZipFile, ValueError, EOFError):
-            self.damaged.append(path)
+            self._damaged(path)
             return None
+
+    def add(self, kind: str, key: str, members: dict[str, Any]) -> None:
+        """Add members to an entry (creating it), keeping the ones it has."""
+        old = self.get(kind, key) or {}
+        self.put(kind, key, {**old, **members})
 
     def put(self, kind: str, key: str, members: dict[str, Any]) -> None:
         path = self.path(kind, key)

@@ -35,7 +35,9 @@ def check_site(site: str | Path) -> tuple[int, list[str]]:
     parsed: dict[Path, _Links] = {}
     problems, count = [], 0
     for page in sorted(site.rglob("*.html")):
-        links = parsed.setdefault(page, _parse(page))
+        if page not in parsed:
+            parsed[page] = _parse(page)
+        links = parsed[page]
         for attribute, value in links.links:
             count += 1
             parts = urlsplit(value)
@@ -48,7 +50,8 @@ def check_site(site: str | Path) -> tuple[int, list[str]]:
             elif not target.is_file():
                 problems.append(f"{where} does not exist")
             elif parts.fragment and target.suffix == ".html":
-                ids = parsed.setdefault(target, _parse(target)).ids
-                if parts.fragment not in ids:
+                if target not in parsed:
+                    parsed[target] = _parse(target)
+                if parts.fragment not in parsed[target].ids:
                     problems.append(f"{where}: no element with id {parts.fragment!r}")
     return count, problems

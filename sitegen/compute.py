@@ -43,7 +43,7 @@ def activations(model: nn.Module, images: torch.Tensor, modules: dict[str, nn.Mo
     with inference_state(model), torch.no_grad():
         for start in range(0, images.shape[0], batch_size):
             batch = images[start:start + batch_size].to(device)
-            outs, _ = capture(model, batch, modules)
+            outs = capture(model, batch, modules, copy=True)
             for name, out in outs.items():
                 flat = _flat(out)
                 pos = flat.argmax(dim=2)
@@ -169,7 +169,7 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
                 with contextlib.ExitStack() as stack:
                     recorder = stack.enter_context(_LowerLayer(lower)) if lower is not None else None
                     with torch.enable_grad(), relu_rules():
-                        outs, _ = capture(model, batch, {name: module})
+                        outs = capture(model, batch, {name: module})
                         out = outs[name]
                         flat = _flat(out)
                         where = [int(positions[k]) if c is None else c.i * out.shape[-1] + c.j
@@ -208,7 +208,7 @@ def crops_are_exact(model: nn.Module, image: torch.Tensor, name: str, module: nn
     if geometry.whole:
         return False
     with inference_state(model), torch.no_grad():
-        out, _ = capture(model, image.to(model_device(model))[None], {name: module})
+        out = capture(model, image.to(model_device(model))[None], {name: module})
     out = out[name][0]
     if out.dim() != 3:
         return False

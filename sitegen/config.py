@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import SitegenError
 
-METHOD_NAMES = ("guided", "deconv", "gradient")
+METHOD_NAMES = ("guided", "deconv", "gradient")  # backprop.METHODS; repeated so config never imports torch
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,12 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "batch_size": Option(int, 16, "Images or neurons per forward pass (8 to 16 suit a CPU, more a GPU).",
                              minimum=1),
         "seed": Option(int, 0, "Seed for random initialisation."),
+        "children": Option(int, 8, "Strongest children kept per neuron (and counted over its top patches).",
+                           minimum=1),
     },
     "site": {
         "top_predictions": Option(int, 5, "Predictions shown per featured image.", minimum=1),
         "active_neurons": Option(int, 8, "Most active neurons listed per layer on an image page.", minimum=1),
-        "children": Option(int, 8, "Children (and parents) listed per neuron.", minimum=1),
         "tree_width": Option(int, 4, "Children of each node in an image's tree.", minimum=1),
     },
 }
@@ -113,13 +114,13 @@ class ComputeConfig:
     device: str
     batch_size: int
     seed: int
+    children: int
 
 
 @dataclass(frozen=True)
 class SiteConfig:
     top_predictions: int
     active_neurons: int
-    children: int
     tree_width: int
 
 
@@ -302,7 +303,7 @@ def parse(text: str, path: Path) -> Config:
         images=ImagesConfig(tuple(images["featured"]), tuple(images["probe"]), images["probe_flip"],
                             tuple(images["probe_zooms"])),
         compute=ComputeConfig(compute["top_k"], tuple(dict.fromkeys(compute["methods"])), compute["device"],
-                              compute["batch_size"], compute["seed"]),
+                              compute["batch_size"], compute["seed"], compute["children"]),
         site=SiteConfig(**tables["site"]),
         credits=credits,
     )

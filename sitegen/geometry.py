@@ -54,10 +54,6 @@ class Geometry:
     def as_dict(self) -> dict:
         return {"jump": list(self.jump), "lo": list(self.lo), "hi": list(self.hi), "whole": self.whole}
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "Geometry":
-        return cls(tuple(data["jump"]), tuple(data["lo"]), tuple(data["hi"]), bool(data["whole"]))
-
 
 WHOLE = Geometry(whole=True)
 
@@ -98,6 +94,12 @@ def _tensors(value):
             yield from _tensors(item)
 
 
+# Functions that keep the spatial size but move or mix positions: every output position sees everything.
+_MIXING = {"conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "roll", "flip", "fliplr", "flipud", "rot90",
+           "grid_sample", "transpose", "permute", "t", "mT", "swapaxes", "swapdims", "movedim", "pixel_shuffle",
+           "pixel_unshuffle", "interpolate", "upsample", "fft_fft2", "fft_ifft2", "fft_rfft2", "fft_irfft2"}
+
+
 class _GeometryMode(TorchFunctionMode):
     def __init__(self, source: torch.Tensor):
         super().__init__()
@@ -112,11 +114,13 @@ class _GeometryMode(TorchFunctionMode):
         kwargs = kwargs or {}
         result = func(*args, **kwargs)
         inputs = [t for t in _tensors((args, kwargs)) if self.of(t) is not None]
-        out = next(_tensors(result), None)
-        if not inputs or out is None:
+        outs = list(_tensors(result))
+        if not inputs or not outs:
             return result
-        geo = self._propagate(getattr(func, "__name__", ""), args, kwargs, inputs, out)
-        self.geos[id(out)] = (out, geo)
+        name = getattr(func, "__name__", "")
+        for out in outs:  # every output: chunk, split and unbind make several
+            geo = WHOLE if name in _MIXING else self._propagate(name, args, kwargs, inputs, out)
+            self.geos[id(out)] = (out, geo)
         return result
 
     def _propagate(self, name, args, kwargs, inputs, out) -> Geometry:
@@ -156,12 +160,12 @@ class _GeometryMode(TorchFunctionMode):
 def receptive_fields(model: nn.Module, modules: dict[str, nn.Module], input_size: tuple[int, int],
                      device: torch.device | str = "cpu") -> dict[str, Geometry]:
     """The geometry of each named module's output for an input of ``input_size`` (H, W)."""
-    dtype = next((p.dtype for p in model.parameters()), torch.float32)
+    dtype = next((p.dtype for p in model.parameters()), torch.float32)  # a model may be in float64
     x = torch.zeros(1, 3, *input_size, device=device, dtype=dtype)
     with inference_state(model), torch.no_grad():
         mode = _GeometryMode(x)
         with mode:
-            outputs, _ = capture(model, x, modules)
+            outputs = capture(model, x, modules)
         result = {}
         for name, out in outputs.items():
             geo = mode.of(out)

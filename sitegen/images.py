@@ -129,11 +129,14 @@ def view_pixels(image: Image.Image, view: View, resize: int, crop: int, interpol
         image = image.crop((x, y, x + w, y + h))
     if view.flip:
         image = ImageOps.mirror(image)
+    # the arithmetic of torchvision's Resize(int) and CenterCrop, so models get their weights' own transform
     width, height = image.size
-    scale = resize / min(width, height)
-    size = (max(crop, round(width * scale)), max(crop, round(height * scale)))
+    if width <= height:
+        size = (resize, int(resize * height / width))
+    else:
+        size = (int(resize * width / height), resize)
     image = image.resize(size, INTERPOLATION.get(interpolation, Image.BILINEAR))
-    left, top = (size[0] - crop) // 2, (size[1] - crop) // 2
+    left, top = int(round((size[0] - crop) / 2.0)), int(round((size[1] - crop) / 2.0))
     return np.asarray(image.crop((left, top, left + crop, top + crop)), dtype=np.uint8).copy()
 
 

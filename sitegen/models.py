@@ -81,7 +81,8 @@ class LoadedModel:
 
 
 def weights_fingerprint(name: str, module: nn.Module) -> str:
-    digest = hashlib.sha256()
+    """The architecture (its name and its modules' own description) and a hash of the weights' bytes."""
+    digest = hashlib.sha256(repr(module).encode())
     for key, tensor in sorted(module.state_dict().items()):
         digest.update(key.encode())
         digest.update(str(tuple(tensor.shape)).encode())
@@ -222,8 +223,7 @@ def available_models() -> list[str]:
     return ["efficientnet_lite0"] + sorted(list_models(module=tvm))
 
 
-def load_model(name: str, weights: str = "default", seed: int = 0, preprocess: Preprocess | None = None,
-               categories: list[str] | None = None) -> LoadedModel:
+def load_model(name: str, weights: str = "default", seed: int = 0) -> LoadedModel:
     """Build the model ``name`` with ``weights`` ("default", "none" or a path)."""
     if name == "efficientnet_lite0":
         loaded = _efficientnet_lite0(weights, seed)
@@ -237,10 +237,6 @@ def load_model(name: str, weights: str = "default", seed: int = 0, preprocess: P
             raise SitegenError(f"unknown model {name!r} (model.name).{hint} Any torchvision classification "
                                f"model, 'efficientnet_lite0' or 'package.module:factory' works.")
         loaded = _torchvision(name, weights, seed)
-    if preprocess is not None:
-        loaded.preprocess = preprocess
-    if categories is not None:
-        loaded.categories = categories
     loaded.module.eval()
     loaded.fingerprint = weights_fingerprint(loaded.name, loaded.module)
     return loaded
@@ -258,6 +254,7 @@ class LayerInfo:
 def describe_layers(loaded: LoadedModel) -> list[LayerInfo]:
     """Every module of the model with its output shape for one input image."""
     from .backprop import inference_state
+    from .compute import model_device
 
     model = loaded.module
     shapes: dict[str, tuple[int, ...]] = {}
@@ -277,7 +274,7 @@ def describe_layers(loaded: LoadedModel) -> list[LayerInfo]:
                 handles.append(module.register_forward_hook(make_hook(path)))
         size = loaded.preprocess.crop
         with inference_state(model), torch.no_grad():
-            model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+            model(torch.zeros(1, 3, size, size, device=model_device(model)))
     finally:
         for handle in handles:
             handle.remove()

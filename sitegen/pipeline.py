@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .cache import Cache, make_key, manifest_name
-from .compute import activations, crops_are_exact, gradients, pictures, predictions, top_k
+from .compute import activations, crops_are_exact, gradients, model_device, pictures, predictions, top_k
 from .config import Config
 from .errors import SitegenError
 from .geometry import Geometry, receptive_fields
@@ -93,12 +93,14 @@ def resolve_layers(config: Config, loaded: LoadedModel) -> list[Layer]:
         elif len(info.shape) not in (1, 3):
             problems.append(f"layers.use: {entry!r} ({path}) has output shape {info.shape}; a layer must give "
                             f"[C, H, W] or [C] per image")
+        if any(path == p for _, _, p in chosen):
+            problems.append(f"layers.use: {entry!r} is {path}, which is already listed")
         chosen.append((entry, name, path))
     if problems:
         raise SitegenError("\n".join(problems))
     size = loaded.preprocess.crop
     geometry = receptive_fields(loaded.module, {path: modules[path] for _, _, path in chosen}, (size, size),
-                                device=next(loaded.module.parameters()).device)
+                                device=model_device(loaded.module))
     layers = [Layer(entry, name, path, infos[path].shape, geometry[path]) for entry, name, path in chosen]
     for below, above in zip(layers, layers[1:]):
         above.lower = below
@@ -141,6 +143,7 @@ class Pipeline:
         self.quiet = quiet
         self.log = log
         self.computed: dict[str, int] = {}
+        self._entries: dict[tuple[str, str], dict] = {}
 
     # -- keys ---------------------------------------------------------------
     def _key(self, kind: str, *parts) -> str:
@@ -150,30 +153,23 @@ class Pipeline:
     def acts_key(self, item: Item, layer: Layer) -> str:
         return self._key("acts", layer.path, item.digest, item.view.spec)
 
-    def vis_key(self, item: Item, layer: Layer, method: str) -> str:
-        return self._key("vis", layer.path, self.units_key(layer), method, item.digest, item.view.spec)
-
-    def edges_key(self, item: Item, layer: Layer) -> str:
-        return self._key("edges", layer.path, layer.lower.path, self.units_key(layer), item.digest,
-                         item.view.spec)
-
-    def probe_edges_key(self, item: Item, layer: Layer, neurons: list[int]) -> str:
-        return self._key("pedges", layer.path, layer.lower.path, item.digest, item.view.spec, neurons)
-
-    @staticmethod
-    def units_key(layer: Layer) -> str | list[int]:
-        return "all" if len(layer.units) == layer.neurons else layer.units
-
     def preds_key(self, item: Item) -> str:
-        return self._key("preds", item.digest, item.view.spec)
+        return self._key("preds", self.config.site.top_predictions, item.digest, item.view.spec)
 
     def photo_key(self, item: Item) -> str:
         p = self.model.preprocess
         return make_key("photo", p.resize, p.crop, p.interpolation, item.digest, item.view.spec)
 
-    def patch_key(self, item: Item, layer: Layer, neurons: list[int]) -> str:
-        return self._key("patch", layer.path, layer.geometry.as_dict(), PATCH_SIDE, item.digest, item.view.spec,
-                         neurons)
+    # One member per neuron: a neuron's result depends on the image, the layer (and the method, or the lower
+    # layer), never on which other neurons are mapped, so later neurons are added to the same entry.
+    def vis_key(self, item: Item, layer: Layer, method: str) -> str:
+        return self._key("vis", layer.path, method, PATCH_SIDE, item.digest, item.view.spec)
+
+    def edges_key(self, item: Item, layer: Layer) -> str:
+        return self._key("edges", layer.path, layer.lower.path, item.digest, item.view.spec)
+
+    def patch_key(self, item: Item, layer: Layer) -> str:
+        return self._key("patch", layer.path, PATCH_SIDE, item.digest, item.view.spec)
 
     # -- helpers ------------------------------------------------------------
     def pixels(self, item: Item) -> np.ndarray:
@@ -268,6 +264,10 @@ class Pipeline:
                                        f"{layer.neurons} neurons")
                 layer.units = sorted(set(choice))
 
+    def _missing(self, kind: str, key: str, neurons: list[int], member: str) -> list[int]:
+        names = self.cache.names(kind, key)
+        return [n for n in neurons if member.format(n) not in names]
+
     def stage_featured(self, featured: list[Item], progress: Progress) -> None:
         methods = list(self.config.compute.methods)
         for item in featured:
@@ -281,27 +281,31 @@ class Pipeline:
         work = []
         for item in featured:
             for layer in self.layers:
-                todo = [m for m in methods if not self.cache.has("vis", self.vis_key(item, layer, m))]
-                edges = layer.lower is not None and not self.cache.has("edges", self.edges_key(item, layer))
-                if todo or edges:
-                    work.append((item, layer, todo, edges))
-        task = progress.add_task("featured images (neurons)", total=sum(len(w[1].units) for w in work))
-        for item, layer, todo, want_edges in work:
+                todo = {m: self._missing("vis", self.vis_key(item, layer, m), layer.units, "{}.png")
+                        for m in methods}
+                todo = {m: n for m, n in todo.items() if n}
+                edges = (self._missing("edges", self.edges_key(item, layer), layer.units, "{}.npy")
+                         if layer.lower is not None else [])
+                neurons = sorted(set(edges).union(*todo.values()))
+                if neurons:
+                    work.append((item, layer, neurons, list(todo), bool(edges)))
+        task = progress.add_task("featured images (neurons)", total=sum(len(w[2]) for w in work))
+        for item, layer, neurons, todo, want_edges in work:
             pixels = self.pixels(item)
             x = self.tensor([pixels])[0]
             _, positions = self.read_acts(item, layer)
             zoom = self.zoomable(layer)
             lower = self.modules[layer.lower.path] if want_edges else None
             members: dict[str, dict[str, bytes]] = {m: {} for m in todo}
-            weights = []
+            weights = {}
             size = self.config.compute.batch_size
             step = size * 8  # several batches per call, so crops of equal size batch together
-            for start in range(0, len(layer.units), step):
-                chunk = layer.units[start:start + step]
+            for start in range(0, len(neurons), step):
+                chunk = neurons[start:start + step]
                 result = gradients(self.model.module, x, layer.path, self.modules[layer.path], chunk,
                                    positions[chunk].tolist(), todo, size, *self.crop_args(layer, x), lower=lower)
                 if want_edges:
-                    weights.append(result["edges"].cpu().numpy())
+                    weights.update({f"{n}.npy": row for n, row in zip(chunk, result["edges"].cpu().numpy())})
                 for method in todo:
                     for neuron, picture in zip(chunk, pictures(result[method])):
                         out = members[method]
@@ -312,11 +316,11 @@ class Pipeline:
                             out[f"{neuron}-img.jpg"] = encode(fit(cut(pixels, box), PATCH_SIDE), "JPEG")
                 progress.advance(task, len(chunk))
             for method in todo:
-                self.cache.put("vis", self.vis_key(item, layer, method), members[method])
+                self.cache.add("vis", self.vis_key(item, layer, method), members[method])
+                self._count("visualizations", len(members[method]) // (3 if zoom else 1))
             if want_edges:
-                self.cache.put("edges", self.edges_key(item, layer), {"w.npy": np.concatenate(weights)})
-                self._count("edge sets")
-            self._count("visualizations", len(layer.units) * len(todo))
+                self.cache.add("edges", self.edges_key(item, layer), weights)
+                self._count("edges", len(weights))
 
     def zoomable(self, layer: Layer) -> bool:
         """Whether a neuron's receptive field is smaller than the image, so a zoomed view adds to the whole."""
@@ -334,11 +338,11 @@ class Pipeline:
             top = TopPatches(units, top_k(values[:, units], k), values, np.stack([a[1] for a in acts]))
             tops[layer.name] = top
             for index, neurons in sorted(top.wanted().items()):
-                patches = not self.cache.has("patch", self.patch_key(probe[index], layer, neurons))
-                edges = layer.lower is not None and not self.cache.has(
-                    "pedges", self.probe_edges_key(probe[index], layer, neurons))
+                patches = self._missing("patch", self.patch_key(probe[index], layer), neurons, "{}-gb.png")
+                edges = (self._missing("edges", self.edges_key(probe[index], layer), neurons, "{}.npy")
+                         if layer.lower is not None else [])
                 if patches or edges:
-                    work.append((layer, index, neurons, patches, edges))
+                    work.append((layer, index, sorted(set(patches) | set(edges)), bool(patches), bool(edges)))
         task = progress.add_task("top patches (neurons)", total=sum(len(w[2]) for w in work))
         size = self.config.compute.batch_size
         for layer, index, neurons, want_patches, want_edges in work:
@@ -355,12 +359,12 @@ class Pipeline:
                     neuron, box = neurons[offset], self.box(layer, int(where[offset]))
                     members[f"{neuron}-img.jpg"] = encode(fit(cut(pixels, box), PATCH_SIDE), "JPEG")
                     members[f"{neuron}-gb.png"] = encode(fit(cut(guided, box), PATCH_SIDE))
-                self.cache.put("patch", self.patch_key(item, layer, neurons), members)
-                self._count("patch sets")
+                self.cache.add("patch", self.patch_key(item, layer), members)
+                self._count("patches", len(neurons))
             if want_edges:
-                self.cache.put("pedges", self.probe_edges_key(item, layer, neurons),
-                               {"w.npy": result["edges"].cpu().numpy()})
-                self._count("edge sets")
+                self.cache.add("edges", self.edges_key(item, layer),
+                               {f"{n}.npy": row for n, row in zip(neurons, result["edges"].cpu().numpy())})
+                self._count("edges", len(neurons))
             progress.advance(task, len(neurons))
         return tops
 
@@ -380,24 +384,34 @@ class Pipeline:
     def children(self, weights: np.ndarray, lower: Layer) -> list[list]:
         """The strongest positive children among the lower layer's mapped neurons, as [[j, w], ...]."""
         units = np.asarray(lower.units)
-        picked = units[np.argsort(-weights[units], kind="stable")[:self.config.site.children]]
+        picked = units[np.argsort(-weights[units], kind="stable")[:self.config.compute.children]]
         return [[int(j), float(weights[j])] for j in picked if weights[j] > 0]
 
-    def dataset_children(self, layer: Layer, neuron: int, order: list[int], wanted: dict[int, list[int]],
-                         probe: list[Item]) -> list[list]:
-        """Mean weight over the neuron's top-patch images (``order``), and in how many of them each was a
-        top child: [[j, mean w, count], ...]."""
-        rows = []
-        for index in order:
-            neurons = wanted[index]
-            entry = self.cache.get("pedges", self.probe_edges_key(probe[index], layer, neurons))
-            rows.append(entry["w.npy"][neurons.index(neuron)])
-        weights = np.stack(rows)
-        mean = weights.mean(axis=0)
+    def edge_row(self, item: Item, layer: Layer, neuron: int) -> np.ndarray:
+        entry = self.entry("edges", self.edges_key(item, layer))
+        if f"{neuron}.npy" not in entry:
+            raise SitegenError(f"cache entry edges/{self.edges_key(item, layer)} lacks neuron {neuron}; "
+                               f"run `sitegen compute` again")
+        return entry[f"{neuron}.npy"]
+
+    def entry(self, kind: str, key: str) -> dict:
+        """A cache entry read once per manifest; a damaged one is removed, and the next build redoes it."""
+        if (kind, key) not in self._entries:
+            entry = self.cache.get(kind, key)
+            if entry is None:
+                raise SitegenError(f"cache entry {kind}/{key} was damaged and has been removed; "
+                                   f"run `sitegen compute` again to recompute it")
+            self._entries[(kind, key)] = entry
+        return self._entries[(kind, key)]
+
+    def dataset_children(self, layer: Layer, neuron: int, order: list[int], probe: list[Item]) -> list[list]:
+        """Mean weight over the neuron's top-patch images (``order``), and on how many of them each was
+        among the strongest children: [[j, mean w, count], ...]."""
+        weights = np.stack([self.edge_row(probe[index], layer, neuron) for index in order])
         counts = np.zeros(weights.shape[1], dtype=int)
         for row in weights:
             counts[[j for j, _ in self.children(row, layer.lower)]] += 1
-        return [[j, w, int(counts[j])] for j, w in self.children(mean, layer.lower)]
+        return [[j, w, int(counts[j])] for j, w in self.children(weights.mean(axis=0), layer.lower)]
 
     def manifest(self, featured: list[Item], probe: list[Item], tops: dict[str, "TopPatches"]) -> dict:
         config, model = self.config, self.model
@@ -406,7 +420,7 @@ class Pipeline:
         featured_entries = []
         for item, item_slug in zip(featured, featured_slugs):
             preds = []
-            entry = self.cache.get("preds", self.preds_key(item)) if categories else None
+            entry = self.entry("preds", self.preds_key(item)) if categories else None
             if entry is not None:
                 for prob, index in zip(entry["probs.npy"].tolist(), entry["indices.npy"].tolist()):
                     preds.append({"class": int(index), "label": categories[int(index)], "prob": float(prob)})
@@ -420,25 +434,18 @@ class Pipeline:
         layers = []
         for layer in self.layers:
             top = tops[layer.name]
-            wanted = top.wanted()
-            entries = {index: self.patch_key(probe[index], layer, neurons) for index, neurons in wanted.items()}
-            featured_weights = {}
-            if layer.lower is not None:
-                for item, item_slug in zip(featured, featured_slugs):
-                    entry = self.cache.get("edges", self.edges_key(item, layer))
-                    featured_weights[item_slug] = entry["w.npy"]
             neurons = []
             for row_index, neuron in enumerate(layer.units):
                 patches = []
                 for rank, index in enumerate(top.order[row_index].tolist(), start=1):
                     patches.append({"rank": rank, "item": index, "value": float(top.values[index, neuron]),
                                     "box": list(self.box(layer, int(top.positions[index, neuron]))),
-                                    "entry": entries[index]})
+                                    "entry": self.patch_key(probe[index], layer)})
                 children = {}
                 if layer.lower is not None:
-                    children = {s: self.children(w[row_index], layer.lower) for s, w in featured_weights.items()}
-                    children["dataset"] = self.dataset_children(layer, neuron, top.order[row_index].tolist(),
-                                                                wanted, probe)
+                    children = {s: self.children(self.edge_row(item, layer, neuron), layer.lower)
+                                for item, s in zip(featured, featured_slugs)}
+                    children["dataset"] = self.dataset_children(layer, neuron, top.order[row_index].tolist(), probe)
                 neurons.append({"id": neuron, "top": patches, "children": children})
             layers.append({"name": layer.name, "path": layer.path, "shape": list(layer.shape),
                            "units": layer.units, "selection": self.describe_selection(layer),
@@ -474,13 +481,16 @@ class Pipeline:
 
 
 def _unique_slugs(names: Iterable[str]) -> list[str]:
-    seen: dict[str, int] = {}
+    taken: set[str] = set()
     result = []
     for name in names:
-        base = slug(name)
-        count = seen.get(base, 0)
-        seen[base] = count + 1
-        result.append(base if count == 0 else f"{base}-{count + 1}")
+        base = candidate = slug(name)
+        number = 1
+        while candidate in taken:
+            number += 1
+            candidate = f"{base}-{number}"
+        taken.add(candidate)
+        result.append(candidate)
     return result
 
 

@@ -74,8 +74,14 @@ class Writer:
         self.changed += 1
 
     def previous(self) -> set[str]:
+        """What an earlier render recorded; only plain paths inside the folder are trusted."""
         record = self.out / RECORD
-        return set(record.read_text(encoding="utf-8").splitlines()) if record.is_file() else set()
+        if not record.is_file():
+            return set()
+        root = self.out.resolve()
+        return {rel for rel in record.read_text(encoding="utf-8").splitlines()
+                if rel and not rel.startswith("/") and ".." not in rel.split("/")
+                and (root / rel).resolve().is_relative_to(root)}
 
     def finish(self) -> int:
         """Remove what an earlier render wrote and this one did not; return how many."""

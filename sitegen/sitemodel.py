@@ -212,7 +212,7 @@ class _Builder:
                 {"name": m, "title": METHOD_TITLES[m], "text": DEFINITIONS[m]} for m in self.methods],
             "definitions": DEFINITIONS, "credits": self.credits(), "probe": self.m["probe"],
             "top_k": self.m["top_k"], "sitegen_version": self.m["sitegen_version"],
-            "children": self.config.site.children})
+            "children": self.config.compute.children})
 
     def credits(self) -> dict:
         """Each credit with the files it covers, and the used files that no credit covers."""
@@ -251,7 +251,7 @@ class _Builder:
     def relatives(self, rows: list, layer: str, featured: dict | None) -> list[dict]:
         """Children or parents as tiles with their weight (and count), thumbnails on ``featured``."""
         out = []
-        for row in rows[:self.config.site.children]:
+        for row in rows[:self.config.compute.children]:
             tile = self.tile(layer, row[0])
             tile["weight"] = row[1]
             tile["count"] = row[2] if len(row) > 2 else None

@@ -22,5 +22,8 @@ site: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+bench: $(STAMP)
+	$(PY) bench/edges.py
+
 clean:
 	-$(VENV)/bin/sitegen clean --out site

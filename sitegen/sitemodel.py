@@ -325,6 +325,7 @@ class _Builder:
             return {"layer": layer["name"], "neuron": neuron, "label": self.labels[(layer["name"], neuron)][0],
                     "url": self.neuron_url(layer["name"], neuron), "weight": weight, "depth": depth,
                     "vis": self.thumbnail(featured, layer["name"], neuron),
+                    "best": self.patch(layer["name"], neuron, entry["top"][0], "img"),
                     "value": float(self.acts(featured, layer["name"])[0][neuron]),
                     "children": [node(lower, child[0], child[1], depth + 1) for child in kids]}
 

@@ -1,0 +1,62 @@
+"""What edge weights add to the cost of the default atlas, measured in one run.
+
+For each default layer that has a layer below it, times the two kinds of
+gradient calls the pipeline makes, with and without the lower layer's edge
+weights: the featured-image call (three methods; the edges ride on the
+gradient pass) and the top-patch call (guided only; the edges need one more
+backward pass).  Prints the ratios.  Run: .venv/bin/python bench/edges.py
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from sitegen.compute import crops_are_exact, gradients
+from sitegen.config import load
+from sitegen.pipeline import Pipeline, collect_items, load_configured_model, resolve_layers
+from sitegen.cache import Cache
+
+NEURONS = 16
+
+
+def best_of(repeats: int, call) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    config = load(Path(__file__).parent.parent / "content" / "atlas.toml")
+    featured, _ = collect_items(config)
+    pipeline = Pipeline(config, Cache("/nonexistent"), quiet=True)
+    pipeline.model = load_configured_model(config)
+    model = pipeline.model.module
+    layers = resolve_layers(config, pipeline.model)
+    modules = dict(model.named_modules())
+    x = pipeline.tensor([pipeline.pixels(featured[0])])[0]
+    print(f"{'layer':<8} {'featured, 3 methods':>22} {'top patch, guided':>20}   (seconds for {NEURONS} neurons)")
+    print(f"{'':<8} {'plain':>7} {'+edges':>7} {'ratio':>6} {'plain':>6} {'+edges':>7} {'ratio':>6}")
+    for layer in layers[1:]:
+        neurons = list(range(min(NEURONS, layer.neurons)))
+        geometry = layer.geometry if crops_are_exact(model, x, layer.path, modules[layer.path], layer.geometry) else None
+        positions = [0] * len(neurons)
+        args = (model, x, layer.path, modules[layer.path], neurons, positions)
+        options = dict(batch_size=config.compute.batch_size, geometry=geometry, out_width=layer.width)
+        lower = modules[layer.lower.path]
+        featured_plain = best_of(2, lambda: gradients(*args, list(config.compute.methods), **options))
+        featured_edges = best_of(2, lambda: gradients(*args, list(config.compute.methods), lower=lower, **options))
+        patch_plain = best_of(2, lambda: gradients(*args, ["guided"], **options))
+        patch_edges = best_of(2, lambda: gradients(*args, ["guided"], lower=lower, **options))
+        print(f"{layer.name:<8} {featured_plain:7.2f} {featured_edges:7.2f} {featured_edges / featured_plain:6.2f} "
+              f"{patch_plain:6.2f} {patch_edges:7.2f} {patch_edges / patch_plain:6.2f}")
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(True)
+    main()

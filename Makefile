@@ -23,6 +23,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
+	$(PY) bench/visualize.py
 	$(PY) bench/edges.py
 
 clean:

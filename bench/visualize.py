@@ -1,0 +1,70 @@
+"""All-neuron visualization of one image for a whole layer, against a per-neuron loop.
+
+The per-neuron loop is the usual way: captum's NeuronGuidedBackprop, one full
+forward and backward per neuron (captum hooks ReLU modules, so its model copy
+gets out-of-place ReLUs).  sitegen's engine batches neurons and, where the
+receptive field is smaller than the image, computes each neuron on its crop.
+Both run on the same machine in one run, on randomly initialised AlexNet and a
+generated 224 px image; the results are compared.  Run:
+.venv/bin/python bench/visualize.py   (needs the bench extra: pip install -e '.[bench]')
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+from torch import nn
+
+from sitegen.compute import activations, crops_are_exact, gradients
+from sitegen.geometry import receptive_fields
+from sitegen.models import load_model
+
+CASES = [("conv5", "features.11", 256), ("conv1", "features.1", 64)]
+
+
+def captum_loop(model: nn.Module, image: torch.Tensor, path: str, neurons: list[int], positions: list[int],
+                width: int) -> torch.Tensor:
+    from captum.attr import NeuronGuidedBackprop
+
+    model = copy.deepcopy(model).eval()
+    for module in model.modules():
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+    method = NeuronGuidedBackprop(model, dict(model.named_modules())[path])
+    out = []
+    for neuron, position in zip(neurons, positions):
+        i, j = divmod(position, width)
+        out.append(method.attribute(image[None], neuron_selector=(neuron, i, j))[0])
+    return torch.stack(out)
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    model = load_model("alexnet", "none").module.eval()
+    modules = dict(model.named_modules())
+    image = torch.randn(3, 224, 224)
+    print(f"{'layer':<6} {'neurons':>7} {'per-neuron loop':>16} {'sitegen':>8} {'speed-up':>9} {'max rel diff':>13}")
+    for name, path, count in CASES:
+        module = modules[path]
+        geometry = receptive_fields(model, {path: module}, (224, 224))[path]
+        _, positions = activations(model, image[None], {path: module})[path]
+        width = 55 if name == "conv1" else 13
+        neurons = list(range(count))
+        where = positions[0, neurons].tolist()
+        crops = crops_are_exact(model, image, path, module, geometry)
+        start = time.perf_counter()
+        ours = gradients(model, image, path, module, neurons, where, ["guided"], 16,
+                         geometry if crops else None, width)["guided"]
+        fast = time.perf_counter() - start
+        start = time.perf_counter()
+        theirs = captum_loop(model, image, path, neurons, where, width)
+        slow = time.perf_counter() - start
+        scale = theirs.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-12)
+        diff = ((ours - theirs).abs() / scale).max().item()
+        print(f"{name:<6} {count:>7} {slow:>15.2f}s {fast:>7.2f}s {slow / fast:>8.1f}x {diff:>13.1e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,8 +4,8 @@ The per-neuron loop is the usual way: captum's NeuronGuidedBackprop, one full
 forward and backward per neuron (captum hooks ReLU modules, so its model copy
 gets out-of-place ReLUs).  sitegen's engine batches neurons and, where the
 receptive field is smaller than the image, computes each neuron on its crop.
-Both run on the same machine in one run, on randomly initialised AlexNet and a
-generated 224 px image; the results are compared.  Run:
+Both run on the same machine in one run (best of three each), on randomly
+initialised AlexNet and a generated 224 px image; the results are compared.  Run:
 .venv/bin/python bench/visualize.py   (needs the bench extra: pip install -e '.[bench]')
 """
 
@@ -40,6 +40,16 @@ def captum_loop(model: nn.Module, image: torch.Tensor, path: str, neurons: list[
     return torch.stack(out)
 
 
+def best_of(repeats: int, call):
+    """The shortest of a few runs (the first pays for warming up), and the result."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
 def main() -> None:
     torch.manual_seed(0)
     model = load_model("alexnet", "none").module.eval()
@@ -54,13 +64,9 @@ def main() -> None:
         neurons = list(range(count))
         where = positions[0, neurons].tolist()
         crops = crops_are_exact(model, image, path, module, geometry)
-        start = time.perf_counter()
-        ours = gradients(model, image, path, module, neurons, where, ["guided"], 16,
-                         geometry if crops else None, width)["guided"]
-        fast = time.perf_counter() - start
-        start = time.perf_counter()
-        theirs = captum_loop(model, image, path, neurons, where, width)
-        slow = time.perf_counter() - start
+        fast, ours = best_of(3, lambda: gradients(model, image, path, module, neurons, where, ["guided"], 16,
+                                                  geometry if crops else None, width)["guided"])
+        slow, theirs = best_of(3, lambda: captum_loop(model, image, path, neurons, where, width))
         scale = theirs.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-12)
         diff = ((ours - theirs).abs() / scale).max().item()
         print(f"{name:<6} {count:>7} {slow:>15.2f}s {fast:>7.2f}s {slow / fast:>8.1f}x {diff:>13.1e}")

@@ -157,9 +157,12 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
         passes.append("gradient")
     edges: dict[int, torch.Tensor] = {}
     with inference_state(model):
-        for members in groups.values():
-            for start in range(0, len(members), batch_size):
-                chunk = members[start:start + batch_size]
+        for shape, members in groups.items():
+            # a crop costs (and holds) about its share of the image: batch more of the small ones
+            size = batch_size if shape is None else min(
+                len(members), max(batch_size, batch_size * height * width // (shape[0] * shape[1])))
+            for start in range(0, len(members), size):
+                chunk = members[start:start + size]
                 cuts = [crops[k] for k in chunk]
                 if cuts[0] is None:
                     batch = image.expand(len(chunk), -1, -1, -1).clone()

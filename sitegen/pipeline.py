@@ -14,6 +14,7 @@ Cache entries (DESIGN §3; every key also holds the compute version):
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
@@ -24,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .cache import Cache, make_key, manifest_name
-from .compute import activations, crops_are_exact, gradients, model_device, pictures, predictions, top_k
+from .compute import RunningTopK, activations, crops_are_exact, gradients, model_device, pictures, predictions
 from .config import Config
 from .errors import SitegenError
 from .geometry import Geometry, receptive_fields
@@ -120,18 +121,46 @@ def collect_items(config: Config) -> tuple[list[Item], list[Item]]:
 
 @dataclass
 class TopPatches:
-    units: np.ndarray  # [U] the layer's mapped neurons
-    order: np.ndarray  # [U, k] probe indices, best first
-    values: np.ndarray  # [N_probe, C]
-    positions: np.ndarray  # [N_probe, C]
+    """Each mapped neuron's top k probe views: [U, k] arrays, best first."""
 
-    def wanted(self) -> dict[int, list[int]]:
-        """probe index -> the neurons whose top-k holds it."""
-        wanted: dict[int, list[int]] = {}
-        for neuron, row in zip(self.units.tolist(), self.order.tolist()):
-            for index in row:
-                wanted.setdefault(index, []).append(neuron)
+    units: list[int]
+    order: np.ndarray  # probe indices
+    values: np.ndarray
+    positions: np.ndarray
+
+    @classmethod
+    def from_running(cls, units: list[int], running: RunningTopK) -> "TopPatches":
+        return cls(units, running.rows.T.copy(), running.values.T.copy(), running.positions.T.copy())
+
+    def wanted(self) -> dict[int, dict[int, int]]:
+        """probe index -> {neuron whose top k holds it: its position there}."""
+        wanted: dict[int, dict[int, int]] = {}
+        for neuron, rows, positions in zip(self.units, self.order.tolist(), self.positions.tolist()):
+            for index, position in zip(rows, positions):
+                wanted.setdefault(index, {})[neuron] = position
         return wanted
+
+
+class ItemPixels(torch.utils.data.Dataset):
+    """Probe or featured views decoded to model-sized pixels, in DataLoader workers where there are many."""
+
+    def __init__(self, items: list[Item], resize: int, crop: int, interpolation: str):
+        self.items, self.resize, self.crop, self.interpolation = items, resize, crop, interpolation
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        item = self.items[index]
+        try:
+            image = load_rgb(item.path)
+        except Exception as error:  # noqa: BLE001 - any unreadable image is reported the same way
+            raise SitegenError(f"image {item.name!r} could not be read: {error}") from None
+        pixels = view_pixels(image, item.view, self.resize, self.crop, self.interpolation)
+        return torch.from_numpy(pixels).permute(2, 0, 1)
+
+
+CHUNK = 256  # probe views per activations entry: a new image computes only its chunk
 
 
 class Pipeline:
@@ -150,8 +179,12 @@ class Pipeline:
         prep = self.model.preprocess.as_dict()
         return make_key(kind, self.model.fingerprint, prep, *parts)
 
-    def acts_key(self, item: Item, layer: Layer) -> str:
+    def acts_key(self, items: Item | list[Item], layer: Layer) -> str:
+        item = items[0] if isinstance(items, list) else items
         return self._key("acts", layer.path, item.digest, item.view.spec)
+
+    def chunk_key(self, items: list[Item], layer: Layer) -> str:
+        return self._key("acts-chunk", layer.path, [(item.digest, item.view.spec) for item in items])
 
     def preds_key(self, item: Item) -> str:
         return self._key("preds", self.config.site.top_predictions, item.digest, item.view.spec)
@@ -203,7 +236,7 @@ class Pipeline:
         self.layers = resolve_layers(config, self.model)
         self.modules = dict(self.model.module.named_modules())
         with self._progress() as progress:
-            self.stage_activations(featured + probe, progress)
+            self.stage_activations(featured, probe, progress)
             self.select_units(featured)
             self.stage_featured(featured, progress)
             tops = self.stage_patches(probe, progress)
@@ -213,33 +246,62 @@ class Pipeline:
             self.log(f"warning: damaged cache entry {path} was recomputed")
         return manifest
 
-    def stage_activations(self, items: list[Item], progress: Progress) -> None:
-        items = list({item.id: item for item in items}.values())  # a featured image may be a probe view too
-        missing = [item for item in items if not all(self.cache.has("acts", self.acts_key(item, layer))
-                                                     for layer in self.layers)]
-        task = progress.add_task("activations", total=len(missing))
-        size = self.config.compute.batch_size
-        modules = {layer.path: self.modules[layer.path] for layer in self.layers}
-        for start in range(0, len(missing), size):
-            batch = missing[start:start + size]
-            x = self.tensor([self.pixels(item) for item in batch])
-            result = activations(self.model.module, x, modules, size)
-            for index, item in enumerate(batch):
-                for layer in self.layers:
-                    values, positions = result[layer.path]
-                    self.cache.put("acts", self.acts_key(item, layer), {
-                        "values.npy": values[index].numpy(), "positions.npy": positions[index].numpy()})
-            self._count("activations", len(batch))
-            progress.advance(task, len(batch))
+    def loader(self, items: list[Item]) -> torch.utils.data.DataLoader:
+        p = self.model.preprocess
+        workers = min(4, os.cpu_count() or 1) if len(items) >= 64 else 0
+        return torch.utils.data.DataLoader(
+            ItemPixels(items, p.resize, p.crop, p.interpolation), batch_size=self.config.compute.batch_size,
+            num_workers=workers, pin_memory=self.device.type == "cuda", persistent_workers=False)
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 [N, 3, H, W] on any device -> the model's input on the model's device."""
+        p = self.model.preprocess
+        x = pixels.to(self.device, non_blocking=True).float().div_(255)
+        mean = torch.tensor(p.mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(p.std, device=self.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def mine(self, items: list[Item], layers: list[Layer], progress: Progress | None = None, task=None):
+        """Activations of ``layers`` on ``items``: {path: (values [n, C], positions [n, C])} as numpy."""
+        modules = {layer.path: self.modules[layer.path] for layer in layers}
+        parts: dict[str, list] = {layer.path: [] for layer in layers}
+        for pixels in self.loader(items):
+            result = activations(self.model.module, self.normalise(pixels), modules, pixels.shape[0])
+            for path, (values, positions) in result.items():
+                parts[path].append((values.numpy(), positions.numpy()))
+            if progress is not None:
+                progress.advance(task, pixels.shape[0])
+        return {path: (np.concatenate([v for v, _ in chunks]), np.concatenate([p for _, p in chunks]))
+                for path, chunks in parts.items()}
+
+    def stage_activations(self, featured: list[Item], probe: list[Item], progress: Progress) -> None:
+        """Featured views one entry each; probe views in chunks of CHUNK, so the probe set can be large."""
+        work = [([item], self.acts_key) for item in featured]
+        work += [(probe[start:start + CHUNK], self.chunk_key) for start in range(0, len(probe), CHUNK)]
+        todo = []
+        for items, key in work:
+            missing = [layer for layer in self.layers if not self.cache.has("acts", key(items, layer))]
+            if missing:
+                todo.append((items, key, missing))
+        task = progress.add_task("activations", total=sum(len(items) for items, _, _ in todo))
+        for items, key, missing in todo:
+            result = self.mine(items, missing, progress, task)
+            for layer in missing:
+                values, positions = result[layer.path]
+                self.cache.put("acts", key(items, layer), {"values.npy": values, "positions.npy": positions})
+            self._count("activations", len(items))
 
     def read_acts(self, item: Item, layer: Layer) -> tuple[np.ndarray, np.ndarray]:
-        entry = self.cache.get("acts", self.acts_key(item, layer))
+        """A featured view's activations and positions, [C] each."""
+        values, positions = self.read_block([item], layer, self.acts_key)
+        return values[0], positions[0]
+
+    def read_block(self, items: list[Item], layer: Layer, key) -> tuple[np.ndarray, np.ndarray]:
+        entry = self.cache.get("acts", key(items, layer))
         if entry is None:  # damaged since it was written: compute again
-            x = self.tensor([self.pixels(item)])
-            result = activations(self.model.module, x, {layer.path: self.modules[layer.path]})
-            values, positions = result[layer.path]
-            entry = {"values.npy": values[0].numpy(), "positions.npy": positions[0].numpy()}
-            self.cache.put("acts", self.acts_key(item, layer), entry)
+            values, positions = self.mine(items, [layer])[layer.path]
+            entry = {"values.npy": values, "positions.npy": positions}
+            self.cache.put("acts", key(items, layer), entry)
         return entry["values.npy"], entry["positions.npy"]
 
     def select_units(self, featured: list[Item]) -> None:
@@ -332,24 +394,26 @@ class Pipeline:
         tops: dict[str, TopPatches] = {}
         work = []
         for layer in self.layers:
-            acts = [self.read_acts(item, layer) for item in probe]
-            values = np.stack([a[0] for a in acts])
-            units = np.asarray(layer.units)
-            top = TopPatches(units, top_k(values[:, units], k), values, np.stack([a[1] for a in acts]))
-            tops[layer.name] = top
-            for index, neurons in sorted(top.wanted().items()):
+            running = RunningTopK(len(layer.units), k)
+            for start in range(0, len(probe), CHUNK):
+                values, positions = self.read_block(probe[start:start + CHUNK], layer, self.chunk_key)
+                rows = np.arange(start, start + values.shape[0])
+                running.update(values[:, layer.units], positions[:, layer.units], rows)
+            top = tops[layer.name] = TopPatches.from_running(layer.units, running)
+            for index, where in sorted(top.wanted().items()):
+                neurons = sorted(where)
                 patches = self._missing("patch", self.patch_key(probe[index], layer), neurons, "{}-gb.png")
                 edges = (self._missing("edges", self.edges_key(probe[index], layer), neurons, "{}.npy")
                          if layer.lower is not None else [])
                 if patches or edges:
-                    work.append((layer, index, sorted(set(patches) | set(edges)), bool(patches), bool(edges)))
+                    todo = sorted(set(patches) | set(edges))
+                    work.append((layer, index, todo, [where[n] for n in todo], bool(patches), bool(edges)))
         task = progress.add_task("top patches (neurons)", total=sum(len(w[2]) for w in work))
         size = self.config.compute.batch_size
-        for layer, index, neurons, want_patches, want_edges in work:
+        for layer, index, neurons, where, want_patches, want_edges in work:
             item = probe[index]
             pixels = self.pixels(item)
             x = self.tensor([pixels])[0]
-            where = tops[layer.name].positions[index, neurons].tolist()
             result = gradients(self.model.module, x, layer.path, self.modules[layer.path], neurons, where,
                                ["guided"] if want_patches else [], size, *self.crop_args(layer, x),
                                lower=self.modules[layer.lower.path] if want_edges else None)
@@ -438,8 +502,8 @@ class Pipeline:
             for row_index, neuron in enumerate(layer.units):
                 patches = []
                 for rank, index in enumerate(top.order[row_index].tolist(), start=1):
-                    patches.append({"rank": rank, "item": index, "value": float(top.values[index, neuron]),
-                                    "box": list(self.box(layer, int(top.positions[index, neuron]))),
+                    patches.append({"rank": rank, "item": index, "value": float(top.values[row_index, rank - 1]),
+                                    "box": list(self.box(layer, int(top.positions[row_index, rank - 1]))),
                                     "entry": self.patch_key(probe[index], layer)})
                 children = {}
                 if layer.lower is not None:

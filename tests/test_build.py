@@ -96,17 +96,18 @@ def test_only_new_work_is_computed(atlas):
     cache = atlas / "cache"
     config = load(atlas / "atlas.toml")
     _, first = compute(config, cache, quiet=True)
-    # 4 files x (whole + centre and 4 corners at zoom 0.5) x 2 flips; the featured images are among them
-    assert first["activations"] == 4 * 6 * 2
+    # 2 featured images, and 4 files x (whole + centre and 4 corners at zoom 0.5) x 2 flips
+    assert first["activations"] == 2 + 4 * 6 * 2
     _, again = compute(config, cache, quiet=True)
     assert again == {}
 
     # a new featured image computes only that image's work
     (atlas / "atlas.toml").write_text(CONFIG.replace('"imgs/img1.png"]', '"imgs/img1.png", "imgs/img2.png"]'))
     _, more = compute(load(atlas / "atlas.toml"), cache, quiet=True)
-    # its activations are a probe view's (it is one of the probe files, seen whole); its edges are
-    # computed for the neurons whose top patches did not already hold that view
-    assert more["visualizations"] == sum(NEURONS.values()) * 3 and set(more) <= {"visualizations", "edges"}
+    # its activations and pictures; its edges for the neurons whose top patches did not already hold
+    # that view (it is also a probe view)
+    assert more["activations"] == 1 and more["visualizations"] == sum(NEURONS.values()) * 3
+    assert set(more) <= {"activations", "visualizations", "edges"}
     assert more.get("edges", 0) <= sum(NEURONS.values()) - NEURONS["features.1"]
 
     # a larger top_k computes only the patches (and their edges) that enter the top 5
@@ -218,7 +219,7 @@ def test_edges_children_parents_and_trees(atlas):
     assert 'class="tree"' in image
     top = layers["fc"]
     values = np.load(io.BytesIO(zipfile.ZipFile(Cache(cache).path("acts", manifest["featured"][0]["acts"]["fc"]))
-                                .read("values.npy")))
+                                .read("values.npy")))[0]
     root = max(top["units"], key=lambda n: (values[n], -n))
     assert f'href="../layers/fc/{root}.html"' in image
     first_child = top["neurons"][top["units"].index(root)]["children"]["img0"][0][0]

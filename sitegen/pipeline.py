@@ -180,7 +180,7 @@ class Pipeline:
         return make_key(kind, self.model.fingerprint, prep, *parts)
 
     def acts_key(self, items: Item | list[Item], layer: Layer) -> str:
-        item = items[0] if isinstance(items, list) else items
+        item = items[0] if isinstance(items, list) else items  # one view
         return self._key("acts", layer.path, item.digest, item.view.spec)
 
     def chunk_key(self, items: list[Item], layer: Layer) -> str:
@@ -288,20 +288,27 @@ class Pipeline:
             result = self.mine(items, missing, progress, task)
             for layer in missing:
                 values, positions = result[layer.path]
+                if key == self.acts_key:  # one view: [C]
+                    values, positions = values[0], positions[0]
                 self.cache.put("acts", key(items, layer), {"values.npy": values, "positions.npy": positions})
             self._count("activations", len(items))
 
     def read_acts(self, item: Item, layer: Layer) -> tuple[np.ndarray, np.ndarray]:
         """A featured view's activations and positions, [C] each."""
-        values, positions = self.read_block([item], layer, self.acts_key)
-        return values[0], positions[0]
+        entry = self.cache.get("acts", self.acts_key(item, layer))
+        if entry is None:  # damaged since it was written: compute again
+            values, positions = self.mine([item], [layer])[layer.path]
+            entry = {"values.npy": values[0], "positions.npy": positions[0]}
+            self.cache.put("acts", self.acts_key(item, layer), entry)
+        return entry["values.npy"], entry["positions.npy"]
 
-    def read_block(self, items: list[Item], layer: Layer, key) -> tuple[np.ndarray, np.ndarray]:
-        entry = self.cache.get("acts", key(items, layer))
+    def read_chunk(self, items: list[Item], layer: Layer) -> tuple[np.ndarray, np.ndarray]:
+        """Probe views' activations and positions, [n, C] each."""
+        entry = self.cache.get("acts", self.chunk_key(items, layer))
         if entry is None:  # damaged since it was written: compute again
             values, positions = self.mine(items, [layer])[layer.path]
             entry = {"values.npy": values, "positions.npy": positions}
-            self.cache.put("acts", key(items, layer), entry)
+            self.cache.put("acts", self.chunk_key(items, layer), entry)
         return entry["values.npy"], entry["positions.npy"]
 
     def select_units(self, featured: list[Item]) -> None:
@@ -396,7 +403,7 @@ class Pipeline:
         for layer in self.layers:
             running = RunningTopK(len(layer.units), k)
             for start in range(0, len(probe), CHUNK):
-                values, positions = self.read_block(probe[start:start + CHUNK], layer, self.chunk_key)
+                values, positions = self.read_chunk(probe[start:start + CHUNK], layer)
                 rows = np.arange(start, start + values.shape[0])
                 running.update(values[:, layer.units], positions[:, layer.units], rows)
             top = tops[layer.name] = TopPatches.from_running(layer.units, running)

@@ -104,7 +104,7 @@ class _Builder:
             entry = self.cache.get("acts", key)
             if entry is None:
                 raise FileNotFoundError(f"cache entry acts/{key} is missing: run `sitegen compute` first")
-            self._acts[(key, layer)] = (entry["values.npy"][0], entry["positions.npy"][0])  # one view: [1, C]
+            self._acts[(key, layer)] = (entry["values.npy"], entry["positions.npy"])
         return self._acts[(key, layer)]
 
     def note(self, *parts: str) -> tuple[str, str]:

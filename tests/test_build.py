@@ -219,7 +219,7 @@ def test_edges_children_parents_and_trees(atlas):
     assert 'class="tree"' in image
     top = layers["fc"]
     values = np.load(io.BytesIO(zipfile.ZipFile(Cache(cache).path("acts", manifest["featured"][0]["acts"]["fc"]))
-                                .read("values.npy")))[0]
+                                .read("values.npy")))
     root = max(top["units"], key=lambda n: (values[n], -n))
     assert f'href="../layers/fc/{root}.html"' in image
     first_child = top["neurons"][top["units"].index(root)]["children"]["img0"][0][0]

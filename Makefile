@@ -25,6 +25,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(PY) bench/visualize.py
+	$(PY) bench/mining.py
 	$(PY) bench/edges.py
 
 clean:

@@ -396,17 +396,23 @@ class Pipeline:
         size = self.model.preprocess.crop
         return not layer.geometry.whole and min(layer.geometry.size) < size
 
-    def stage_patches(self, probe: list[Item], progress: Progress) -> dict[str, "TopPatches"]:
-        k = self.config.compute.top_k
-        tops: dict[str, TopPatches] = {}
-        work = []
+    def top_patches(self, probe: list[Item]) -> dict[str, "TopPatches"]:
+        """Each layer's top k probe views per mapped neuron, streamed over the cached chunks."""
+        tops = {}
         for layer in self.layers:
-            running = RunningTopK(len(layer.units), k)
+            running = RunningTopK(len(layer.units), self.config.compute.top_k)
             for start in range(0, len(probe), CHUNK):
                 values, positions = self.read_chunk(probe[start:start + CHUNK], layer)
                 rows = np.arange(start, start + values.shape[0])
                 running.update(values[:, layer.units], positions[:, layer.units], rows)
-            top = tops[layer.name] = TopPatches.from_running(layer.units, running)
+            tops[layer.name] = TopPatches.from_running(layer.units, running)
+        return tops
+
+    def stage_patches(self, probe: list[Item], progress: Progress) -> dict[str, "TopPatches"]:
+        tops = self.top_patches(probe)
+        work = []
+        for layer in self.layers:
+            top = tops[layer.name]
             for index, where in sorted(top.wanted().items()):
                 neurons = sorted(where)
                 patches = self._missing("patch", self.patch_key(probe[index], layer), neurons, "{}-gb.png")

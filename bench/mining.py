@@ -1,0 +1,141 @@
+"""Top-patch mining: throughput against a bare forward pass, and memory against the probe set's size.
+
+Throughput: sitegen's mining (a forward pass truncated at the deepest layer,
+each channel's maximum and its position for every layer, written to the
+cache in chunks) against a bare forward pass of the same model truncated at
+the same layer, over the same images through the same DataLoader.
+
+Memory: the peak resident memory of the mining stage and the top-k selection,
+each size in a fresh process, for 1,000 and 4,000 probe images; it should
+grow with neurons x k, not with the probe set.
+
+Images are generated (smooth colour fields with noise), nothing is downloaded.
+Run: .venv/bin/python bench/mining.py
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+LAYERS = ["block2", "block4", "block7", "block10", "block15"]
+
+
+def make_images(folder: Path, count: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:160, 0:160] / 160.0
+    for index in range(count):
+        a, b, c = rng.uniform(0, 6, 3)
+        field = np.stack([np.sin(a * xx + b * yy), np.cos(b * xx - c * yy), np.sin(c * (xx + yy))], axis=-1)
+        pixels = (field * 90 + 128 + rng.normal(0, 12, field.shape)).clip(0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{index:05d}.jpg", quality=90)
+
+
+def write_config(folder: Path, count: int) -> Path:
+    path = folder / "atlas.toml"
+    path.write_text(f"""
+[model]
+name = "efficientnet_lite0"
+weights = "default"
+[layers]
+use = {json.dumps(LAYERS)}
+[images]
+probe = ["images"]
+[compute]
+top_k = 9
+batch_size = 32
+""")
+    return path
+
+
+def pipeline_for(config_path: Path, cache: Path):
+    from sitegen.cache import Cache
+    from sitegen.config import load
+    from sitegen.pipeline import Pipeline, collect_items, load_configured_model, resolve_layers
+
+    config = load(config_path)
+    pipeline = Pipeline(config, Cache(cache), quiet=True)
+    _, probe = collect_items(config)
+    pipeline.model = load_configured_model(config)
+    pipeline.model.module.to(pipeline.device)
+    pipeline.layers = resolve_layers(config, pipeline.model)
+    pipeline.modules = dict(pipeline.model.module.named_modules())
+    for layer in pipeline.layers:
+        layer.units = list(range(layer.neurons))
+    return pipeline, probe
+
+
+def mine_only(config_path: Path, cache: Path) -> None:
+    """In a fresh process: mine and select the top k; print the peak resident memory in MiB."""
+    from rich.progress import Progress
+
+    pipeline, probe = pipeline_for(config_path, cache)
+    with Progress(disable=True) as progress:
+        pipeline.stage_activations([], probe, progress)
+    pipeline.top_patches(probe)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def throughput(config_path: Path, cache: Path) -> tuple[float, float]:
+    import torch
+    from rich.progress import Progress
+
+    from sitegen.backprop import capture, inference_state
+
+    pipeline, probe = pipeline_for(config_path, cache)
+    model = pipeline.model.module
+    deepest = {pipeline.layers[-1].path: pipeline.modules[pipeline.layers[-1].path]}
+
+    def bare() -> None:
+        with inference_state(model), torch.no_grad():
+            for pixels in pipeline.loader(probe):
+                capture(model, pipeline.normalise(pixels), deepest)
+
+    def mining() -> None:
+        for path in Path(cache).glob("acts"):
+            for entry in path.rglob("*.zip"):
+                entry.unlink()
+        with Progress(disable=True) as progress:
+            pipeline.stage_activations([], probe, progress)
+
+    times = {"bare": [], "mining": []}
+    for _ in range(2):  # alternate, best of two each
+        for name, call in (("bare", bare), ("mining", mining)):
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return len(probe) / min(times["bare"]), len(probe) / min(times["mining"])
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--mine-only":
+        mine_only(Path(sys.argv[2]), Path(sys.argv[3]))
+        return
+    with tempfile.TemporaryDirectory() as temp:
+        root = Path(temp)
+        small, large = root / "small", root / "large"
+        make_images(small / "images", 1000)
+        make_images(large / "images", 4000)
+        bare, mining = throughput(write_config(small, 1000), root / "cache-throughput")
+        print(f"throughput, 1,000 images: bare forward {bare:.1f} images/s, mining {mining:.1f} images/s, "
+              f"ratio {mining / bare:.2f}")
+        peaks = {}
+        for name, folder in (("1,000", small), ("4,000", large)):
+            out = subprocess.run([sys.executable, __file__, "--mine-only", str(write_config(folder, 0)),
+                                  str(root / f"cache-{folder.name}")], check=True, capture_output=True, text=True)
+            peaks[name] = float(out.stdout.strip().splitlines()[-1])
+        print(f"peak memory: 1,000 images {peaks['1,000']:.0f} MiB, 4,000 images {peaks['4,000']:.0f} MiB, "
+              f"ratio {peaks['4,000'] / peaks['1,000']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -10,14 +10,15 @@ backward pass).  Prints the ratios.  Run: .venv/bin/python bench/edges.py
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
+from sitegen.cache import Cache
 from sitegen.compute import crops_are_exact, gradients
 from sitegen.config import load
 from sitegen.pipeline import Pipeline, collect_items, load_configured_model, resolve_layers
-from sitegen.cache import Cache
 
 NEURONS = 16
 
@@ -44,15 +45,17 @@ def main() -> None:
     print(f"{'':<8} {'plain':>7} {'+edges':>7} {'ratio':>6} {'plain':>6} {'+edges':>7} {'ratio':>6}")
     for layer in layers[1:]:
         neurons = list(range(min(NEURONS, layer.neurons)))
-        geometry = layer.geometry if crops_are_exact(model, x, layer.path, modules[layer.path], layer.geometry) else None
+        exact = crops_are_exact(model, x, layer.path, modules[layer.path], layer.geometry)
+        geometry = layer.geometry if exact else None
         positions = [0] * len(neurons)
         args = (model, x, layer.path, modules[layer.path], neurons, positions)
         options = dict(batch_size=config.compute.batch_size, geometry=geometry, out_width=layer.width)
         lower = modules[layer.lower.path]
-        featured_plain = best_of(2, lambda: gradients(*args, list(config.compute.methods), **options))
-        featured_edges = best_of(2, lambda: gradients(*args, list(config.compute.methods), lower=lower, **options))
-        patch_plain = best_of(2, lambda: gradients(*args, ["guided"], **options))
-        patch_edges = best_of(2, lambda: gradients(*args, ["guided"], lower=lower, **options))
+        methods = list(config.compute.methods)
+        featured_plain = best_of(2, partial(gradients, *args, methods, **options))
+        featured_edges = best_of(2, partial(gradients, *args, methods, lower=lower, **options))
+        patch_plain = best_of(2, partial(gradients, *args, ["guided"], **options))
+        patch_edges = best_of(2, partial(gradients, *args, ["guided"], lower=lower, **options))
         print(f"{layer.name:<8} {featured_plain:7.2f} {featured_edges:7.2f} {featured_edges / featured_plain:6.2f} "
               f"{patch_plain:6.2f} {patch_edges:7.2f} {patch_edges / patch_plain:6.2f}")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import time
+from functools import partial
 
 import torch
 from torch import nn
@@ -64,9 +65,10 @@ def main() -> None:
         neurons = list(range(count))
         where = positions[0, neurons].tolist()
         crops = crops_are_exact(model, image, path, module, geometry)
-        fast, ours = best_of(3, lambda: gradients(model, image, path, module, neurons, where, ["guided"], 16,
-                                                  geometry if crops else None, width)["guided"])
-        slow, theirs = best_of(3, lambda: captum_loop(model, image, path, neurons, where, width))
+        fast, ours = best_of(3, partial(gradients, model, image, path, module, neurons, where, ["guided"], 16,
+                                        geometry if crops else None, width))
+        ours = ours["guided"]
+        slow, theirs = best_of(3, partial(captum_loop, model, image, path, neurons, where, width))
         scale = theirs.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-12)
         diff = ((ours - theirs).abs() / scale).max().item()
         print(f"{name:<6} {count:>7} {slow:>15.2f}s {fast:>7.2f}s {slow / fast:>8.1f}x {diff:>13.1e}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -44,6 +45,11 @@ def friendly(command):
     return wrapper
 
 
+def _leader() -> bool:
+    """False in the ranks other than 0 of a torchrun launch: they compute but do not report or render."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _compute(config_path: Path, cache: Path, device: Optional[str], quiet: bool) -> dict:
     from . import config as config_module
     from .pipeline import compute
@@ -54,7 +60,8 @@ def _compute(config_path: Path, cache: Path, device: Optional[str], quiet: bool)
     started = time.perf_counter()
     manifest, computed = compute(config, cache, device, quiet=quiet, log=_say)
     done = ", ".join(f"{n} {kind}" for kind, n in computed.items()) or "nothing (all cached)"
-    _say(f"computed {done} in {time.perf_counter() - started:.1f} s")
+    if _leader():
+        _say(f"computed {done} in {time.perf_counter() - started:.1f} s")
     return manifest
 
 
@@ -84,7 +91,8 @@ def build(config: ConfigOpt = DEFAULT_CONFIG, out: OutOpt = DEFAULT_OUT, cache: 
           device: DeviceOpt = None, quiet: QuietOpt = False) -> None:
     """Compute what is missing, then render the site."""
     _compute(config, cache, device, quiet)
-    _render(config, out, cache)
+    if _leader():
+        _render(config, out, cache)
 
 
 @app.command("compute")

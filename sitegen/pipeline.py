@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .cache import Cache, make_key, manifest_name
+from .distributed import Group
 from .compute import RunningTopK, activations, crops_are_exact, gradients, model_device, pictures, predictions
 from .config import Config
 from .errors import SitegenError
@@ -173,6 +174,9 @@ class Pipeline:
         self.log = log
         self.computed: dict[str, int] = {}
         self._entries: dict[tuple[str, str], dict] = {}
+        self.group = Group()
+        self.device = self.group.device(self.device)
+        self.quiet = quiet or not self.group.leader
 
     # -- keys ---------------------------------------------------------------
     def _key(self, kind: str, *parts) -> str:
@@ -235,13 +239,19 @@ class Pipeline:
         self.model.module.to(self.device)
         self.layers = resolve_layers(config, self.model)
         self.modules = dict(self.model.module.named_modules())
-        with self._progress() as progress:
-            self.stage_activations(featured, probe, progress)
-            self.select_units(featured)
-            self.stage_featured(featured, progress)
-            tops = self.stage_patches(probe, progress)
-        manifest = self.manifest(featured, probe, tops)
-        self.cache.write_json(manifest_name(config.path), manifest)
+        try:
+            with self._progress() as progress:
+                self.stage_activations(featured, probe, progress)
+                self.select_units(featured)
+                self.stage_featured(featured, progress)
+                tops = self.stage_patches(probe, progress)
+            counts = self.group.gather_to_all(self.computed)
+            self.computed = {kind: sum(c.get(kind, 0) for c in counts) for kind in sorted(set().union(*counts))}
+            manifest = self.manifest(featured, probe, tops) if self.group.leader else {}
+            if self.group.leader:
+                self.cache.write_json(manifest_name(config.path), manifest)
+        finally:
+            self.group.close()
         for path in self.cache.damaged:
             self.log(f"warning: damaged cache entry {path} was recomputed")
         return manifest
@@ -283,6 +293,7 @@ class Pipeline:
             missing = [layer for layer in self.layers if not self.cache.has("acts", key(items, layer))]
             if missing:
                 todo.append((items, key, missing))
+        todo = self.group.share(todo)
         task = progress.add_task("activations", total=sum(len(items) for items, _, _ in todo))
         for items, key, missing in todo:
             result = self.mine(items, missing, progress, task)
@@ -290,8 +301,10 @@ class Pipeline:
                 values, positions = result[layer.path]
                 if key == self.acts_key:  # one view: [C]
                     values, positions = values[0], positions[0]
-                self.cache.put("acts", key(items, layer), {"values.npy": values, "positions.npy": positions})
+                self.group.write(self.cache, "acts", key(items, layer),
+                                 {"values.npy": values, "positions.npy": positions})
             self._count("activations", len(items))
+        self.group.flush(self.cache)
 
     def read_acts(self, item: Item, layer: Layer) -> tuple[np.ndarray, np.ndarray]:
         """A featured view's activations and positions, [C] each."""
@@ -339,7 +352,7 @@ class Pipeline:
 
     def stage_featured(self, featured: list[Item], progress: Progress) -> None:
         methods = list(self.config.compute.methods)
-        for item in featured:
+        for item in featured if self.group.leader else []:
             if not self.cache.has("photo", self.photo_key(item)):
                 self.cache.put("photo", self.photo_key(item), {"photo.jpg": encode(self.pixels(item), "JPEG")})
             if self.model.categories and not self.cache.has("preds", self.preds_key(item)):
@@ -358,6 +371,7 @@ class Pipeline:
                 neurons = sorted(set(edges).union(*todo.values()))
                 if neurons:
                     work.append((item, layer, neurons, list(todo), bool(edges)))
+        work = self.group.share(work)
         task = progress.add_task("featured images (neurons)", total=sum(len(w[2]) for w in work))
         for item, layer, neurons, todo, want_edges in work:
             pixels = self.pixels(item)
@@ -385,11 +399,12 @@ class Pipeline:
                             out[f"{neuron}-img.jpg"] = encode(fit(cut(pixels, box), PATCH_SIDE), "JPEG")
                 progress.advance(task, len(chunk))
             for method in todo:
-                self.cache.add("vis", self.vis_key(item, layer, method), members[method])
+                self.group.write(self.cache, "vis", self.vis_key(item, layer, method), members[method], add=True)
                 self._count("visualizations", len(members[method]) // (3 if zoom else 1))
             if want_edges:
-                self.cache.add("edges", self.edges_key(item, layer), weights)
+                self.group.write(self.cache, "edges", self.edges_key(item, layer), weights, add=True)
                 self._count("edges", len(weights))
+        self.group.flush(self.cache)
 
     def zoomable(self, layer: Layer) -> bool:
         """Whether a neuron's receptive field is smaller than the image, so a zoomed view adds to the whole."""
@@ -401,11 +416,14 @@ class Pipeline:
         tops = {}
         for layer in self.layers:
             running = RunningTopK(len(layer.units), self.config.compute.top_k)
-            for start in range(0, len(probe), CHUNK):
+            for start in self.group.share(list(range(0, len(probe), CHUNK))):  # each rank its own chunks
                 values, positions = self.read_chunk(probe[start:start + CHUNK], layer)
                 rows = np.arange(start, start + values.shape[0])
                 running.update(values[:, layer.units], positions[:, layer.units], rows)
-            tops[layer.name] = TopPatches.from_running(layer.units, running)
+            merged = RunningTopK(len(layer.units), self.config.compute.top_k)
+            for shard in self.group.gather_to_all(running):  # exact: the top k of the union
+                merged.merge(shard)
+            tops[layer.name] = TopPatches.from_running(layer.units, merged)
         return tops
 
     def stage_patches(self, probe: list[Item], progress: Progress) -> dict[str, "TopPatches"]:
@@ -421,6 +439,7 @@ class Pipeline:
                 if patches or edges:
                     todo = sorted(set(patches) | set(edges))
                     work.append((layer, index, todo, [where[n] for n in todo], bool(patches), bool(edges)))
+        work = self.group.share(work)
         task = progress.add_task("top patches (neurons)", total=sum(len(w[2]) for w in work))
         size = self.config.compute.batch_size
         for layer, index, neurons, where, want_patches, want_edges in work:
@@ -436,13 +455,15 @@ class Pipeline:
                     neuron, box = neurons[offset], self.box(layer, int(where[offset]))
                     members[f"{neuron}-img.jpg"] = encode(fit(cut(pixels, box), PATCH_SIDE), "JPEG")
                     members[f"{neuron}-gb.png"] = encode(fit(cut(guided, box), PATCH_SIDE))
-                self.cache.add("patch", self.patch_key(item, layer), members)
+                self.group.write(self.cache, "patch", self.patch_key(item, layer), members, add=True)
                 self._count("patches", len(neurons))
             if want_edges:
-                self.cache.add("edges", self.edges_key(item, layer),
-                               {f"{n}.npy": row for n, row in zip(neurons, result["edges"].cpu().numpy())})
+                self.group.write(self.cache, "edges", self.edges_key(item, layer),
+                                 {f"{n}.npy": row for n, row in zip(neurons, result["edges"].cpu().numpy())},
+                                 add=True)
                 self._count("edges", len(neurons))
             progress.advance(task, len(neurons))
+        self.group.flush(self.cache)
         return tops
 
     def crop_args(self, layer: Layer, image: torch.Tensor) -> tuple[Geometry | None, int]:

@@ -1,0 +1,59 @@
+"""Two CPU ranks with gloo under torchrun give exactly what one process gives."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from conftest import write_images
+from sitegen.cache import manifest_name
+
+CONFIG = """
+[model]
+name = "tinynet:build"
+weights = "none"
+resize = 40
+crop = 32
+[layers]
+use = ["features.1", "features.4", "fc"]
+[images]
+featured = ["imgs/img0.png", "imgs/img3.png"]
+probe = ["imgs"]
+probe_flip = true
+probe_zooms = [1.0, 0.5]
+[compute]
+top_k = 5
+batch_size = 4
+"""
+
+
+def entries(cache: Path) -> dict[str, dict[str, bytes]]:
+    """Every cache entry's members, by entry file name."""
+    out = {}
+    for path in sorted(cache.rglob("*.zip")):
+        with zipfile.ZipFile(path) as archive:
+            out[path.name] = {name: archive.read(name) for name in sorted(archive.namelist())}
+    return out
+
+
+def test_two_gloo_ranks_equal_one_process(tmp_path, monkeypatch):
+    from sitegen import pipeline
+    from sitegen.config import load
+
+    write_images(tmp_path / "imgs", 6)
+    (tmp_path / "atlas.toml").write_text(CONFIG)
+    monkeypatch.setattr(pipeline, "CHUNK", 16)  # several probe chunks, so each rank has its own
+    single, _ = pipeline.compute(load(tmp_path / "atlas.toml"), tmp_path / "one", quiet=True)
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
+               SITEGEN_TEST_CHUNK="16", OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+               str(Path(__file__).parent / "run_compute.py"), str(tmp_path / "atlas.toml"), str(tmp_path / "two")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    shared = json.loads((tmp_path / "two" / manifest_name(tmp_path / "atlas.toml")).read_text())
+    assert shared == json.loads(json.dumps(single))
+    assert entries(tmp_path / "one") == entries(tmp_path / "two")

@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) bench/visualize.py
 	$(PY) bench/mining.py
 	$(PY) bench/edges.py
+	$(PY) bench/build.py
 
 clean:
 	-$(VENV)/bin/sitegen clean --out site

@@ -34,7 +34,7 @@ def best_of(repeats: int, call) -> float:
 
 def main() -> None:
     config = load(Path(__file__).parent.parent / "content" / "atlas.toml")
-    featured, _ = collect_items(config)
+    featured, _, _ = collect_items(config)
     pipeline = Pipeline(config, Cache("/nonexistent"), quiet=True)
     pipeline.model = load_configured_model(config)
     model = pipeline.model.module

@@ -64,7 +64,7 @@ def pipeline_for(config_path: Path, cache: Path):
 
     config = load(config_path)
     pipeline = Pipeline(config, Cache(cache), quiet=True)
-    _, probe = collect_items(config)
+    _, probe, _ = collect_items(config)
     pipeline.model = load_configured_model(config)
     pipeline.model.module.to(pipeline.device)
     pipeline.layers = resolve_layers(config, pipeline.model)

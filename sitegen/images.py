@@ -9,17 +9,19 @@ import glob
 import hashlib
 import io
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import SitegenError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 ANCHORS = {"c": "centre", "tl": "top left", "tr": "top right", "bl": "bottom left", "br": "bottom right"}
 INTERPOLATION = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+MAX_PIXELS = 100_000_000  # larger images are refused (a decompression bomb can claim gigabytes)
 
 
 @dataclass(frozen=True)
@@ -83,30 +85,66 @@ def expand(patterns: tuple[str, ...], root: Path, key: str) -> list[Path]:
     return found
 
 
-def make_items(paths: list[Path], root: Path, views: list[View]) -> list[Item]:
-    """One item per file and view; a file whose bytes repeat an earlier file's is used once."""
-    items, seen = [], set()
+def make_items(paths: list[Path], root: Path, views: list[View],
+               usable=lambda path, digest: None) -> tuple[list[Item], list[tuple[str, str]]]:
+    """One item per file and view; a file whose bytes repeat an earlier file's is used once.
+
+    ``usable(path, digest)`` says why a file cannot be used (or None); such files are
+    left out and returned as (name, reason) pairs.
+    """
+    items, seen, skipped = [], set(), []
     for path in paths:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digest in seen:
-            continue
-        seen.add(digest)
         try:
             name = path.resolve().relative_to(root.resolve()).as_posix()
         except ValueError:
             name = path.name
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as error:
+            skipped.append((name, f"unreadable ({error.strerror or error})"))
+            continue
+        if digest in seen:
+            continue
+        seen.add(digest)
+        reason = usable(path, digest)
+        if reason:
+            skipped.append((name, reason))
+            continue
         items.extend(Item(path, name, digest, view) for view in views)
-    return items
+    return items, skipped
 
 
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", Path(text).stem.lower()).strip("-") or "image"
 
 
+def problem(path: Path) -> str | None:
+    """Why an image file cannot be used (empty, not an image, truncated, too large), or None."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty file"
+        load_rgb(path)
+    except Image.DecompressionBombError as error:
+        return f"too large ({error})"
+    except UnidentifiedImageError:
+        return "not an image PIL can read"
+    except (OSError, ValueError, SyntaxError) as error:
+        return f"unreadable ({error})"
+    return None
+
+
 def load_rgb(path: Path) -> Image.Image:
     """Open any image PIL reads as 8-bit RGB (16-bit, palette, CMYK, alpha and greyscale included)."""
-    image = Image.open(path)
-    image.load()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_PIXELS
+        try:
+            image = Image.open(path)
+            image.load()
+        except Image.DecompressionBombWarning as warning:
+            raise Image.DecompressionBombError(str(warning)) from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)

@@ -30,7 +30,8 @@ from .compute import RunningTopK, activations, crops_are_exact, gradients, model
 from .config import Config
 from .errors import SitegenError
 from .geometry import Geometry, receptive_fields
-from .images import Item, View, cut, encode, expand, fit, load_rgb, make_items, probe_views, slug, view_pixels
+from .images import (MAX_PIXELS, Item, View, cut, encode, expand, fit, load_rgb, make_items, probe_views, problem,
+                     slug, view_pixels)
 from .models import LoadedModel, describe_layers, load_model
 
 
@@ -109,15 +110,32 @@ def resolve_layers(config: Config, loaded: LoadedModel) -> list[Layer]:
     return layers
 
 
-def collect_items(config: Config) -> tuple[list[Item], list[Item]]:
-    featured = make_items(expand(config.images.featured, config.root, "images.featured"), config.root, [View()])
-    probe = make_items(expand(config.images.probe, config.root, "images.probe"), config.root,
-                       probe_views(config.images.probe_flip, config.images.probe_zooms))
+def collect_items(config: Config, cache: Cache | None = None) -> tuple[list[Item], list[Item], list]:
+    """Featured and probe views, and the files left out as (name, reason).
+
+    Every file is decoded once to see that it can be used; the answer is cached by its bytes."""
+    def usable(path: Path, digest: str) -> str | None:
+        key = make_key("image", digest, MAX_PIXELS)
+        if cache is not None:
+            entry = cache.get("image", key)
+            if entry is not None:
+                return entry["problem.txt"].decode() or None
+        reason = problem(path)
+        if cache is not None:
+            cache.put("image", key, {"problem.txt": (reason or "").encode()})
+        return reason
+
+    featured, skipped = make_items(expand(config.images.featured, config.root, "images.featured"), config.root,
+                                   [View()], usable)
+    probe, skipped_probe = make_items(expand(config.images.probe, config.root, "images.probe"), config.root,
+                                      probe_views(config.images.probe_flip, config.images.probe_zooms), usable)
+    skipped += [entry for entry in skipped_probe if entry not in skipped]
     if not probe:
-        raise SitegenError("images.probe: no probe images; top patches need at least one")
+        raise SitegenError("images.probe: no readable probe images; top patches need at least one"
+                           + "".join(f"\n  - {name}: {reason}" for name, reason in skipped))
     if config.compute.top_k > len(probe):
         raise SitegenError(f"compute.top_k is {config.compute.top_k} but the probe set has only {len(probe)} views")
-    return featured, probe
+    return featured, probe, skipped
 
 
 @dataclass
@@ -234,7 +252,7 @@ class Pipeline:
     # -- stages -------------------------------------------------------------
     def run(self) -> dict:
         config = self.config
-        featured, probe = collect_items(config)
+        featured, probe, skipped = collect_items(config, self.cache)
         self.model = load_configured_model(config)
         self.model.module.to(self.device)
         self.layers = resolve_layers(config, self.model)
@@ -254,6 +272,9 @@ class Pipeline:
             self.group.close()
         for path in self.cache.damaged:
             self.log(f"warning: damaged cache entry {path} was recomputed")
+        if skipped and self.group.leader:
+            self.log(f"skipped {len(skipped)} image file(s):" + "".join(f"\n  - {n}: {r}" for n, r in skipped))
+        self.skipped = skipped
         return manifest
 
     def loader(self, items: list[Item]) -> torch.utils.data.DataLoader:

@@ -1,0 +1,72 @@
+"""Image folders as users have them: broken files are skipped with one summary, odd ones are used."""
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from sitegen.check import check_site
+from sitegen.cli import app
+
+CONFIG = """
+[model]
+name = "tinynet:build"
+weights = "none"
+resize = 40
+crop = 32
+[layers]
+use = ["features.4", "fc"]
+[images]
+featured = ["imgs/grey.png"]
+probe = ["imgs"]
+[compute]
+top_k = 3
+"""
+
+
+def make_folder(folder):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    Image.fromarray(rgb[..., 0]).save(folder / "grey.png")
+    Image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(folder / "rgba.png")
+    Image.fromarray(rgb).convert("P").save(folder / "palette.png")
+    Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg")
+    Image.fromarray((rng.integers(0, 65535, (30, 30))).astype(np.uint16)).save(folder / "sixteen.png")
+    Image.fromarray(rgb[:3, :5]).save(folder / "tiny.png")
+    Image.fromarray(rgb[::-1]).save(folder / "katze äöü mit leer.png")
+    Image.fromarray(rgb).save(folder / "duplicate.png")
+    Image.fromarray(rgb).save(folder / "duplicate-again.png")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.jpg").write_text("not an image")
+    good = folder / "katze äöü mit leer.png"
+    (folder / "truncated.png").write_bytes(good.read_bytes()[:200])
+    Image.new("1", (12000, 12000)).save(folder / "bomb.png")  # 144 million pixels in a few kB
+    return {"empty.png", "notes.jpg", "truncated.png", "bomb.png"}
+
+
+def test_bad_files_are_skipped_and_odd_ones_used(tmp_path):
+    bad = make_folder(tmp_path / "imgs")
+    (tmp_path / "atlas.toml").write_text(CONFIG)
+    result = CliRunner().invoke(app, ["build", "-c", str(tmp_path / "atlas.toml"), "-o", str(tmp_path / "site"),
+                                      "--cache", str(tmp_path / "cache"), "-q"])
+    assert result.exit_code == 0, result.output
+    summary = result.output[result.output.index("skipped 4 image file(s):"):]
+    for name in bad:
+        assert f"imgs/{name}:" in summary
+    assert "empty file" in summary and "not an image" in summary and "too large" in summary
+    assert check_site(tmp_path / "site")[1] == []
+    about = (tmp_path / "site" / "about.html").read_text()
+    # the odd but readable files are all probe images (one of the two duplicates), the broken ones are not
+    assert "katze äöü mit leer.png" in about and "sixteen.png" in about and "cmyk.jpg" in about
+    assert "notes.jpg" not in about and ("duplicate.png" in about) != ("duplicate-again.png" in about)
+
+
+def test_no_readable_probe_image_is_a_clear_error(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "empty.png").write_bytes(b"")
+    (tmp_path / "atlas.toml").write_text(CONFIG.replace('featured = ["imgs/grey.png"]', ""))
+    result = CliRunner().invoke(app, ["compute", "-c", str(tmp_path / "atlas.toml"), "--cache",
+                                      str(tmp_path / "cache"), "-q"])
+    assert result.exit_code == 1
+    assert "no readable probe images" in result.output and "imgs/empty.png: empty file" in result.output

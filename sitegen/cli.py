@@ -103,6 +103,19 @@ def compute_command(config: ConfigOpt = DEFAULT_CONFIG, cache: CacheOpt = DEFAUL
     _compute(config, cache, device, quiet)
 
 
+@app.command()
+@friendly
+def status(config: ConfigOpt = DEFAULT_CONFIG, cache: CacheOpt = DEFAULT_CACHE) -> None:
+    """Say what `sitegen build` would compute, and why, without computing it."""
+    from . import config as config_module
+    from .cache import Cache
+    from .pipeline import Pipeline
+
+    pipeline = Pipeline(config_module.load(config), Cache(cache), "cpu", quiet=True, log=_say)
+    for line in pipeline.status():
+        typer.echo(line)
+
+
 @app.command("render")
 @friendly
 def render_command(config: ConfigOpt = DEFAULT_CONFIG, out: OutOpt = DEFAULT_OUT,

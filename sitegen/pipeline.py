@@ -277,6 +277,57 @@ class Pipeline:
         self.skipped = skipped
         return manifest
 
+    def status(self) -> list[str]:
+        """What a build would compute, and why, without computing it."""
+        config = self.config
+        featured, probe, skipped = collect_items(config, self.cache)
+        self.model = load_configured_model(config)
+        self.layers = resolve_layers(config, self.model)
+        self.modules = dict(self.model.module.named_modules())
+        lines = []
+        previous = self.cache.read_json(manifest_name(config.path))
+        if previous is None:
+            lines.append("nothing computed yet for this config")
+        else:
+            if previous["model"]["fingerprint"] != self.model.fingerprint:
+                lines.append(f"the model changed: {previous['model']['fingerprint']} -> {self.model.fingerprint}")
+            old_layers = [layer["name"] for layer in previous["layers"]]
+            new = [layer.name for layer in self.layers if layer.name not in old_layers]
+            if new:
+                lines.append(f"new layers: {', '.join(new)}")
+            old_featured = {f["name"] for f in previous["featured"]}
+            added = [item.name for item in featured if item.name not in old_featured]
+            if added:
+                lines.append(f"new featured images: {', '.join(added)}")
+            if previous["probe"]["count"] != len(probe):
+                lines.append(f"the probe set changed: {previous['probe']['count']} -> {len(probe)} views")
+            if previous["top_k"] != config.compute.top_k:
+                lines.append(f"top_k changed: {previous['top_k']} -> {config.compute.top_k}")
+            added_methods = [m for m in config.compute.methods if m not in previous["methods"]]
+            if added_methods:
+                lines.append(f"new methods: {', '.join(added_methods)}")
+        acts = self.plan_activations(featured, probe)
+        lines.append(f"activations: {sum(len(items) for items, _, _ in acts)} of {len(featured) + len(probe)} "
+                     f"views to compute")
+        if any(key == self.acts_key for _, key, _ in acts):
+            lines.append("featured images and top patches: to compute once activations are (the neurons to map "
+                         "and the top patches follow from them)")
+        else:
+            self.select_units(featured)
+            work = self.plan_featured(featured)
+            lines.append(f"featured images: {sum(len(w[2]) for w in work)} neuron pictures and edge sets to "
+                         f"compute in {len(work)} (image, layer) pairs")
+            if any(key == self.chunk_key for _, key, _ in acts):
+                lines.append("top patches: to compute once the probe activations are")
+            else:
+                patches = self.plan_patches(probe, self.top_patches(probe))
+                lines.append(f"top patches: {sum(len(w[2]) for w in patches)} to compute over "
+                             f"{len({w[1] for w in patches})} probe views")
+        if skipped:
+            lines.append(f"{len(skipped)} image file(s) will be skipped: "
+                         + ", ".join(f"{name} ({reason})" for name, reason in skipped))
+        return lines
+
     def loader(self, items: list[Item]) -> torch.utils.data.DataLoader:
         p = self.model.preprocess
         workers = min(4, os.cpu_count() or 1) if len(items) >= 64 else 0
@@ -305,7 +356,7 @@ class Pipeline:
         return {path: (np.concatenate([v for v, _ in chunks]), np.concatenate([p for _, p in chunks]))
                 for path, chunks in parts.items()}
 
-    def stage_activations(self, featured: list[Item], probe: list[Item], progress: Progress) -> None:
+    def plan_activations(self, featured: list[Item], probe: list[Item]) -> list:
         """Featured views one entry each; probe views in chunks of CHUNK, so the probe set can be large."""
         work = [([item], self.acts_key) for item in featured]
         work += [(probe[start:start + CHUNK], self.chunk_key) for start in range(0, len(probe), CHUNK)]
@@ -314,7 +365,10 @@ class Pipeline:
             missing = [layer for layer in self.layers if not self.cache.has("acts", key(items, layer))]
             if missing:
                 todo.append((items, key, missing))
-        todo = self.group.share(todo)
+        return todo
+
+    def stage_activations(self, featured: list[Item], probe: list[Item], progress: Progress) -> None:
+        todo = self.group.share(self.plan_activations(featured, probe))
         task = progress.add_task("activations", total=sum(len(items) for items, _, _ in todo))
         for items, key, missing in todo:
             result = self.mine(items, missing, progress, task)
@@ -371,8 +425,22 @@ class Pipeline:
         names = self.cache.names(kind, key)
         return [n for n in neurons if member.format(n) not in names]
 
+    def plan_featured(self, featured: list[Item]) -> list:
+        """(item, layer, neurons, methods, edges?) for what the featured images still lack."""
+        work = []
+        for item in featured:
+            for layer in self.layers:
+                todo = {m: self._missing("vis", self.vis_key(item, layer, m), layer.units, "{}.png")
+                        for m in self.config.compute.methods}
+                todo = {m: n for m, n in todo.items() if n}
+                edges = (self._missing("edges", self.edges_key(item, layer), layer.units, "{}.npy")
+                         if layer.lower is not None else [])
+                neurons = sorted(set(edges).union(*todo.values()))
+                if neurons:
+                    work.append((item, layer, neurons, list(todo), bool(edges)))
+        return work
+
     def stage_featured(self, featured: list[Item], progress: Progress) -> None:
-        methods = list(self.config.compute.methods)
         for item in featured if self.group.leader else []:
             if not self.cache.has("photo", self.photo_key(item)):
                 self.cache.put("photo", self.photo_key(item), {"photo.jpg": encode(self.pixels(item), "JPEG")})
@@ -381,18 +449,7 @@ class Pipeline:
                                              k=self.config.site.top_predictions)
                 self.cache.put("preds", self.preds_key(item), {"probs.npy": probs[0].numpy(),
                                                                 "indices.npy": indices[0].numpy()})
-        work = []
-        for item in featured:
-            for layer in self.layers:
-                todo = {m: self._missing("vis", self.vis_key(item, layer, m), layer.units, "{}.png")
-                        for m in methods}
-                todo = {m: n for m, n in todo.items() if n}
-                edges = (self._missing("edges", self.edges_key(item, layer), layer.units, "{}.npy")
-                         if layer.lower is not None else [])
-                neurons = sorted(set(edges).union(*todo.values()))
-                if neurons:
-                    work.append((item, layer, neurons, list(todo), bool(edges)))
-        work = self.group.share(work)
+        work = self.group.share(self.plan_featured(featured))
         task = progress.add_task("featured images (neurons)", total=sum(len(w[2]) for w in work))
         for item, layer, neurons, todo, want_edges in work:
             pixels = self.pixels(item)
@@ -447,8 +504,8 @@ class Pipeline:
             tops[layer.name] = TopPatches.from_running(layer.units, merged)
         return tops
 
-    def stage_patches(self, probe: list[Item], progress: Progress) -> dict[str, "TopPatches"]:
-        tops = self.top_patches(probe)
+    def plan_patches(self, probe: list[Item], tops: dict[str, "TopPatches"]) -> list:
+        """(layer, probe index, neurons, positions, patches?, edges?) for what the top patches still lack."""
         work = []
         for layer in self.layers:
             top = tops[layer.name]
@@ -460,7 +517,11 @@ class Pipeline:
                 if patches or edges:
                     todo = sorted(set(patches) | set(edges))
                     work.append((layer, index, todo, [where[n] for n in todo], bool(patches), bool(edges)))
-        work = self.group.share(work)
+        return work
+
+    def stage_patches(self, probe: list[Item], progress: Progress) -> dict[str, "TopPatches"]:
+        tops = self.top_patches(probe)
+        work = self.group.share(self.plan_patches(probe, tops))
         task = progress.add_task("top patches (neurons)", total=sum(len(w[2]) for w in work))
         size = self.config.compute.batch_size
         for layer, index, neurons, where, want_patches, want_edges in work:

@@ -247,3 +247,18 @@ def test_pipeline_edges_equal_the_api_on_the_same_image(atlas):
         assert [j for j, _ in entry["children"]["img0"]] == expected
         assert [w for _, w in entry["children"]["img0"]] == pytest.approx(
             [float(weights[neuron, j]) for j in expected], rel=1e-4, abs=1e-6)
+
+
+def test_status_says_what_would_be_computed_and_why(atlas):
+    cache = atlas / "cache"
+    code, output = run("status", "-c", atlas / "atlas.toml", "--cache", cache)
+    assert code == 0 and "nothing computed yet" in output and "activations: 50 of 50 views" in output
+    assert not (cache / "vis").exists()  # status computes nothing
+    assert run("compute", "-c", atlas / "atlas.toml", "--cache", cache, "-q")[0] == 0
+    code, output = run("status", "-c", atlas / "atlas.toml", "--cache", cache)
+    assert "activations: 0 of 50 views" in output and "top patches: 0 to compute" in output
+    (atlas / "atlas.toml").write_text(CONFIG.replace("top_k = 4", "top_k = 6")
+                                      .replace('"imgs/img1.png"]', '"imgs/img1.png", "imgs/img2.png"]'))
+    code, output = run("status", "-c", atlas / "atlas.toml", "--cache", cache)
+    assert "top_k changed: 4 -> 6" in output and "new featured images: imgs/img2.png" in output
+    assert "activations: 1 of 51 views" in output

@@ -75,9 +75,11 @@ class LoadedModel:
         names = list(self.aliases) + [n for n in modules if n]
         close = difflib.get_close_matches(layer, names, n=3)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        top = [n for n in modules if n and "." not in n]
+        listed = ", ".join(list(self.aliases) + top)
         raise SitegenError(
-            f"unknown layer {layer!r} for model {self.name!r}.{hint} "
-            f"Run `sitegen layers {self.name}` to list every addressable layer.")
+            f"unknown layer {layer!r} for model {self.name!r}.{hint} Valid names include {listed}, and every "
+            f"dotted path below them: `sitegen layers {self.name}` lists all {len(names)} with their shapes.")
 
 
 def weights_fingerprint(name: str, module: nn.Module) -> str:

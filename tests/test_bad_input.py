@@ -34,6 +34,7 @@ def make_folder(folder):
     Image.fromarray((rng.integers(0, 65535, (30, 30))).astype(np.uint16)).save(folder / "sixteen.png")
     Image.fromarray(rgb[:3, :5]).save(folder / "tiny.png")
     Image.fromarray(rgb[::-1]).save(folder / "katze äöü mit leer.png")
+    Image.fromarray(rgb[:, ::-1]).save(folder / "<b>bold<i> & ..dots...png")
     Image.fromarray(rgb).save(folder / "duplicate.png")
     Image.fromarray(rgb).save(folder / "duplicate-again.png")
     (folder / "empty.png").write_bytes(b"")
@@ -59,6 +60,10 @@ def test_bad_files_are_skipped_and_odd_ones_used(tmp_path):
     # the odd but readable files are all probe images (one of the two duplicates), the broken ones are not
     assert "katze äöü mit leer.png" in about and "sixteen.png" in about and "cmyk.jpg" in about
     assert "notes.jpg" not in about and ("duplicate.png" in about) != ("duplicate-again.png" in about)
+    # a file name is text, never markup, on every page that shows it
+    assert "&lt;b&gt;bold&lt;i&gt; &amp; ..dots...png" in about
+    for page in (tmp_path / "site").rglob("*.html"):
+        assert "<b>bold" not in page.read_text()
 
 
 def test_no_readable_probe_image_is_a_clear_error(tmp_path):

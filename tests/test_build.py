@@ -262,3 +262,22 @@ def test_status_says_what_would_be_computed_and_why(atlas):
     code, output = run("status", "-c", atlas / "atlas.toml", "--cache", cache)
     assert "top_k changed: 4 -> 6" in output and "new featured images: imgs/img2.png" in output
     assert "activations: 1 of 51 views" in output
+
+
+def test_new_weights_recompute_and_switching_back_costs_nothing(atlas):
+    import torch
+
+    from sitegen.models import load_model
+
+    cache = atlas / "cache"
+    _, first = compute(load(atlas / "atlas.toml"), cache, quiet=True)
+    other = load_model("tinynet:build", "none").module
+    with torch.no_grad():
+        other.fc.bias.add_(1.0)  # retrained, say
+    torch.save(other.state_dict(), atlas / "retrained.pth")
+    (atlas / "atlas.toml").write_text(CONFIG.replace('weights = "none"', 'weights = "retrained.pth"'))
+    _, retrained = compute(load(atlas / "atlas.toml"), cache, quiet=True)
+    assert retrained == first  # everything again, for the new weights
+    (atlas / "atlas.toml").write_text(CONFIG)
+    _, back = compute(load(atlas / "atlas.toml"), cache, quiet=True)
+    assert back == {}

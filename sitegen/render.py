@@ -113,8 +113,11 @@ def render(site: SiteModel, out: str | Path, cache: Cache, templates: Path | Non
     env = environment(templates)
     writer = Writer(out)
     for page in site.pages:
-        context = dict(page.context, page_path=page.path, title=page.title, site_title=site.title, nav=site.nav)
+        context = dict(page.context, page_path=page.path, title=page.title, site_title=site.title, nav=site.nav,
+                       provenance=site.provenance)
         writer.write(page.path, env.get_template(page.template).render(context).encode("utf-8"))
+    for path, data in site.files.items():
+        writer.write(path, data)
     entries: dict[tuple[str, str], dict | None] = {}
     for asset in site.assets:
         if asset.path in writer.written:

@@ -7,6 +7,7 @@ torch.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +83,8 @@ class SiteModel:
     pages: list[Page]
     assets: list[Asset]
     nav: list[dict[str, str]]
+    files: dict[str, bytes] = field(default_factory=dict)  # made here: manifest.json, the search index
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 class _Builder:
@@ -166,10 +169,57 @@ class _Builder:
         for featured in self.featured:
             pages.append(self.image_page(featured))
         pages.extend(self.markdown_pages())
+        pages.append(Page("search.html", "search.html", "Search", {}))
         nav = [{"title": "Atlas", "url": "index.html"}]
         nav += [{"title": layer["name"], "url": self.layer_url(layer["name"])} for layer in self.layers]
         nav += [{"title": "About", "url": "about.html"}]
-        return SiteModel(self.m["title"], pages, self.assets, nav)
+        files = {"manifest.json": self.site_manifest(), "search-index.js": self.search_index()}
+        model = self.m["model"]
+        provenance = {"version": self.m["sitegen_version"], "model": model["name"],
+                      "fingerprint": model["fingerprint"], "probe_count": self.m["probe"]["count"],
+                      "probe_hash": self.m["probe"]["hash"]}
+        return SiteModel(self.m["title"], pages, self.assets, nav, files, provenance)
+
+    def site_manifest(self) -> bytes:
+        """Where every picture came from: the model, the definitions, and per patch its source and value."""
+        model = self.m["model"]
+        data = {
+            "sitegen_version": self.m["sitegen_version"],
+            "model": {"name": model["name"], "weights": model["weights"], "fingerprint": model["fingerprint"],
+                      "preprocess": model["preprocess"]},
+            "probe": {"count": self.m["probe"]["count"], "files": self.m["probe"]["files"],
+                      "hash": self.m["probe"]["hash"]},
+            "methods": self.methods, "top_k": self.m["top_k"], "definitions": DEFINITIONS,
+            "featured": [{"name": f["name"], "page": self.image_url(f["slug"]), "predictions": f["predictions"]}
+                         for f in self.featured],
+            "layers": [{
+                "name": layer["name"], "module": layer["path"], "shape": layer["shape"],
+                "receptive_field": layer["rf_size"], "neurons": [{
+                    "neuron": entry["id"], "page": self.neuron_url(layer["name"], entry["id"]),
+                    "top_patches": [{"rank": p["rank"], "value": p["value"], "box": p["box"],
+                                     "source": self.probe_items[p["item"]]["name"],
+                                     "view": self.probe_items[p["item"]]["view"]} for p in entry["top"]]}
+                    for entry in layer["neurons"]]} for layer in self.layers],
+        }
+        return (json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+    def search_index(self) -> bytes:
+        """Every layer, neuron and featured image as a search entry, in a script file (works from file://)."""
+        entries = [{"t": f"Layer {layer['name']}", "d": layer["path"], "u": self.layer_url(layer["name"])}
+                   for layer in self.layers]
+        for layer in self.layers:
+            for entry in layer["neurons"]:
+                neuron = entry["id"]
+                label, notes = self.labels[(layer["name"], neuron)]
+                sources = sorted({self.probe_items[p["item"]]["name"] for p in entry["top"]})
+                entries.append({"t": f"{layer['name']}/{neuron}" + (f" {label}" if label else ""),
+                                "d": " ".join([re.sub(r"<[^>]+>", " ", notes)] + sources).strip(),
+                                "u": self.neuron_url(layer["name"], neuron)})
+        for featured in self.featured:
+            entries.append({"t": featured["name"], "d": " ".join(p["label"] for p in featured["predictions"]),
+                            "u": self.image_url(featured["slug"])})
+        text = json.dumps(entries, ensure_ascii=False, separators=(",", ":"))
+        return f"window.SITEGEN_INDEX = {text};\n".encode("utf-8")
 
     def invert_children(self) -> dict[tuple[str, int], dict[str, list]]:
         """(lower layer, neuron) -> {image slug or "dataset": [[upper neuron, w, ...], ...]}, strongest first."""

@@ -281,3 +281,24 @@ def test_new_weights_recompute_and_switching_back_costs_nothing(atlas):
     (atlas / "atlas.toml").write_text(CONFIG)
     _, back = compute(load(atlas / "atlas.toml"), cache, quiet=True)
     assert back == {}
+
+
+def test_provenance_manifest_and_search_index(atlas):
+    site = atlas / "site"
+    assert run("build", "-c", atlas / "atlas.toml", "-o", site, "--cache", atlas / "cache", "-q")[0] == 0
+    manifest = json.loads((site / "manifest.json").read_text())
+    assert manifest["model"]["fingerprint"].startswith("tinynet:build:") and manifest["probe"]["count"] == 48
+    layer = next(layer for layer in manifest["layers"] if layer["name"] == "features.4")
+    patch = layer["neurons"][3]["top_patches"][0]
+    assert patch["rank"] == 1 and patch["source"].startswith("imgs/img") and "value" in patch
+    assert "definitions" in manifest and manifest["methods"] == ["guided", "deconv", "gradient"]
+
+    index = (site / "search-index.js").read_text()
+    assert index.startswith("window.SITEGEN_INDEX = ")
+    entries = json.loads(index[len("window.SITEGEN_INDEX = "):].rstrip().rstrip(";"))
+    assert {"t": "features.4/3 Blob edge", "u": "layers/features.4/3.html"}.items() <= next(
+        e for e in entries if e["u"] == "layers/features.4/3.html").items()
+    assert "rim" in next(e for e in entries if e["u"] == "layers/features.4/3.html")["d"]
+    for page in ("index.html", "layers/features.4/3.html", "search.html"):
+        text = (site / page).read_text()
+        assert "manifest.json" in text and "probe views (set" in text

@@ -20,11 +20,71 @@
       });
     });
   }
-  // Keyboard: j / k (or arrows) for the previous and next neuron, u for the layer.
+  // Keyboard: j / k (or arrows) for the previous and next neuron, u for the layer, / to search.
   document.addEventListener("keydown", function (event) {
     if (event.altKey || event.ctrlKey || event.metaKey || /input|textarea|select/i.test(event.target.tagName)) return;
+    if (event.key === "/") {
+      var box = document.getElementById("search-q") || document.getElementById("find-q");
+      if (box) { event.preventDefault(); box.focus(); }
+      return;
+    }
     var rel = { "j": "prev", "ArrowLeft": "prev", "k": "next", "ArrowRight": "next", "u": "up" }[event.key];
     var link = rel && document.querySelector('a[rel="' + rel + '"]');
     if (link) { window.location.href = link.href; }
   });
+
+  // Search (search.html): the index is a script file, so it works from file:// too.
+  var input = document.getElementById("search-q");
+  var list = document.getElementById("search-results");
+  if (input && list && window.SITEGEN_INDEX) {
+    var index = window.SITEGEN_INDEX.map(function (e) {
+      return { entry: e, title: e.t.toLowerCase(), text: (e.t + " " + e.d).toLowerCase() };
+    });
+    var show = function () {
+      var words = input.value.toLowerCase().split(/\s+/).filter(Boolean);
+      list.textContent = "";
+      if (!words.length) return;
+      var hits = index.filter(function (e) {
+        return words.every(function (w) { return e.text.indexOf(w) >= 0; });
+      });
+      hits.sort(function (a, b) {
+        var x = a.title.indexOf(words[0]) === 0 ? 0 : 1, y = b.title.indexOf(words[0]) === 0 ? 0 : 1;
+        return x - y;
+      });
+      hits.slice(0, 100).forEach(function (hit) {
+        var item = document.createElement("li");
+        var link = document.createElement("a");
+        link.href = hit.entry.u;
+        link.textContent = hit.entry.t;
+        item.appendChild(link);
+        if (hit.entry.d) {
+          var detail = document.createElement("span");
+          detail.className = "muted";
+          detail.textContent = " " + hit.entry.d.slice(0, 140);
+          item.appendChild(detail);
+        }
+        list.appendChild(item);
+      });
+      if (!hits.length) {
+        var none = document.createElement("li");
+        none.textContent = "Nothing found.";
+        list.appendChild(none);
+      }
+    };
+    var query = new URLSearchParams(window.location.search).get("q");
+    if (query) { input.value = query; }
+    input.addEventListener("input", show);
+    input.addEventListener("keydown", function (event) {
+      var links = Array.prototype.slice.call(list.querySelectorAll("a"));
+      if (event.key === "ArrowDown" && links.length) { event.preventDefault(); links[0].focus(); }
+      if (event.key === "Enter" && links.length) { window.location.href = links[0].href; }
+    });
+    list.addEventListener("keydown", function (event) {
+      var links = Array.prototype.slice.call(list.querySelectorAll("a"));
+      var at = links.indexOf(document.activeElement);
+      if (event.key === "ArrowDown" && at + 1 < links.length) { event.preventDefault(); links[at + 1].focus(); }
+      if (event.key === "ArrowUp") { event.preventDefault(); (at > 0 ? links[at - 1] : input).focus(); }
+    });
+    show();
+  }
 })();

@@ -584,6 +584,29 @@ class Pipeline:
             self._entries[(kind, key)] = entry
         return self._entries[(kind, key)]
 
+    def activation_stats(self, layer: Layer, probe: list[Item], bins: int = 24) -> list[dict]:
+        """Per mapped neuron, over the probe set: mean, the fraction of views where it fires (> 0), and a
+        histogram; two passes over the cached chunks, so memory does not grow with the probe set."""
+        units = layer.units
+        low, high = np.full(len(units), np.inf), np.full(len(units), -np.inf)
+        total, firing = np.zeros(len(units)), np.zeros(len(units))
+        chunks = range(0, len(probe), CHUNK)
+        for start in chunks:
+            values = self.read_chunk(probe[start:start + CHUNK], layer)[0][:, units].astype(np.float64)
+            low, high = np.minimum(low, values.min(0)), np.maximum(high, values.max(0))
+            total += values.sum(0)
+            firing += (values > 0).sum(0)
+        width = np.where(high > low, (high - low) / bins, 1.0)
+        counts = np.zeros((len(units), bins), dtype=np.int64)
+        for start in chunks:
+            values = self.read_chunk(probe[start:start + CHUNK], layer)[0][:, units].astype(np.float64)
+            which = np.clip(((values - low) / width).astype(np.int64), 0, bins - 1)
+            for column in range(len(units)):
+                counts[column] += np.bincount(which[:, column], minlength=bins)
+        return [{"mean": float(total[c] / len(probe)), "firing": float(firing[c] / len(probe)),
+                 "low": float(low[c]), "high": float(high[c]), "counts": counts[c].tolist()}
+                for c in range(len(units))]
+
     def dataset_children(self, layer: Layer, neuron: int, order: list[int], probe: list[Item]) -> list[list]:
         """Mean weight over the neuron's top-patch images (``order``), and on how many of them each was
         among the strongest children: [[j, mean w, count], ...]."""
@@ -614,6 +637,7 @@ class Pipeline:
         layers = []
         for layer in self.layers:
             top = tops[layer.name]
+            stats = self.activation_stats(layer, probe)
             neurons = []
             for row_index, neuron in enumerate(layer.units):
                 patches = []
@@ -626,7 +650,7 @@ class Pipeline:
                     children = {s: self.children(self.edge_row(item, layer, neuron), layer.lower)
                                 for item, s in zip(featured, featured_slugs)}
                     children["dataset"] = self.dataset_children(layer, neuron, top.order[row_index].tolist(), probe)
-                neurons.append({"id": neuron, "top": patches, "children": children})
+                neurons.append({"id": neuron, "top": patches, "children": children, "stats": stats[row_index]})
             layers.append({"name": layer.name, "path": layer.path, "shape": list(layer.shape),
                            "units": layer.units, "selection": self.describe_selection(layer),
                            "lower": layer.lower.name if layer.lower is not None else None,

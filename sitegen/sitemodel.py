@@ -354,11 +354,26 @@ class _Builder:
             "layer": self.layer_summary(layer), "neuron": neuron, "label": label, "notes": notes,
             "rows": rows, "methods": [{"name": m, "title": METHOD_TITLES[m]} for m in self.methods],
             "patches": patches, "top_k": self.m["top_k"], "edges": self.edge_sections(layer, index, neuron),
+            "histogram": self.histogram(self.entries[(name, neuron)]["stats"]),
             "prev": units[position - 1] if position > 0 else None,
             "next": units[position + 1] if position + 1 < len(units) else None,
             "prev_url": self.neuron_url(name, units[position - 1]) if position > 0 else None,
             "next_url": self.neuron_url(name, units[position + 1]) if position + 1 < len(units) else None,
             "model": self.m["model"], "probe": self.m["probe"], "sitegen_version": self.m["sitegen_version"]})
+
+    @staticmethod
+    def histogram(stats: dict, width: int = 240, height: int = 60) -> dict:
+        """Bars of the neuron's activation histogram over the probe set, for an inline SVG."""
+        counts = stats["counts"]
+        peak = max(counts) or 1
+        step = width / len(counts)
+        bars = [{"x": round(i * step, 1), "w": round(step - 1, 1), "h": round(height * c / peak, 1),
+                 "y": round(height - height * c / peak, 1), "n": c} for i, c in enumerate(counts)]
+        span = stats["high"] - stats["low"]
+        zero = None
+        if span > 0 and stats["low"] < 0 < stats["high"]:
+            zero = round(width * (0 - stats["low"]) / span, 1)
+        return {"bars": bars, "width": width, "height": height, "zero": zero, **stats}
 
     def tree(self, featured: dict) -> dict | None:
         """From the top class (or the top layer's most active neuron) down through every layer."""

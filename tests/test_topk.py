@@ -1,6 +1,7 @@
 """Top patches: the streaming top k equals a full sort, shards merge exactly, chunking changes nothing."""
 
 import numpy as np
+import pytest
 
 from sitegen.compute import RunningTopK
 
@@ -65,3 +66,9 @@ top_k = 5
     monkeypatch.setattr(pipeline, "CHUNK", 7)
     chunked, _ = pipeline.compute(config, tmp_path / "b", quiet=True)
     assert [layer["neurons"] for layer in whole["layers"]] == [layer["neurons"] for layer in chunked["layers"]]
+    for layer in whole["layers"]:
+        for entry in layer["neurons"]:
+            stats = entry["stats"]
+            assert sum(stats["counts"]) == whole["probe"]["count"] == 48
+            assert stats["low"] <= stats["mean"] <= stats["high"] and 0 <= stats["firing"] <= 1
+            assert stats["high"] == pytest.approx(entry["top"][0]["value"])  # the best patch is the maximum

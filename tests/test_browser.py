@@ -1,0 +1,157 @@
+"""The atlas in a real browser (headless Chromium): from file:// and under a sub-path of a local server.
+
+Every page visited must load all its images, log no console error and have no failed request.
+Screenshots are kept in test-artifacts/browser/.
+"""
+
+import functools
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write_images
+from sitegen.cli import app
+
+playwright = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)")
+ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "browser"
+
+CONFIG = """
+title = "Browser test atlas"
+[model]
+name = "tinynet:build"
+weights = "none"
+resize = 40
+crop = 32
+[layers]
+use = ["features.1", "features.4", "features.7", "fc"]
+[images]
+featured = ["imgs/img0.png", "imgs/img1.png"]
+probe = ["imgs"]
+probe_flip = true
+[compute]
+top_k = 4
+"""
+
+WAIT_FOR_IMAGES = """async () => {
+  const images = Array.from(document.images);
+  images.forEach(i => { i.loading = "eager"; });
+  await Promise.all(images.map(i => i.complete ? null : new Promise(r => { i.onload = r; i.onerror = r; })));
+  return images.filter(i => !(i.naturalWidth > 0)).map(i => i.getAttribute("src"));
+}"""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser")
+    write_images(root / "imgs", 4)
+    (root / "atlas.toml").write_text(CONFIG)
+    result = CliRunner().invoke(app, ["build", "-c", str(root / "atlas.toml"), "-o", str(root / "www" / "atlas"),
+                                      "--cache", str(root / "cache"), "-q"])
+    assert result.exit_code == 0, result.output
+    return root / "www"
+
+
+@pytest.fixture(scope="module")
+def server(site):
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/atlas/"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        yield browser
+        browser.close()
+
+
+class Visit:
+    """One browser tab that checks every page it lands on."""
+
+    def __init__(self, browser, name):
+        self.page = browser.new_page(viewport={"width": 1200, "height": 900})
+        self.name = name
+        self.problems = []
+        self.page.on("console", lambda m: self.problems.append(f"console: {m.text}") if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        self.page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url}"))
+        self.shots = 0
+
+    def check(self):
+        self.page.wait_for_load_state("load")
+        broken = self.page.evaluate(WAIT_FOR_IMAGES)
+        assert broken == [], f"{self.page.url}: images did not load: {broken}"
+        assert self.problems == [], self.problems
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.shots += 1
+        self.page.screenshot(path=str(ARTIFACTS / f"{self.name}-{self.shots:02d}.png"), full_page=False)
+
+    def click(self, selector):
+        self.page.click(selector)
+        self.check()
+
+
+@pytest.mark.parametrize("where", ["file", "http"])
+def test_walk_the_atlas(browser, site, server, where):
+    base = (site / "atlas").as_uri() + "/" if where == "file" else server
+    visit = Visit(browser, where)
+    visit.page.goto(base + "index.html")
+    visit.check()
+    assert visit.page.title().startswith("Browser test atlas")
+
+    visit.click("header nav a:text-is('features.4')")  # a layer
+    assert visit.page.url.endswith("layers/features.4.html")
+    visit.click("#tiles li:first-child a")  # a neuron
+    assert visit.page.url.endswith("layers/features.4/0.html")
+    visit.page.keyboard.press("k")  # next neuron
+    visit.page.wait_for_url("**/layers/features.4/1.html")
+    visit.check()
+
+    visit.click("#edges-dataset ~ .edges .relatives:first-child ul.rel a >> nth=0")  # a child
+    assert "/layers/features.1/" in visit.page.url
+    visit.click("#edges-dataset ~ .edges .relatives ul.rel a >> nth=0")  # one of its parents
+    assert "/layers/features.4/" in visit.page.url
+
+    visit.page.goto(base + "images/img0.html")  # an image tree, down to the first layer
+    visit.check()
+    assert visit.page.locator("ul.tree a.node").count() > 4
+    visit.click("ul.tree ul ul a.node >> nth=0")
+    assert "/layers/features.4/" in visit.page.url
+
+    visit.page.goto(base + "index.html")
+    visit.page.keyboard.press("/")
+    visit.page.keyboard.type("features.7/2")
+    visit.page.keyboard.press("Enter")  # the header's form opens the search page
+    visit.page.wait_for_url("**/search.html?q=*")
+    visit.check()
+    first = visit.page.locator("#search-results a").first
+    assert first.text_content().startswith("features.7/2")
+    visit.page.locator("#search-q").press("Enter")
+    visit.page.wait_for_url("**/layers/features.7/2.html")
+    visit.check()
+
+
+def test_pages_read_without_javascript(browser, site):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto((site / "atlas" / "layers" / "features.4.html").as_uri())
+    assert page.locator("#tiles li").count() == 8
+    page.goto((site / "atlas" / "images" / "img0.html").as_uri())
+    assert page.locator("ul.tree details[open]").count() >= 1  # the tree is plain HTML
+    context.close()

@@ -14,6 +14,7 @@ Cache entries (DESIGN §3; every key also holds the compute version):
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
+from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import __version__
@@ -584,6 +586,29 @@ class Pipeline:
             self._entries[(kind, key)] = entry
         return self._entries[(kind, key)]
 
+    def specificity(self, item: Item, layer: Layer, side: int = 56) -> dict[int, float]:
+        """How much each neuron's guided picture on an image differs from the other neurons' there:
+        1 minus its mean cosine similarity to them (pictures shrunk to ``side`` px; zero is grey).
+        Guided backprop is known to look alike across neurons; this says how much, per neuron."""
+        if "guided" not in self.config.compute.methods or len(layer.units) < 2:
+            return {}
+        key = self._key("spec", layer.path, side, item.digest, item.view.spec, layer.units)
+        entry = self.cache.get("spec", key)
+        if entry is None:
+            pictures_ = self.entry("vis", self.vis_key(item, layer, "guided"))
+            rows = []
+            for neuron in layer.units:
+                picture = Image.open(io.BytesIO(pictures_[f"{neuron}.png"])).convert("RGB")
+                small = np.asarray(picture.resize((side, side), Image.BOX), dtype=np.float32) - 127.5
+                rows.append(small.reshape(-1))
+            vectors = np.stack(rows)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-6)
+            similar = vectors @ vectors.T
+            mean_other = (similar.sum(axis=1) - np.diag(similar)) / (len(rows) - 1)
+            entry = {"specificity.npy": (1.0 - mean_other).astype(np.float32)}
+            self.cache.put("spec", key, entry)  # only the leader builds the manifest
+        return {n: float(v) for n, v in zip(layer.units, entry["specificity.npy"])}
+
     def activation_stats(self, layer: Layer, probe: list[Item], bins: int = 24) -> list[dict]:
         """Per mapped neuron, over the probe set: mean, the fraction of views where it fires (> 0), and a
         histogram; two passes over the cached chunks, so memory does not grow with the probe set."""
@@ -633,6 +658,7 @@ class Pipeline:
                 "acts": {layer.name: self.acts_key(item, layer) for layer in self.layers},
                 "vis": {layer.name: {m: self.vis_key(item, layer, m) for m in config.compute.methods}
                         for layer in self.layers},
+                "specificity": {layer.name: self.specificity(item, layer) for layer in self.layers},
             })
         layers = []
         for layer in self.layers:

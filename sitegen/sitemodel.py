@@ -335,8 +335,9 @@ class _Builder:
             width = layer["shape"][2] if len(layer["shape"]) == 3 else 1
             row, col = divmod(int(positions[neuron]), width)
             zoom = layer["zoom"]
+            specificity = featured.get("specificity", {}).get(name, {}).get(str(neuron))
             rows.append({"slug": featured["slug"], "name": featured["name"], "url": self.image_url(featured["slug"]),
-                         "photo": self.photo(featured), "value": float(values[neuron]),
+                         "photo": self.photo(featured), "value": float(values[neuron]), "specificity": specificity,
                          "position": f"({row}, {col})" if len(layer["shape"]) == 3 else "",
                          "crop": self.vis(featured, name, neuron, self.methods[0], "img") if zoom else None,
                          "pictures": [{"method": m, "title": METHOD_TITLES[m],

@@ -299,6 +299,9 @@ def test_provenance_manifest_and_search_index(atlas):
     assert {"t": "features.4/3 Blob edge", "u": "layers/features.4/3.html"}.items() <= next(
         e for e in entries if e["u"] == "layers/features.4/3.html").items()
     assert "rim" in next(e for e in entries if e["u"] == "layers/features.4/3.html")["d"]
+    spec = compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)[0]["featured"][0]["specificity"]
+    assert set(spec) == set(NEURONS) and all(0 <= v <= 2 for layer in spec.values() for v in layer.values())
+    assert "specificity" in (site / "layers" / "features.4" / "3.html").read_text()
     for page in ("index.html", "layers/features.4/3.html", "search.html"):
         text = (site / page).read_text()
         assert "manifest.json" in text and "probe views (set" in text

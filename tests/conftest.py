@@ -7,6 +7,14 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# The [model] table of the tiny atlases the tests build: a small CNN (tests/tinynet.py) at 32 px.
+TINY_MODEL = """[model]
+name = "tinynet:build"
+weights = "none"
+resize = 40
+crop = 32
+"""
+
 
 def write_images(folder: Path, count: int, size=(96, 80), seed: int = 0) -> list[Path]:
     """Generated test images: smooth colour blobs on noise, different sizes."""

@@ -4,16 +4,11 @@ import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import TINY_MODEL
 from sitegen.check import check_site
 from sitegen.cli import app
 
-CONFIG = """
-[model]
-name = "tinynet:build"
-weights = "none"
-resize = 40
-crop = 32
-[layers]
+CONFIG = TINY_MODEL + """[layers]
 use = ["features.4", "fc"]
 [images]
 featured = ["imgs/grey.png"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write_images
+from conftest import TINY_MODEL, write_images
 from sitegen.cli import app
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -23,12 +23,7 @@ ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "browser"
 
 CONFIG = """
 title = "Browser test atlas"
-[model]
-name = "tinynet:build"
-weights = "none"
-resize = 40
-crop = 32
-[layers]
+""" + TINY_MODEL + """[layers]
 use = ["features.1", "features.4", "features.7", "fc"]
 [images]
 featured = ["imgs/img0.png", "imgs/img1.png"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write_images
+from conftest import TINY_MODEL, write_images
 from sitegen.check import check_site
 from sitegen.cli import app
 from sitegen.config import load
@@ -18,12 +18,7 @@ from sitegen.pipeline import compute
 
 CONFIG = """
 title = "Tiny <atlas>"
-[model]
-name = "tinynet:build"
-weights = "none"
-resize = 40
-crop = 32
-[layers]
+""" + TINY_MODEL + """[layers]
 use = ["features.1", "features.4", "features.7", "fc"]
 [images]
 featured = ["imgs/img0.png", "imgs/img1.png"]

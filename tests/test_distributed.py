@@ -7,16 +7,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-from conftest import write_images
+from conftest import TINY_MODEL, write_images
 from sitegen.cache import manifest_name
 
-CONFIG = """
-[model]
-name = "tinynet:build"
-weights = "none"
-resize = 40
-crop = 32
-[layers]
+CONFIG = TINY_MODEL + """[layers]
 use = ["features.1", "features.4", "fc"]
 [images]
 featured = ["imgs/img0.png", "imgs/img3.png"]

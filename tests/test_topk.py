@@ -40,18 +40,12 @@ def test_shards_merge_exactly_in_any_order():
 
 
 def test_chunked_probe_activations_change_nothing(tmp_path, monkeypatch):
-    from conftest import write_images
+    from conftest import TINY_MODEL, write_images
     from sitegen import pipeline
     from sitegen.config import load
 
     write_images(tmp_path / "imgs", 4)
-    (tmp_path / "atlas.toml").write_text("""
-[model]
-name = "tinynet:build"
-weights = "none"
-resize = 40
-crop = 32
-[layers]
+    (tmp_path / "atlas.toml").write_text(TINY_MODEL + """[layers]
 use = ["features.4", "fc"]
 [images]
 featured = ["imgs/img0.png"]

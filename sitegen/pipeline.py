@@ -238,11 +238,8 @@ class Pipeline:
         return view_pixels(image, item.view, p.resize, p.crop, p.interpolation)
 
     def tensor(self, pixels: list[np.ndarray]) -> torch.Tensor:
-        p = self.model.preprocess
-        x = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float().div(255)
-        mean = torch.tensor(p.mean).view(1, 3, 1, 1)
-        std = torch.tensor(p.std).view(1, 3, 1, 1)
-        return (x - mean) / std
+        """[H, W, 3] uint8 arrays -> the model's input batch on the model's device."""
+        return self.normalise(torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2))
 
     def _progress(self) -> Progress:
         return Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),

@@ -118,6 +118,13 @@ def test_walk_the_atlas(browser, site, server, where):
     visit.page.wait_for_url("**/layers/features.4/1.html")
     visit.check()
 
+    visit.page.keyboard.press("c")  # down a layer: the strongest child
+    visit.page.wait_for_url("**/layers/features.1/*.html")
+    visit.check()
+    visit.page.keyboard.press("p")  # up a layer: the strongest parent
+    visit.page.wait_for_url("**/layers/features.4/*.html")
+    visit.check()
+
     visit.click("#edges-dataset ~ .edges .relatives:first-child ul.rel a >> nth=0")  # a child
     assert "/layers/features.1/" in visit.page.url
     visit.click("#edges-dataset ~ .edges .relatives ul.rel a >> nth=0")  # one of its parents

@@ -20,7 +20,8 @@
       });
     });
   }
-  // Keyboard: j / k (or arrows) for the previous and next neuron, u for the layer, / to search.
+  // Keyboard: j / k (or arrows) for the previous and next neuron, u for the layer, c / p for the
+  // strongest child (a layer down) and parent (a layer up), / to search.
   document.addEventListener("keydown", function (event) {
     if (event.altKey || event.ctrlKey || event.metaKey || /input|textarea|select/i.test(event.target.tagName)) return;
     if (event.key === "/") {
@@ -30,6 +31,10 @@
     }
     var rel = { "j": "prev", "ArrowLeft": "prev", "k": "next", "ArrowRight": "next", "u": "up" }[event.key];
     var link = rel && document.querySelector('a[rel="' + rel + '"]');
+    // c / p: down a layer to the strongest child, up a layer to the strongest parent (over the top patches)
+    if (!link && (event.key === "c" || event.key === "p")) {
+      link = document.querySelector('a[data-key="' + event.key + '"]');
+    }
     if (link) { window.location.href = link.href; }
   });
 

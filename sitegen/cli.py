@@ -138,7 +138,7 @@ def layers(model: Annotated[str, typer.Argument(help="A model name as in [model]
     loaded = load_model(model, "none")
     table = Table(title=f"{model}: layers for a {loaded.preprocess.crop} px image")
     for column in ("layer", "alias", "module", "output", "calls"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a path must be readable whole, to be copied
     for info in describe_layers(loaded):
         if not all_modules and (not info.shape or info.calls != 1):
             continue

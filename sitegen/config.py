@@ -71,6 +71,9 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "seed": Option(int, 0, "Seed for random initialisation."),
         "children": Option(int, 8, "Strongest children kept per neuron (and counted over its top patches).",
                            minimum=1),
+        "percentiles": Option(list, [99.0, 90.0], "Besides the top patches, a patch at each of these "
+                                                  "percentiles of the neuron's activation over the probe set.",
+                              item=float),
     },
     "site": {
         "top_predictions": Option(int, 5, "Predictions shown per featured image.", minimum=1),
@@ -115,6 +118,7 @@ class ComputeConfig:
     batch_size: int
     seed: int
     children: int
+    percentiles: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -288,6 +292,9 @@ def parse(text: str, path: Path) -> Config:
     for zoom in images["probe_zooms"]:
         if not 0 < zoom <= 1:
             errors.append(f"images.probe_zooms: {zoom!r} is not in (0, 1]")
+    for percentile in compute["percentiles"]:
+        if not 0 <= percentile <= 100:
+            errors.append(f"compute.percentiles: {percentile!r} is not in [0, 100]")
     if not compute["methods"]:
         errors.append("compute.methods: list at least one method")
     if errors:
@@ -303,7 +310,8 @@ def parse(text: str, path: Path) -> Config:
         images=ImagesConfig(tuple(images["featured"]), tuple(images["probe"]), images["probe_flip"],
                             tuple(images["probe_zooms"])),
         compute=ComputeConfig(compute["top_k"], tuple(dict.fromkeys(compute["methods"])), compute["device"],
-                              compute["batch_size"], compute["seed"], compute["children"]),
+                              compute["batch_size"], compute["seed"], compute["children"],
+                              tuple(compute["percentiles"])),
         site=SiteConfig(**tables["site"]),
         credits=credits,
     )

@@ -148,10 +148,21 @@ class TopPatches:
     order: np.ndarray  # probe indices
     values: np.ndarray
     positions: np.ndarray
+    stats: list[dict] = field(default_factory=list)  # per neuron: mean, firing, histogram
+    levels: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # percentile -> ([U] probe index, value, position) of the view nearest that percentile
 
     @classmethod
     def from_running(cls, units: list[int], running: RunningTopK) -> "TopPatches":
         return cls(units, running.rows.T.copy(), running.values.T.copy(), running.positions.T.copy())
+
+    def wanted_levels(self) -> dict[int, dict[int, int]]:
+        """probe index -> {neuron shown at a lower level there: its position}."""
+        wanted: dict[int, dict[int, int]] = {}
+        for rows, _, positions in self.levels.values():
+            for neuron, index, position in zip(self.units, rows.tolist(), positions.tolist()):
+                wanted.setdefault(index, {})[neuron] = position
+        return wanted
 
     def wanted(self) -> dict[int, dict[int, int]]:
         """probe index -> {neuron whose top k holds it: its position there}."""
@@ -500,19 +511,56 @@ class Pipeline:
             merged = RunningTopK(len(layer.units), self.config.compute.top_k)
             for shard in self.group.gather_to_all(running):  # exact: the top k of the union
                 merged.merge(shard)
-            tops[layer.name] = TopPatches.from_running(layer.units, merged)
+            top = tops[layer.name] = TopPatches.from_running(layer.units, merged)
+            top.stats = self.activation_stats(layer, probe)
+            top.levels = self.levels(layer, probe, top.stats)
         return tops
+
+    def levels(self, layer: Layer, probe: list[Item], stats: list[dict]) -> dict:
+        """For each configured percentile, each neuron's probe view nearest that percentile of its
+        activations (read off its histogram, so memory does not grow with the probe set)."""
+        levels = {}
+        for percentile in self.config.compute.percentiles:
+            targets = []
+            for stat in stats:
+                counts = np.asarray(stat["counts"], dtype=np.float64)
+                width = (stat["high"] - stat["low"]) / len(counts)
+                wanted = percentile / 100 * counts.sum()
+                below = np.concatenate([[0.0], np.cumsum(counts)])
+                b = int(np.clip(np.searchsorted(below[1:], wanted), 0, len(counts) - 1))
+                inside = (wanted - below[b]) / counts[b] if counts[b] else 0.0
+                targets.append(stat["low"] + width * (b + inside))
+            targets = np.asarray(targets)
+            best = np.full(len(layer.units), np.inf)
+            rows = np.zeros(len(layer.units), dtype=np.int64)
+            values = np.zeros(len(layer.units))
+            positions = np.zeros(len(layer.units), dtype=np.int64)
+            for start in range(0, len(probe), CHUNK):
+                chunk_values, chunk_positions = self.read_chunk(probe[start:start + CHUNK], layer)
+                chunk_values, chunk_positions = chunk_values[:, layer.units], chunk_positions[:, layer.units]
+                distance = np.abs(chunk_values - targets[None, :])
+                nearest = distance.argmin(axis=0)  # the first of equals
+                columns = np.arange(len(layer.units))
+                better = distance[nearest, columns] < best
+                best = np.where(better, distance[nearest, columns], best)
+                rows = np.where(better, start + nearest, rows)
+                values = np.where(better, chunk_values[nearest, columns], values)
+                positions = np.where(better, chunk_positions[nearest, columns], positions)
+            levels[percentile] = (rows, values, positions)
+        return levels
 
     def plan_patches(self, probe: list[Item], tops: dict[str, "TopPatches"]) -> list:
         """(layer, probe index, neurons, positions, patches?, edges?) for what the top patches still lack."""
         work = []
         for layer in self.layers:
             top = tops[layer.name]
-            for index, where in sorted(top.wanted().items()):
+            wanted, levels = top.wanted(), top.wanted_levels()
+            for index in sorted(set(wanted) | set(levels)):
+                where = {**levels.get(index, {}), **wanted.get(index, {})}
                 neurons = sorted(where)
                 patches = self._missing("patch", self.patch_key(probe[index], layer), neurons, "{}-gb.png")
-                edges = (self._missing("edges", self.edges_key(probe[index], layer), neurons, "{}.npy")
-                         if layer.lower is not None else [])
+                edges = (self._missing("edges", self.edges_key(probe[index], layer), sorted(wanted.get(index, {})),
+                                       "{}.npy") if layer.lower is not None else [])
                 if patches or edges:
                     todo = sorted(set(patches) | set(edges))
                     work.append((layer, index, todo, [where[n] for n in todo], bool(patches), bool(edges)))
@@ -660,7 +708,6 @@ class Pipeline:
         layers = []
         for layer in self.layers:
             top = tops[layer.name]
-            stats = self.activation_stats(layer, probe)
             neurons = []
             for row_index, neuron in enumerate(layer.units):
                 patches = []
@@ -673,7 +720,12 @@ class Pipeline:
                     children = {s: self.children(self.edge_row(item, layer, neuron), layer.lower)
                                 for item, s in zip(featured, featured_slugs)}
                     children["dataset"] = self.dataset_children(layer, neuron, top.order[row_index].tolist(), probe)
-                neurons.append({"id": neuron, "top": patches, "children": children, "stats": stats[row_index]})
+                levels = [{"percentile": p, "item": int(rows[row_index]), "value": float(values[row_index]),
+                           "box": list(self.box(layer, int(positions[row_index]))),
+                           "entry": self.patch_key(probe[int(rows[row_index])], layer)}
+                          for p, (rows, values, positions) in top.levels.items()]
+                neurons.append({"id": neuron, "top": patches, "children": children, "stats": top.stats[row_index],
+                                "levels": levels})
             layers.append({"name": layer.name, "path": layer.path, "shape": list(layer.shape),
                            "units": layer.units, "selection": self.describe_selection(layer),
                            "lower": layer.lower.name if layer.lower is not None else None,

@@ -146,7 +146,8 @@ class _Builder:
 
     def patch(self, layer: str, neuron: int, patch: dict, which: str) -> str:
         ext = "jpg" if which == "img" else "png"
-        return self.asset(f"assets/patches/{safe_name(layer)}/{neuron}/{patch['rank']}-{which}.{ext}", "patch",
+        name = patch["rank"] if "rank" in patch else f"p{patch['percentile']:g}"
+        return self.asset(f"assets/patches/{safe_name(layer)}/{neuron}/{name}-{which}.{ext}", "patch",
                           patch["entry"], f"{neuron}-{which}.{ext}")
 
     # -- pages ---------------------------------------------------------------
@@ -350,8 +351,15 @@ class _Builder:
             patches.append({"rank": patch["rank"], "value": patch["value"], "source": item["name"],
                             "view": item["view"], "img": self.patch(name, neuron, patch, "img"),
                             "gb": self.patch(name, neuron, patch, "gb")})
+        levels = []
+        for level in self.entries[(name, neuron)].get("levels", []):
+            item = self.probe_items[level["item"]]
+            levels.append({"percentile": f"{level['percentile']:g}", "value": level["value"], "source": item["name"],
+                           "view": item["view"], "img": self.patch(name, neuron, level, "img"),
+                           "gb": self.patch(name, neuron, level, "gb")})
         units = layer["units"]
         return Page(self.neuron_url(name, neuron), "neuron.html", f"{name}/{neuron}", {
+            "levels": levels,
             "layer": self.layer_summary(layer), "neuron": neuron, "label": label, "notes": notes,
             "rows": rows, "methods": [{"name": m, "title": METHOD_TITLES[m]} for m in self.methods],
             "patches": patches, "top_k": self.m["top_k"], "edges": self.edge_sections(layer, index, neuron),

@@ -71,7 +71,7 @@ def test_build_check_and_rebuild(atlas):
     for method in ("guided", "deconv", "gradient"):
         for image in ("img0", "img1"):
             assert f"../../assets/vis/features.4/3/{image}-{method}.png" in neuron
-    assert neuron.count('alt="Patch ') == 4
+    assert neuron.count('alt="Patch ') == 4 + 2  # the top 4, and the 99th and 90th percentile
     assert "Tiny &lt;atlas&gt;" in neuron  # the title is escaped
     assert "Hello <strong>atlas</strong>." in (site / "index.html").read_text()
     about = (site / "about.html").read_text()
@@ -300,3 +300,19 @@ def test_provenance_manifest_and_search_index(atlas):
     for page in ("index.html", "layers/features.4/3.html", "search.html"):
         text = (site / page).read_text()
         assert "manifest.json" in text and "probe views (set" in text
+
+
+def test_patches_below_the_top(atlas):
+    manifest, _ = compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)
+    layer = next(layer for layer in manifest["layers"] if layer["name"] == "features.7")
+    for entry in layer["neurons"]:
+        levels = {level["percentile"]: level for level in entry["levels"]}
+        assert set(levels) == {99.0, 90.0}
+        # nearer the top at the 99th than at the 90th percentile, never above the best patch
+        assert entry["top"][0]["value"] >= levels[99.0]["value"] >= levels[90.0]["value"] - 1e-6
+        assert entry["stats"]["low"] <= levels[90.0]["value"]
+    site = atlas / "site"
+    assert run("render", "-c", atlas / "atlas.toml", "-o", site, "--cache", atlas / "cache")[0] == 0
+    page = (site / "layers" / "features.7" / "2.html").read_text()
+    assert "99th percentile" in page and "90th percentile" in page
+    assert check_site(site)[1] == []

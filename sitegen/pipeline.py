@@ -484,11 +484,13 @@ class Pipeline:
                         if zoom:
                             box = self.box(layer, int(positions[neuron]))
                             out[f"{neuron}-box.png"] = encode(fit(cut(picture, box), PATCH_SIDE))
-                            out[f"{neuron}-img.jpg"] = encode(fit(cut(pixels, box), PATCH_SIDE), "JPEG")
+                            if method == self.config.compute.methods[0]:  # the photo's crop, kept once
+                                out[f"{neuron}-img.jpg"] = encode(fit(cut(pixels, box), PATCH_SIDE), "JPEG")
                 progress.advance(task, len(chunk))
             for method in todo:
                 self.group.write(self.cache, "vis", self.vis_key(item, layer, method), members[method], add=True)
-                self._count("visualizations", len(members[method]) // (3 if zoom else 1))
+                self._count("visualizations", sum(name.endswith(".png") and "-" not in name
+                                                  for name in members[method]))
             if want_edges:
                 self.group.write(self.cache, "edges", self.edges_key(item, layer), weights, add=True)
                 self._count("edges", len(weights))

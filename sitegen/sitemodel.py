@@ -415,7 +415,7 @@ class _Builder:
             per_layer.append({"layer": self.layer_summary(layer), "method": METHOD_TITLES[method], "neurons": [
                 {"neuron": n, "value": float(values[n]), "url": self.neuron_url(layer["name"], n),
                  "label": self.labels[(layer["name"], n)][0],
-                 "crop": self.vis(featured, layer["name"], n, method, "img") if layer["zoom"] else None,
+                 "crop": self.vis(featured, layer["name"], n, self.methods[0], "img") if layer["zoom"] else None,
                  "vis": self.thumbnail(featured, layer["name"], n)}
                 for n in order]})
         return Page(self.image_url(featured["slug"]), "image.html", featured["name"], {

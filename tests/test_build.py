@@ -316,3 +316,13 @@ def test_patches_below_the_top(atlas):
     page = (site / "layers" / "features.7" / "2.html").read_text()
     assert "99th percentile" in page and "90th percentile" in page
     assert check_site(site)[1] == []
+
+
+def test_methods_in_another_order(atlas):
+    methods = 'batch_size = 4\nmethods = ["deconv", "guided"]'
+    (atlas / "atlas.toml").write_text(CONFIG.replace("batch_size = 4", methods))
+    site = atlas / "site"
+    code, output = run("build", "-c", atlas / "atlas.toml", "-o", site, "--cache", atlas / "cache", "-q")
+    assert code == 0, output
+    assert check_site(site)[1] == []
+    assert "Gradient" not in (site / "layers" / "features.4" / "3.html").read_text().split("<thead>")[1][:200]

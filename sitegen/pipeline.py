@@ -182,14 +182,16 @@ class ItemPixels(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def pixels(self, index: int) -> np.ndarray:
         item = self.items[index]
         try:
             image = load_rgb(item.path)
         except Exception as error:  # noqa: BLE001 - any unreadable image is reported the same way
             raise SitegenError(f"image {item.name!r} could not be read: {error}") from None
-        pixels = view_pixels(image, item.view, self.resize, self.crop, self.interpolation)
-        return torch.from_numpy(pixels).permute(2, 0, 1)
+        return view_pixels(image, item.view, self.resize, self.crop, self.interpolation)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(self.pixels(index)).permute(2, 0, 1)
 
 
 CHUNK = 256  # probe views per activations entry: a new image computes only its chunk
@@ -242,11 +244,7 @@ class Pipeline:
     # -- helpers ------------------------------------------------------------
     def pixels(self, item: Item) -> np.ndarray:
         p = self.model.preprocess
-        try:
-            image = load_rgb(item.path)
-        except Exception as error:  # noqa: BLE001 - any unreadable image is reported the same way
-            raise SitegenError(f"image {item.name!r} could not be read: {error}") from None
-        return view_pixels(image, item.view, p.resize, p.crop, p.interpolation)
+        return ItemPixels([item], p.resize, p.crop, p.interpolation).pixels(0)
 
     def tensor(self, pixels: list[np.ndarray]) -> torch.Tensor:
         """[H, W, 3] uint8 arrays -> the model's input batch on the model's device."""
@@ -520,36 +518,36 @@ class Pipeline:
 
     def levels(self, layer: Layer, probe: list[Item], stats: list[dict]) -> dict:
         """For each configured percentile, each neuron's probe view nearest that percentile of its
-        activations (read off its histogram, so memory does not grow with the probe set)."""
-        levels = {}
-        for percentile in self.config.compute.percentiles:
-            targets = []
-            for stat in stats:
-                counts = np.asarray(stat["counts"], dtype=np.float64)
-                width = (stat["high"] - stat["low"]) / len(counts)
+        activations (read off its histogram, so memory does not grow with the probe set); one pass."""
+        percentiles = list(self.config.compute.percentiles)
+        if not percentiles:
+            return {}
+        targets = np.zeros((len(percentiles), len(layer.units)))
+        for column, stat in enumerate(stats):
+            counts = np.asarray(stat["counts"], dtype=np.float64)
+            width = (stat["high"] - stat["low"]) / len(counts)
+            below = np.concatenate([[0.0], np.cumsum(counts)])
+            for row, percentile in enumerate(percentiles):
                 wanted = percentile / 100 * counts.sum()
-                below = np.concatenate([[0.0], np.cumsum(counts)])
                 b = int(np.clip(np.searchsorted(below[1:], wanted), 0, len(counts) - 1))
                 inside = (wanted - below[b]) / counts[b] if counts[b] else 0.0
-                targets.append(stat["low"] + width * (b + inside))
-            targets = np.asarray(targets)
-            best = np.full(len(layer.units), np.inf)
-            rows = np.zeros(len(layer.units), dtype=np.int64)
-            values = np.zeros(len(layer.units))
-            positions = np.zeros(len(layer.units), dtype=np.int64)
-            for start in range(0, len(probe), CHUNK):
-                chunk_values, chunk_positions = self.read_chunk(probe[start:start + CHUNK], layer)
-                chunk_values, chunk_positions = chunk_values[:, layer.units], chunk_positions[:, layer.units]
-                distance = np.abs(chunk_values - targets[None, :])
+                targets[row, column] = stat["low"] + width * (b + inside)
+        shape = targets.shape
+        best, rows = np.full(shape, np.inf), np.zeros(shape, dtype=np.int64)
+        values, positions = np.zeros(shape), np.zeros(shape, dtype=np.int64)
+        columns = np.arange(len(layer.units))
+        for start in range(0, len(probe), CHUNK):
+            chunk_values, chunk_positions = self.read_chunk(probe[start:start + CHUNK], layer)
+            chunk_values, chunk_positions = chunk_values[:, layer.units], chunk_positions[:, layer.units]
+            for row in range(len(percentiles)):
+                distance = np.abs(chunk_values - targets[row][None, :])
                 nearest = distance.argmin(axis=0)  # the first of equals
-                columns = np.arange(len(layer.units))
-                better = distance[nearest, columns] < best
-                best = np.where(better, distance[nearest, columns], best)
-                rows = np.where(better, start + nearest, rows)
-                values = np.where(better, chunk_values[nearest, columns], values)
-                positions = np.where(better, chunk_positions[nearest, columns], positions)
-            levels[percentile] = (rows, values, positions)
-        return levels
+                better = distance[nearest, columns] < best[row]
+                best[row] = np.where(better, distance[nearest, columns], best[row])
+                rows[row] = np.where(better, start + nearest, rows[row])
+                values[row] = np.where(better, chunk_values[nearest, columns], values[row])
+                positions[row] = np.where(better, chunk_positions[nearest, columns], positions[row])
+        return {p: (rows[i], values[i], positions[i]) for i, p in enumerate(percentiles)}
 
     def plan_patches(self, probe: list[Item], tops: dict[str, "TopPatches"]) -> list:
         """(layer, probe index, neurons, positions, patches?, edges?) for what the top patches still lack."""

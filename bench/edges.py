@@ -28,6 +28,8 @@ def best_of(repeats: int, call) -> float:
     for _ in range(repeats):
         start = time.perf_counter()
         call()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return min(times)
 
@@ -37,7 +39,7 @@ def main() -> None:
     featured, _, _ = collect_items(config)
     pipeline = Pipeline(config, Cache("/nonexistent"), quiet=True)
     pipeline.model = load_configured_model(config)
-    model = pipeline.model.module
+    model = pipeline.model.module.to(pipeline.device)
     layers = resolve_layers(config, pipeline.model)
     modules = dict(model.named_modules())
     x = pipeline.tensor([pipeline.pixels(featured[0])])[0]

@@ -75,14 +75,16 @@ def pipeline_for(config_path: Path, cache: Path):
 
 
 def mine_only(config_path: Path, cache: Path) -> None:
-    """In a fresh process: mine and select the top k; print the peak resident memory in MiB."""
+    """In a fresh process: mine and select the top k; print the peak resident and GPU memory in MiB."""
+    import torch
     from rich.progress import Progress
 
     pipeline, probe = pipeline_for(config_path, cache)
     with Progress(disable=True) as progress:
         pipeline.stage_activations([], probe, progress)
     pipeline.top_patches(probe)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, gpu)
 
 
 def throughput(config_path: Path, cache: Path) -> tuple[float, float]:
@@ -99,6 +101,8 @@ def throughput(config_path: Path, cache: Path) -> tuple[float, float]:
         with inference_state(model), torch.no_grad():
             for pixels in pipeline.loader(probe):
                 capture(model, pipeline.normalise(pixels), deepest)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
 
     def mining() -> None:
         for path in Path(cache).glob("acts"):
@@ -125,6 +129,8 @@ def main() -> None:
         small, large = root / "small", root / "large"
         make_images(small / "images", 1000)
         make_images(large / "images", 4000)
+        import torch
+        print("on " + (torch.cuda.get_device_name() if torch.cuda.is_available() else "the CPU"))
         bare, mining = throughput(write_config(small, 1000), root / "cache-throughput")
         print(f"throughput, 1,000 images: bare forward {bare:.1f} images/s, mining {mining:.1f} images/s, "
               f"ratio {mining / bare:.2f}")
@@ -132,9 +138,12 @@ def main() -> None:
         for name, folder in (("1,000", small), ("4,000", large)):
             out = subprocess.run([sys.executable, __file__, "--mine-only", str(write_config(folder, 0)),
                                   str(root / f"cache-{folder.name}")], check=True, capture_output=True, text=True)
-            peaks[name] = float(out.stdout.strip().splitlines()[-1])
-        print(f"peak memory: 1,000 images {peaks['1,000']:.0f} MiB, 4,000 images {peaks['4,000']:.0f} MiB, "
-              f"ratio {peaks['4,000'] / peaks['1,000']:.2f}")
+            peaks[name] = [float(word) for word in out.stdout.strip().splitlines()[-1].split()]
+        for index, kind in enumerate(["peak memory", "peak GPU memory"]):
+            small_peak, large_peak = peaks["1,000"][index], peaks["4,000"][index]
+            if large_peak:
+                print(f"{kind}: 1,000 images {small_peak:.0f} MiB, 4,000 images {large_peak:.0f} MiB, "
+                      f"ratio {large_peak / small_peak:.2f}")
 
 
 if __name__ == "__main__":

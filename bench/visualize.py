@@ -5,7 +5,9 @@ forward and backward per neuron (captum hooks ReLU modules, so its model copy
 gets out-of-place ReLUs).  sitegen's engine batches neurons and, where the
 receptive field is smaller than the image, computes each neuron on its crop.
 Both run on the same machine in one run (best of three each), on randomly
-initialised AlexNet and a generated 224 px image; the results are compared.  Run:
+initialised AlexNet and a generated 224 px image; the results are compared.
+On a GPU both run there, in strict float32 and then with TF32 allowed (as
+PyTorch allows it by default for convolutions).  Run:
 .venv/bin/python bench/visualize.py   (needs the bench extra: pip install -e '.[bench]')
 """
 
@@ -47,16 +49,34 @@ def best_of(repeats: int, call):
     for _ in range(repeats):
         start = time.perf_counter()
         result = call()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return min(times), result
 
 
+def set_tf32(allowed: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+    torch.backends.cudnn.allow_tf32 = allowed
+
+
 def main() -> None:
     torch.manual_seed(0)
-    model = load_model("alexnet", "none").module.eval()
-    modules = dict(model.named_modules())
-    image = torch.randn(3, 224, 224)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model("alexnet", "none").module.eval().to(device)
+    image = torch.randn(3, 224, 224).to(device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"on {where}")
     print(f"{'layer':<6} {'neurons':>7} {'per-neuron loop':>16} {'sitegen':>8} {'speed-up':>9} {'max rel diff':>13}")
+    for tf32 in ([False, True] if device.type == "cuda" else [False]):
+        set_tf32(tf32)
+        if tf32:
+            print("with TF32 allowed:")
+        compare(model, image)
+
+
+def compare(model: nn.Module, image: torch.Tensor) -> None:
+    modules = dict(model.named_modules())
     for name, path, count in CASES:
         module = modules[path]
         geometry = receptive_fields(model, {path: module}, (224, 224))[path]
@@ -65,7 +85,8 @@ def main() -> None:
         neurons = list(range(count))
         where = positions[0, neurons].tolist()
         crops = crops_are_exact(model, image, path, module, geometry)
-        fast, ours = best_of(3, partial(gradients, model, image, path, module, neurons, where, ["guided"], 16,
+        batch = 256 if image.is_cuda else 16  # neurons per pass: a GPU wants large batches, a CPU's caches small
+        fast, ours = best_of(3, partial(gradients, model, image, path, module, neurons, where, ["guided"], batch,
                                         geometry if crops else None, width))
         ours = ours["guided"]
         slow, theirs = best_of(3, partial(captum_loop, model, image, path, neurons, where, width))

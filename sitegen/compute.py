@@ -31,8 +31,8 @@ def _flat(out: torch.Tensor) -> torch.Tensor:
 
 
 def activations(model: nn.Module, images: torch.Tensor, modules: dict[str, nn.Module],
-                batch_size: int = 32) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """For each layer: (values [N, C], positions [N, C]).
+                batch_size: int = 32, on_device: bool = False) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """For each layer: (values [N, C], positions [N, C]), on the CPU unless ``on_device``.
 
     A channel's activation is its maximum over positions and its position the
     first argmax in row-major order; a unit's activation is its value.
@@ -47,9 +47,10 @@ def activations(model: nn.Module, images: torch.Tensor, modules: dict[str, nn.Mo
             for name, out in outs.items():
                 flat = _flat(out)
                 pos = flat.argmax(dim=2)
-                values[name].append(flat.gather(2, pos.unsqueeze(2)).squeeze(2).float().cpu())
-                positions[name].append(pos.cpu())
-    return {name: (torch.cat(values[name]), torch.cat(positions[name])) for name in modules}
+                values[name].append(flat.gather(2, pos.unsqueeze(2)).squeeze(2).float())
+                positions[name].append(pos)
+    where = device if on_device else torch.device("cpu")
+    return {name: (torch.cat(values[name]).to(where), torch.cat(positions[name]).to(where)) for name in modules}
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,36 @@ def crop_for(geometry: Geometry, i: int, j: int, height: int, width: int) -> Cro
     if (y0, x0, y1, x1) == (0, 0, height - 1, width - 1):
         return None
     return Crop(y0, x0, y1, x1, i - y0 // jy, j - x0 // jx)
+
+
+def common_shape(crops: list[Crop | None], geometry: Geometry, height: int, width: int) -> list[Crop | None]:
+    """The crops grown to one shape, so that they batch together (what a GPU wants).
+
+    A crop stays exact when it grows, as long as it starts on the stride grid
+    (or at the image's edge) and still holds the receptive field.  Along each
+    axis the common length L is the longest crop's, made a little longer
+    where needed so that a crop ending at the image's far edge starts on the
+    grid; each crop then starts where it did, or L before that edge.
+    """
+    if not crops or any(c is None for c in crops):
+        return [None] * len(crops)
+
+    def length(longest: int, size: int, jump: int) -> int:
+        while (size - longest) % jump:
+            longest += 1
+        return longest
+
+    rows = length(max(c.y1 - c.y0 + 1 for c in crops), height, geometry.jump[0])
+    cols = length(max(c.x1 - c.x0 + 1 for c in crops), width, geometry.jump[1])
+    if (rows, cols) == (height, width):
+        return [None] * len(crops)
+    grown = []
+    for c in crops:
+        i, j = c.i + c.y0 // geometry.jump[0], c.j + c.x0 // geometry.jump[1]
+        y0, x0 = min(c.y0, height - rows), min(c.x0, width - cols)
+        grown.append(Crop(y0, x0, y0 + rows - 1, x0 + cols - 1, i - y0 // geometry.jump[0],
+                          j - x0 // geometry.jump[1]))
+    return grown
 
 
 class _LowerLayer:
@@ -119,7 +150,8 @@ class _LowerLayer:
 def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module,
               neurons: Sequence[int], positions: Sequence[int], methods: Sequence[str],
               batch_size: int = 32, geometry: Geometry | None = None,
-              out_width: int = 1, lower: nn.Module | None = None) -> dict[str, torch.Tensor]:
+              out_width: int = 1, lower: nn.Module | None = None,
+              common: bool | None = None) -> dict[str, torch.Tensor]:
     """Visualizations of many neurons on one image, ``{method: [len(neurons), 3, H, W]}``.
 
     The image is replicated along the batch and each copy is seeded with a
@@ -129,6 +161,9 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
     neuron's gradient.  Given the layer's ``geometry`` (and its output width),
     each neuron is computed on its receptive-field crop (:func:`crop_for`)
     where that is smaller than the image, and the result is placed back.
+    Crops of many shapes make many small batches; with ``common`` (the
+    default on a GPU, where a batch's size costs little and a pass's launch
+    much) they are grown to one shape first (:func:`common_shape`).
 
     Given a ``lower`` layer's module, the result also holds ``"edges"``,
     ``[len(neurons), C_lower]``: each neuron's edge weights
@@ -140,12 +175,15 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     device = model_device(model)
+    common = device.type == "cuda" if common is None else common
     image = image.to(device)
     image = image[0] if image.dim() == 4 else image
     _, height, width = image.shape
     crops: list[Crop | None] = [None] * len(neurons)
     if geometry is not None:
         crops = [crop_for(geometry, *divmod(int(p), out_width), height, width) for p in positions]
+        if common:
+            crops = common_shape(crops, geometry, height, width)
     groups: dict[tuple[int, int] | None, list[int]] = {}
     for index, crop in enumerate(crops):
         shape = None if crop is None else (crop.y1 - crop.y0 + 1, crop.x1 - crop.x0 + 1)

@@ -19,13 +19,14 @@ from .cache import Cache
 
 
 class Group:
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device) -> None:
+        """Join torchrun's group: NCCL when computing on GPUs, gloo on CPUs."""
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.started = False
         if self.world > 1 and not dist.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            backend = "nccl" if device.type == "cuda" else "gloo"
             if backend == "nccl":
                 torch.cuda.set_device(self.local_rank)
             dist.init_process_group(backend)

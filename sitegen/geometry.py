@@ -158,10 +158,11 @@ class _GeometryMode(TorchFunctionMode):
 
 
 def receptive_fields(model: nn.Module, modules: dict[str, nn.Module], input_size: tuple[int, int],
-                     device: torch.device | str = "cpu") -> dict[str, Geometry]:
+                     ) -> dict[str, Geometry]:
     """The geometry of each named module's output for an input of ``input_size`` (H, W)."""
-    dtype = next((p.dtype for p in model.parameters()), torch.float32)  # a model may be in float64
-    x = torch.zeros(1, 3, *input_size, device=device, dtype=dtype)
+    param = next(model.parameters(), None)  # a model may be in float64, or on a GPU
+    x = torch.zeros(1, 3, *input_size, device=param.device if param is not None else "cpu",
+                    dtype=param.dtype if param is not None else torch.float32)
     with inference_state(model), torch.no_grad():
         mode = _GeometryMode(x)
         with mode:

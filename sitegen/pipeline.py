@@ -18,7 +18,7 @@ import io
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -38,11 +38,16 @@ from .models import LoadedModel, describe_layers, load_model
 
 
 def pick_device(choice: str) -> torch.device:
+    """The device to compute on.  On a GPU, TF32 is turned off: guided backprop's sign tests amplify
+    its rounding to differences of about 10 % of a picture (bench/visualize.py), far above 1e-4."""
     if choice == "cuda" and not torch.cuda.is_available():
         raise SitegenError("compute.device is 'cuda' but no CUDA device is available")
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
+    device = torch.device("cuda" if choice == "auto" and torch.cuda.is_available() else
+                          "cpu" if choice == "auto" else choice)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return device
 
 
 PATCH_SIDE = 128  # patches larger than this are stored shrunk to it (the grid shows them at about 100 px)
@@ -104,8 +109,7 @@ def resolve_layers(config: Config, loaded: LoadedModel) -> list[Layer]:
     if problems:
         raise SitegenError("\n".join(problems))
     size = loaded.preprocess.crop
-    geometry = receptive_fields(loaded.module, {path: modules[path] for _, _, path in chosen}, (size, size),
-                                device=model_device(loaded.module))
+    geometry = receptive_fields(loaded.module, {path: modules[path] for _, _, path in chosen}, (size, size))
     layers = [Layer(entry, name, path, infos[path].shape, geometry[path]) for entry, name, path in chosen]
     for below, above in zip(layers, layers[1:]):
         above.lower = below
@@ -207,7 +211,7 @@ class Pipeline:
         self.log = log
         self.computed: dict[str, int] = {}
         self._entries: dict[tuple[str, str], dict] = {}
-        self.group = Group()
+        self.group = Group(self.device)
         self.device = self.group.device(self.device)
         self.quiet = quiet or not self.group.leader
 
@@ -336,11 +340,18 @@ class Pipeline:
                          + ", ".join(f"{name} ({reason})" for name, reason in skipped))
         return lines
 
-    def loader(self, items: list[Item]) -> torch.utils.data.DataLoader:
+    def loader(self, items: list[Item], groups: list[int] | None = None) -> torch.utils.data.DataLoader:
+        """Batches of ``items``; with ``groups`` (consecutive runs of items, by length) no batch spans two."""
         p = self.model.preprocess
+        size = self.config.compute.batch_size
+        batches, start = [], 0
+        for length in groups or [len(items)]:
+            batches += [list(range(first, min(first + size, start + length)))
+                        for first in range(start, start + length, size)]
+            start += length
         workers = min(4, os.cpu_count() or 1) if len(items) >= 64 else 0
         return torch.utils.data.DataLoader(
-            ItemPixels(items, p.resize, p.crop, p.interpolation), batch_size=self.config.compute.batch_size,
+            ItemPixels(items, p.resize, p.crop, p.interpolation), batch_sampler=batches,
             num_workers=workers, pin_memory=self.device.type == "cuda", persistent_workers=False)
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -351,18 +362,33 @@ class Pipeline:
         std = torch.tensor(p.std, device=self.device).view(1, 3, 1, 1)
         return (x - mean) / std
 
-    def mine(self, items: list[Item], layers: list[Layer], progress: Progress | None = None, task=None):
-        """Activations of ``layers`` on ``items``: {path: (values [n, C], positions [n, C])} as numpy."""
-        modules = {layer.path: self.modules[layer.path] for layer in layers}
-        parts: dict[str, list] = {layer.path: [] for layer in layers}
-        for pixels in self.loader(items):
-            result = activations(self.model.module, self.normalise(pixels), modules, pixels.shape[0])
-            for path, (values, positions) in result.items():
-                parts[path].append((values.numpy(), positions.numpy()))
-            if progress is not None:
-                progress.advance(task, pixels.shape[0])
-        return {path: (np.concatenate([v for v, _ in chunks]), np.concatenate([p for _, p in chunks]))
-                for path, chunks in parts.items()}
+    def mine_groups(self, groups: list[tuple[list[Item], list[Layer]]], progress: Progress | None = None,
+                    task=None) -> Iterator[dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """For each group (items, layers) in turn, the activations of its layers on its items,
+        ``{path: (values [n, C], positions [n, C])}`` as numpy.  One DataLoader serves all groups,
+        so its workers keep decoding across the groups' borders."""
+        batches = iter(self.loader([item for items, _ in groups for item in items],
+                                   [len(items) for items, _ in groups]))
+        for items, layers in groups:
+            modules = {layer.path: self.modules[layer.path] for layer in layers}
+            parts: dict[str, list] = {layer.path: [] for layer in layers}
+            done = 0
+            while done < len(items):
+                pixels = next(batches)
+                # kept on the device until the group ends: no wait for the GPU after each batch
+                result = activations(self.model.module, self.normalise(pixels), modules, pixels.shape[0],
+                                     on_device=True)
+                for path, pair in result.items():
+                    parts[path].append(pair)
+                done += pixels.shape[0]
+                if progress is not None:
+                    progress.advance(task, pixels.shape[0])
+            yield {path: tuple(torch.cat(part).cpu().numpy() for part in zip(*pairs))
+                   for path, pairs in parts.items()}
+
+    def mine(self, items: list[Item], layers: list[Layer]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The activations of ``layers`` on ``items`` (see :meth:`mine_groups`)."""
+        return next(self.mine_groups([(items, layers)]))
 
     def plan_activations(self, featured: list[Item], probe: list[Item]) -> list:
         """Featured views one entry each; probe views in chunks of CHUNK, so the probe set can be large."""
@@ -378,8 +404,8 @@ class Pipeline:
     def stage_activations(self, featured: list[Item], probe: list[Item], progress: Progress) -> None:
         todo = self.group.share(self.plan_activations(featured, probe))
         task = progress.add_task("activations", total=sum(len(items) for items, _, _ in todo))
-        for items, key, missing in todo:
-            result = self.mine(items, missing, progress, task)
+        results = self.mine_groups([(items, missing) for items, _, missing in todo], progress, task)
+        for (items, key, missing), result in zip(todo, results):
             for layer in missing:
                 values, positions = result[layer.path]
                 if key == self.acts_key:  # one view: [C]

@@ -39,10 +39,11 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, monkeypatch):
     write_images(tmp_path / "imgs", 6)
     (tmp_path / "atlas.toml").write_text(CONFIG)
     monkeypatch.setattr(pipeline, "CHUNK", 16)  # several probe chunks, so each rank has its own
-    single, _ = pipeline.compute(load(tmp_path / "atlas.toml"), tmp_path / "one", quiet=True)
+    single, _ = pipeline.compute(load(tmp_path / "atlas.toml"), tmp_path / "one", device="cpu", quiet=True)
 
+    # CPU ranks even where a GPU exists: this is the gloo path
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
-               SITEGEN_TEST_CHUNK="16", OMP_NUM_THREADS="1")
+               SITEGEN_TEST_CHUNK="16", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                str(Path(__file__).parent / "run_compute.py"), str(tmp_path / "atlas.toml"), str(tmp_path / "two")]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

@@ -150,12 +150,13 @@ def test_receptive_field_crops_give_the_whole_image_numbers(name, path, size):
                  width // 2]
     neurons = [int(out.reshape(out.shape[0], -1)[:, p].argmax()) for p in positions]
     full = gradients(model, image, path, module, neurons, positions, ["guided", "gradient"])
-    crop = gradients(model, image, path, module, neurons, positions, ["guided", "gradient"],
-                     geometry=geometry, out_width=width)
-    for method in full:
-        scale = full[method].abs().amax(dim=(1, 2, 3))
-        assert (scale > 0).all()
-        assert ((full[method] - crop[method]).abs().amax(dim=(1, 2, 3)) <= 1e-9 * scale).all()
+    for common in (False, True):  # each neuron's own crop; all grown to one shape (as on a GPU)
+        crop = gradients(model, image, path, module, neurons, positions, ["guided", "gradient"],
+                         geometry=geometry, out_width=width, common=common)
+        for method in full:
+            scale = full[method].abs().amax(dim=(1, 2, 3))
+            assert (scale > 0).all()
+            assert ((full[method] - crop[method]).abs().amax(dim=(1, 2, 3)) <= 1e-9 * scale).all()
     assert crops_are_exact(model, image, path, module, geometry)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -211,6 +212,7 @@ class Pipeline:
         self.log = log
         self.computed: dict[str, int] = {}
         self._entries: dict[tuple[str, str], dict] = {}
+        self.encoder: ThreadPoolExecutor | None = None
         self.group = Group(self.device)
         self.device = self.group.device(self.device)
         self.quiet = quiet or not self.group.leader
@@ -270,7 +272,7 @@ class Pipeline:
         self.layers = resolve_layers(config, self.model)
         self.modules = dict(self.model.module.named_modules())
         try:
-            with self._progress() as progress:
+            with self._progress() as progress, ThreadPoolExecutor(os.cpu_count() or 1) as self.encoder:
                 self.stage_activations(featured, probe, progress)
                 self.select_units(featured)
                 self.stage_featured(featured, progress)
@@ -501,15 +503,17 @@ class Pipeline:
                                    positions[chunk].tolist(), todo, size, *self.crop_args(layer, x), lower=lower)
                 if want_edges:
                     weights.update({f"{n}.npy": row for n, row in zip(chunk, result["edges"].cpu().numpy())})
+                jobs = {}
                 for method in todo:
                     for neuron, picture in zip(chunk, pictures(result[method])):
-                        out = members[method]
-                        out[f"{neuron}.png"] = encode(picture)
+                        jobs[method, f"{neuron}.png"] = (picture, "PNG")
                         if zoom:
                             box = self.box(layer, int(positions[neuron]))
-                            out[f"{neuron}-box.png"] = encode(fit(cut(picture, box), PATCH_SIDE))
+                            jobs[method, f"{neuron}-box.png"] = (fit(cut(picture, box), PATCH_SIDE), "PNG")
                             if method == self.config.compute.methods[0]:  # the photo's crop, kept once
-                                out[f"{neuron}-img.jpg"] = encode(fit(cut(pixels, box), PATCH_SIDE), "JPEG")
+                                jobs[method, f"{neuron}-img.jpg"] = (fit(cut(pixels, box), PATCH_SIDE), "JPEG")
+                for (method, name), data in self.encode_many(jobs).items():
+                    members[method][name] = data
                 progress.advance(task, len(chunk))
             for method in todo:
                 self.group.write(self.cache, "vis", self.vis_key(item, layer, method), members[method], add=True)
@@ -519,6 +523,13 @@ class Pipeline:
                 self.group.write(self.cache, "edges", self.edges_key(item, layer), weights, add=True)
                 self._count("edges", len(weights))
         self.group.flush(self.cache)
+
+    def encode_many(self, jobs: dict) -> dict:
+        """``{key: (pixels, format)}`` -> ``{key: bytes}``, on the thread pool while a build runs
+        (Pillow's encoders release the GIL, so pictures encode on every core)."""
+        keys = list(jobs)
+        mapper = map if self.encoder is None else self.encoder.map
+        return dict(zip(keys, mapper(lambda key: encode(*jobs[key]), keys)))
 
     def zoomable(self, layer: Layer) -> bool:
         """Whether a neuron's receptive field is smaller than the image, so a zoomed view adds to the whole."""
@@ -605,11 +616,12 @@ class Pipeline:
                                ["guided"] if want_patches else [], size, *self.crop_args(layer, x),
                                lower=self.modules[layer.lower.path] if want_edges else None)
             if want_patches:
-                members = {}
+                jobs = {}
                 for offset, guided in enumerate(pictures(result["guided"])):
                     neuron, box = neurons[offset], self.box(layer, int(where[offset]))
-                    members[f"{neuron}-img.jpg"] = encode(fit(cut(pixels, box), PATCH_SIDE), "JPEG")
-                    members[f"{neuron}-gb.png"] = encode(fit(cut(guided, box), PATCH_SIDE))
+                    jobs[f"{neuron}-img.jpg"] = (fit(cut(pixels, box), PATCH_SIDE), "JPEG")
+                    jobs[f"{neuron}-gb.png"] = (fit(cut(guided, box), PATCH_SIDE), "PNG")
+                members = self.encode_many(jobs)
                 self.group.write(self.cache, "patch", self.patch_key(item, layer), members, add=True)
                 self._count("patches", len(neurons))
             if want_edges:

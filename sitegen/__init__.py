@@ -2,12 +2,12 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "edges", "visualize"]
+__all__ = ["__version__", "edges", "optimize", "visualize"]
 
 
 def __getattr__(name):
     # The Python API imports torch lazily, so the site half stays torch-free.
-    if name in ("visualize", "edges"):
+    if name in ("visualize", "edges", "optimize"):
         from . import api
 
         return getattr(api, name)

@@ -12,6 +12,10 @@ from .compute import edges as _edges
 from .compute import visualize as _visualize
 from .errors import SitegenError
 from .models import aliases_for
+from .optimization import Recipe
+from .optimization import optimize as _optimize
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def _module(model: nn.Module, layer: str) -> tuple[str, nn.Module]:
@@ -56,3 +60,23 @@ def edges(model: nn.Module, images: torch.Tensor, lower: str, upper: str, neuron
     _, low = _module(model, lower)
     path, up = _module(model, upper)
     return _edges(model, images, path, up, low, list(neurons), batch_size).cpu()
+
+
+def optimize(model: nn.Module, layer: str, neurons: Sequence[int], steps: int = 256, size: int = 128,
+             seed: int = 0, lr: float = 0.05, mean: Sequence[float] = IMAGENET_MEAN,
+             std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """Images ``[len(neurons), 3, size, size]`` in [0, 1], each optimized from noise to excite its neuron.
+
+    The objective is a channel's mean over positions (a unit's value); the
+    image is parameterized in decorrelated colour and scaled Fourier space and
+    randomly jittered, scaled and rotated at every step (see
+    :mod:`sitegen.optimization`).  ``mean`` and ``std`` are the model's input
+    normalisation (ImageNet's by default; EfficientNet-Lite wants 0.5 and
+    0.5).  All neurons are optimized together in one batch; the same seed
+    gives the same images.  The model is left as it was given.
+    """
+    path, module = _module(model, layer)
+    if len(mean) != 3 or len(std) != 3:
+        raise SitegenError("mean and std need one number per colour channel")
+    recipe = Recipe(steps=steps, size=size, lr=lr)
+    return _optimize(model, path, module, list(neurons), mean, std, recipe, seed).cpu()

@@ -20,6 +20,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 METHODS = ("guided", "deconv", "gradient")
+# For optimizing an image, not a visualization: where a ReLU is closed for a whole image, it passes back
+# what would open it, so a neuron that is silent at first still gets a gradient (Lucid's redirected ReLU).
+REDIRECTED = "redirected"
 
 # The rule in force.  A plain global, not a context variable: on CUDA the
 # autograd engine runs backward functions in its own threads.
@@ -31,13 +34,17 @@ class _ReLUWithRule(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, upper: float | None, fn: Callable[[torch.Tensor], torch.Tensor]):
-        mask = x > 0 if upper is None else (x > 0) & (x < upper)
-        ctx.save_for_backward(mask)
+        # -1 below the open range (x <= 0), 1 above it (x >= upper), 0 open: one byte per element
+        state = -(x <= 0).to(torch.int8)
+        if upper is not None:
+            state += (x >= upper).to(torch.int8)
+        ctx.save_for_backward(state)
         return fn(x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        (mask,) = ctx.saved_tensors
+        (state,) = ctx.saved_tensors
+        mask = state == 0
         rule = _rule["method"]
         if rule == "guided":
             out = grad * mask * (grad > 0)
@@ -45,6 +52,13 @@ class _ReLUWithRule(torch.autograd.Function):
             out = grad.clamp(min=0)
         else:
             out = grad * mask
+            if rule == REDIRECTED:
+                # descending on a loss, a negative gradient raises x: let it through below the range,
+                # a positive one above it, for the images whose true gradient is zero everywhere
+                opening = mask | ((state < 0) & (grad < 0)) | ((state > 0) & (grad > 0))
+                silent = (out.reshape(out.shape[0], -1) == 0).all(dim=1)
+                silent = silent.reshape(-1, *[1] * (out.dim() - 1))
+                out = torch.where(silent, grad * opening, out)
         return out, None, None
 
 
@@ -110,7 +124,7 @@ def current_rule() -> str:
 
 @contextlib.contextmanager
 def backward_rule(method: str) -> Iterator[None]:
-    if method not in METHODS:
+    if method not in METHODS + (REDIRECTED,):
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     previous = _rule["method"]
     _rule["method"] = method

@@ -17,6 +17,7 @@ from typing import Any
 from .errors import SitegenError
 
 METHOD_NAMES = ("guided", "deconv", "gradient")  # backprop.METHODS; repeated so config never imports torch
+OPTIMIZE = "optimize"  # the method that makes an image from noise (the [optimize] table)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,9 @@ SCHEMA: dict[str, dict[str, Option]] = {
     },
     "compute": {
         "top_k": Option(int, 9, "Top patches per neuron.", minimum=1),
-        "methods": Option(list, list(METHOD_NAMES), "Visualization methods.", item=str, choices=METHOD_NAMES),
+        "methods": Option(list, list(METHOD_NAMES), "Visualization methods; add \"optimize\" for an image "
+                                                    "optimized from noise per neuron (see [optimize]).",
+                          item=str, choices=METHOD_NAMES + (OPTIMIZE,)),
         "device": Option(str, "auto", "Where to compute.", choices=("auto", "cpu", "cuda")),
         "batch_size": Option(int, 16, "Images or neurons per forward pass (8 to 16 suit a CPU, more a GPU).",
                              minimum=1),
@@ -74,6 +77,16 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "percentiles": Option(list, [99.0, 90.0], "Besides the top patches, a patch at each of these "
                                                   "percentiles of the neuron's activation over the probe set.",
                               item=float),
+    },
+    "optimize": {
+        "layers": Option(list, None, "Layers (as named in layers.use) whose neurons get an optimized image; "
+                                     "all of them if not given.", item=str),
+        "steps": Option(int, 256, "Optimization steps (Adam).", minimum=1),
+        "size": Option(int, 128, "Side of the optimized images in pixels.", minimum=16),
+        "lr": Option(float, 0.05, "Adam's learning rate.", minimum=0),
+        "jitter": Option(int, 8, "Largest random shift per step, in pixels.", minimum=0),
+        "scale": Option(float, 0.1, "Random scaling per step, up to this fraction either way.", minimum=0),
+        "rotate": Option(float, 10.0, "Random rotation per step, up to this many degrees either way.", minimum=0),
     },
     "site": {
         "top_predictions": Option(int, 5, "Predictions shown per featured image.", minimum=1),
@@ -122,6 +135,17 @@ class ComputeConfig:
 
 
 @dataclass(frozen=True)
+class OptimizeConfig:
+    layers: tuple[str, ...]
+    steps: int
+    size: int
+    lr: float
+    jitter: int
+    scale: float
+    rotate: float
+
+
+@dataclass(frozen=True)
 class SiteConfig:
     top_predictions: int
     active_neurons: int
@@ -146,6 +170,7 @@ class Config:
     layer_neurons: dict[str, str | int | tuple[int, ...]]
     images: ImagesConfig
     compute: ComputeConfig
+    optimize: OptimizeConfig | None  # None unless compute.methods lists "optimize"
     site: SiteConfig
     credits: tuple[Credit, ...]
 
@@ -295,8 +320,16 @@ def parse(text: str, path: Path) -> Config:
     for percentile in compute["percentiles"]:
         if not 0 <= percentile <= 100:
             errors.append(f"compute.percentiles: {percentile!r} is not in [0, 100]")
-    if not compute["methods"]:
-        errors.append("compute.methods: list at least one method")
+    if not [m for m in compute["methods"] if m != OPTIMIZE]:
+        errors.append(f"compute.methods: list at least one of {', '.join(METHOD_NAMES)} (the top patches and "
+                      f"featured images need one)")
+    optimize = tables["optimize"]
+    wants_optimize = OPTIMIZE in compute["methods"]
+    if "optimize" in data and not wants_optimize:
+        errors.append("optimize: the table is set, but compute.methods does not list \"optimize\"")
+    for name in optimize["layers"] or []:
+        if name not in (layers["use"] or []):
+            errors.append(f"optimize.layers: {name!r} is not in layers.use")
     if errors:
         raise SitegenError(f"{path}: {len(errors)} problem(s) in the config:\n" +
                            "\n".join(f"  - {e}" for e in errors))
@@ -309,9 +342,13 @@ def parse(text: str, path: Path) -> Config:
         layer_neurons=layer_neurons,
         images=ImagesConfig(tuple(images["featured"]), tuple(images["probe"]), images["probe_flip"],
                             tuple(images["probe_zooms"])),
-        compute=ComputeConfig(compute["top_k"], tuple(dict.fromkeys(compute["methods"])), compute["device"],
+        compute=ComputeConfig(compute["top_k"], tuple(m for m in dict.fromkeys(compute["methods"]) if m != OPTIMIZE),
+                              compute["device"],
                               compute["batch_size"], compute["seed"], compute["children"],
                               tuple(compute["percentiles"])),
+        optimize=OptimizeConfig(tuple(optimize["layers"] or layers["use"]), optimize["steps"], optimize["size"],
+                                optimize["lr"], optimize["jitter"], optimize["scale"], optimize["rotate"])
+        if wants_optimize else None,
         site=SiteConfig(**tables["site"]),
         credits=credits,
     )

@@ -36,6 +36,7 @@ from .geometry import Geometry, receptive_fields
 from .images import (MAX_PIXELS, Item, View, cut, encode, expand, fit, load_rgb, make_items, probe_views, problem,
                      slug, view_pixels)
 from .models import LoadedModel, describe_layers, load_model
+from .optimization import Recipe, excitation, optimize
 
 
 def pick_device(choice: str) -> torch.device:
@@ -277,6 +278,7 @@ class Pipeline:
                 self.select_units(featured)
                 self.stage_featured(featured, progress)
                 tops = self.stage_patches(probe, progress)
+                self.stage_optimize(progress)
             counts = self.group.gather_to_all(self.computed)
             self.computed = {kind: sum(c.get(kind, 0) for c in counts) for kind in sorted(set().union(*counts))}
             manifest = self.manifest(featured, probe, tops) if self.group.leader else {}
@@ -337,6 +339,9 @@ class Pipeline:
                 patches = self.plan_patches(probe, self.top_patches(probe))
                 lines.append(f"top patches: {sum(len(w[2]) for w in patches)} to compute over "
                              f"{len({w[1] for w in patches})} probe views")
+            for layer in self.optimized_layers():
+                missing = self._missing("opt", self.opt_key(layer), layer.units, "{}.png")
+                lines.append(f"optimized images, {layer.name}: {len(missing)} of {len(layer.units)} to compute")
         if skipped:
             lines.append(f"{len(skipped)} image file(s) will be skipped: "
                          + ", ".join(f"{name} ({reason})" for name, reason in skipped))
@@ -633,6 +638,69 @@ class Pipeline:
         self.group.flush(self.cache)
         return tops
 
+    # -- optimization ---------------------------------------------------------
+    def recipe(self) -> Recipe:
+        o = self.config.optimize
+        return Recipe(steps=o.steps, size=o.size, lr=o.lr, jitter=o.jitter, scale=o.scale, rotate=o.rotate)
+
+    def optimized_layers(self) -> list[Layer]:
+        if self.config.optimize is None:
+            return []
+        return [layer for layer in self.layers if layer.entry in self.config.optimize.layers]
+
+    def opt_key(self, layer: Layer) -> str:
+        return self._key("opt", layer.path, self.recipe().as_dict(), self.config.compute.seed)
+
+    def stage_optimize(self, progress: Progress) -> None:
+        """An image optimized from noise for every mapped neuron of the chosen layers, a batch at a time."""
+        size = self.config.compute.batch_size
+        work = []
+        for layer in self.optimized_layers():
+            missing = self._missing("opt", self.opt_key(layer), layer.units, "{}.png")
+            work += [(layer, missing[start:start + size]) for start in range(0, len(missing), size)]
+        work = self.group.share(work)
+        task = progress.add_task("optimized images (neurons)", total=sum(len(w[1]) for w in work))
+        p = self.model.preprocess
+        for layer, neurons in work:
+            images = optimize(self.model.module, layer.path, self.modules[layer.path], neurons, p.mean, p.std,
+                              self.recipe(), self.config.compute.seed)
+            pixels = images.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            members = self.encode_many({f"{n}.png": (picture, "PNG") for n, picture in zip(neurons, pixels)})
+            self.group.write(self.cache, "opt", self.opt_key(layer), members, add=True)
+            self._count("optimized images", len(neurons))
+            progress.advance(task, len(neurons))
+        self.group.flush(self.cache)
+
+    def optimize_check(self, layer: Layer, probe: list[Item], probe_hash: str) -> dict:
+        """How each neuron's optimized image (as stored, 8-bit) excites it: its own objective, the most any
+        other mapped neuron's image excites it, and the most any probe view does (at the model's input)."""
+        key = self._key("optcheck", self.opt_key(layer), probe_hash, layer.units)
+        entry = self.cache.get("optcheck", key)
+        if entry is None:
+            stored = self.entry("opt", self.opt_key(layer))
+            images = torch.stack([torch.from_numpy(np.array(Image.open(io.BytesIO(stored[f"{n}.png"])).convert(
+                "RGB"))).permute(2, 0, 1) for n in layer.units]).float().div(255)
+            p, module = self.model.preprocess, self.modules[layer.path]
+            units = torch.as_tensor(layer.units)
+            scores = excitation(self.model.module, layer.path, module, images, p.mean, p.std)[:, units]
+            own = scores.diagonal().clone()
+            others = scores.clone()
+            others.fill_diagonal_(-torch.inf)
+            best_probe = torch.full((len(layer.units),), -torch.inf)
+            for pixels in self.loader(probe):
+                batch = excitation(self.model.module, layer.path, module, pixels.float().div(255), p.mean, p.std)
+                best_probe = torch.maximum(best_probe, batch[:, units].amax(dim=0))
+            entry = {"check.npy": torch.stack([own, others.amax(dim=0), best_probe], dim=1).numpy()}
+            self.cache.put("optcheck", key, entry)
+        rows = entry["check.npy"]
+        per_neuron = {str(n): {"own": float(a), "other": float(b), "probe": float(c)}
+                      for n, (a, b, c) in zip(layer.units, rows.tolist())}
+        count = max(1, len(rows))
+        return {"entry": self.opt_key(layer), "recipe": self.recipe().as_dict(), "seed": self.config.compute.seed,
+                "beats_probe": float((rows[:, 0] > rows[:, 2]).sum() / count),
+                "specific": float((rows[:, 0] > rows[:, 1]).sum() / count) if len(rows) > 1 else None,
+                "neurons": per_neuron}
+
     def crop_args(self, layer: Layer, image: torch.Tensor) -> tuple[Geometry | None, int]:
         """Receptive-field crops for this layer, once checked exact on ``image``."""
         if layer.crops is None:
@@ -743,6 +811,8 @@ class Pipeline:
                         for layer in self.layers},
                 "specificity": {layer.name: self.specificity(item, layer) for layer in self.layers},
             })
+        probe_hash = hashlib.sha256("".join(f"{i.digest}{i.view.spec}" for i in probe).encode()).hexdigest()[:16]
+        optimized = {layer.name: self.optimize_check(layer, probe, probe_hash) for layer in self.optimized_layers()}
         layers = []
         for layer in self.layers:
             top = tops[layer.name]
@@ -768,8 +838,8 @@ class Pipeline:
                            "units": layer.units, "selection": self.describe_selection(layer),
                            "lower": layer.lower.name if layer.lower is not None else None,
                            "neurons": neurons, "geometry": layer.geometry.as_dict(), "zoom": self.zoomable(layer),
-                           "rf_size": list(layer.geometry.size) if not layer.geometry.whole else None})
-        probe_hash = hashlib.sha256("".join(f"{i.digest}{i.view.spec}" for i in probe).encode()).hexdigest()[:16]
+                           "rf_size": list(layer.geometry.size) if not layer.geometry.whole else None,
+                           "optimize": optimized.get(layer.name)})
         return {
             "sitegen_version": __version__,
             "title": config.title,

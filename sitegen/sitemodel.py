@@ -29,6 +29,12 @@ DEFINITIONS = {
                "part of the gradient, whatever its input was."),
     "gradient": ("The plain gradient (Simonyan et al., 2014): which pixels, if changed, would most change "
                  "the neuron."),
+    "optimize": ("An optimized image (Olah et al., Feature Visualization, 2017) starts from noise and is changed "
+                 "step by step to raise the neuron's objective: a channel's mean over positions, a unit's value. "
+                 "The image is parameterized in decorrelated colour and scaled Fourier space and is jittered, "
+                 "scaled and rotated at random at every step, so that only patterns that survive small "
+                 "transformations grow; a ReLU closed for the whole image passes back the gradient that would "
+                 "open it. Each neuron's randomness comes from the seed and its number."),
     "picture": ("Each picture shows g / max|g| * 0.5 + 0.5, one maximum over the whole picture, so zero is "
                 "mid-grey and colours keep their balance. The whole image is shown, grey where the neuron "
                 "cannot see."),
@@ -150,6 +156,26 @@ class _Builder:
         return self.asset(f"assets/patches/{safe_name(layer)}/{neuron}/{name}-{which}.{ext}", "patch",
                           patch["entry"], f"{neuron}-{which}.{ext}")
 
+    def optimized(self, layer: str, neuron: int) -> str | None:
+        """The neuron's image optimized from noise, where its layer has them."""
+        check = self.by_name[layer].get("optimize")
+        if not check:
+            return None
+        return self.asset(f"assets/optimized/{safe_name(layer)}/{neuron}.png", "opt", check["entry"], f"{neuron}.png")
+
+    def optimize_summary(self, layer: dict) -> dict | None:
+        check = layer.get("optimize")
+        if not check:
+            return None
+        recipe = check["recipe"]
+        objective = "its mean over positions" if len(layer["shape"]) == 3 else "its value"
+        return {"beats_probe": check["beats_probe"], "specific": check["specific"], "objective": objective,
+                "recipe": f"{recipe['steps']} steps of Adam (learning rate {recipe['lr']:g}) on a "
+                          f"{recipe['size']} px image parameterized in decorrelated colour and scaled Fourier "
+                          f"space, padded by {recipe['pad']} px and jittered by up to {recipe['jitter']} px, "
+                          f"scaled by up to {recipe['scale']:.0%} and rotated by up to {recipe['rotate']:g}° at "
+                          f"random at every step; seed {check['seed']}"}
+
     # -- pages ---------------------------------------------------------------
     def build(self) -> SiteModel:
         self.by_name = {layer["name"]: layer for layer in self.layers}
@@ -195,7 +221,7 @@ class _Builder:
                          for f in self.featured],
             "layers": [{
                 "name": layer["name"], "module": layer["path"], "shape": layer["shape"],
-                "receptive_field": layer["rf_size"], "neurons": [{
+                "receptive_field": layer["rf_size"], "optimize": layer.get("optimize"), "neurons": [{
                     "neuron": entry["id"], "page": self.neuron_url(layer["name"], entry["id"]),
                     "top_patches": [{"rank": p["rank"], "value": p["value"], "box": p["box"],
                                      "source": self.probe_items[p["item"]]["name"],
@@ -284,7 +310,8 @@ class _Builder:
         top = self.entries[(layer, neuron)]["top"]
         return {"layer": layer, "neuron": neuron, "url": self.neuron_url(layer, neuron),
                 "label": self.labels[(layer, neuron)][0], "value": top[0]["value"],
-                "img": self.patch(layer, neuron, top[0], "img"), "gb": self.patch(layer, neuron, top[0], "gb")}
+                "img": self.patch(layer, neuron, top[0], "img"), "gb": self.patch(layer, neuron, top[0], "gb"),
+                "opt": self.optimized(layer, neuron)}
 
     def thumbnail(self, featured: dict, layer: str, neuron: int) -> str:
         """The neuron's guided visualization on an image: its receptive field where that is smaller."""
@@ -296,6 +323,7 @@ class _Builder:
         tiles = [self.tile(layer["name"], n) for n in layer["units"]]
         return Page(self.layer_url(layer["name"]), "layer.html", f"Layer {layer['name']}", {
             "layer": self.layer_summary(layer), "notes": notes, "tiles": tiles,
+            "optimize": self.optimize_summary(layer),
             "below": self.layer_summary(self.layers[index - 1]) if index > 0 else None,
             "above": self.layer_summary(self.layers[index + 1]) if index + 1 < len(self.layers) else None})
 
@@ -358,8 +386,12 @@ class _Builder:
                            "view": item["view"], "img": self.patch(name, neuron, level, "img"),
                            "gb": self.patch(name, neuron, level, "gb")})
         units = layer["units"]
+        optimized = None
+        if layer.get("optimize"):
+            optimized = {"src": self.optimized(name, neuron), **layer["optimize"]["neurons"][str(neuron)],
+                         **self.optimize_summary(layer)}
         return Page(self.neuron_url(name, neuron), "neuron.html", f"{name}/{neuron}", {
-            "levels": levels,
+            "levels": levels, "optimized": optimized,
             "layer": self.layer_summary(layer), "neuron": neuron, "label": label, "notes": notes,
             "rows": rows, "methods": [{"name": m, "title": METHOD_TITLES[m]} for m in self.methods],
             "patches": patches, "top_k": self.m["top_k"], "edges": self.edge_sections(layer, index, neuron),

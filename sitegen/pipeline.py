@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import __version__
 from .cache import Cache, make_key, manifest_name
 from .distributed import Group
-from .compute import RunningTopK, activations, crops_are_exact, gradients, model_device, pictures, predictions
+from .compute import RunningTopK, activations, crops_are_exact, gradients, pictures, predictions
 from .config import Config
 from .errors import SitegenError
 from .geometry import Geometry, receptive_fields

@@ -289,7 +289,8 @@ class _Builder:
                 {"name": m, "title": METHOD_TITLES[m], "text": DEFINITIONS[m]} for m in self.methods],
             "definitions": DEFINITIONS, "credits": self.credits(), "probe": self.m["probe"],
             "top_k": self.m["top_k"], "sitegen_version": self.m["sitegen_version"],
-            "children": self.config.compute.children})
+            "children": self.config.compute.children,
+            "optimized_layers": [self.layer_summary(layer) for layer in self.layers if layer.get("optimize")]})
 
     def credits(self) -> dict:
         """Each credit with the files it covers, and the used files that no credit covers."""

@@ -148,6 +148,8 @@ def test_an_atlas_with_optimized_images(tmp_path):
     neuron_page = (tmp_path / "site" / "layers" / "fc" / "2.html").read_text()
     assert 'id="optimized"' in neuron_page and "its value" in neuron_page
     assert (tmp_path / "site" / "assets" / "optimized" / "fc" / "2.png").stat().st_size > 0
+    about = (tmp_path / "site" / "about.html").read_text()
+    assert "An optimized image (Olah et al." in about and 'href="layers/fc.html#optimized"' in about
     saved = json.loads((tmp_path / "site" / "manifest.json").read_text())
     assert saved["layers"][1]["optimize"]["recipe"]["steps"] == 48
 

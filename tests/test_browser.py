@@ -31,6 +31,11 @@ probe = ["imgs"]
 probe_flip = true
 [compute]
 top_k = 4
+methods = ["guided", "deconv", "gradient", "optimize"]
+[optimize]
+layers = ["features.4", "fc"]
+steps = 8
+size = 32
 """
 
 WAIT_FOR_IMAGES = """async () => {
@@ -157,3 +162,75 @@ def test_pages_read_without_javascript(browser, site):
     page.goto((site / "atlas" / "images" / "img0.html").as_uri())
     assert page.locator("ul.tree details[open]").count() >= 1  # the tree is plain HTML
     context.close()
+
+
+A11Y = """() => {
+  const problems = [];
+  const where = e => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + (e.className ? "." + e.className : "");
+  if (!document.documentElement.lang) problems.push("no lang on <html>");
+  if (document.querySelectorAll("h1").length !== 1) problems.push("not exactly one h1");
+  let level = 1;
+  for (const h of document.querySelectorAll("h1, h2, h3, h4, h5, h6")) {
+    const next = Number(h.tagName[1]);
+    if (next > level + 1) problems.push(`heading level skipped: ${h.tagName} "${h.textContent.trim()}"`);
+    level = next;
+  }
+  for (const img of document.images) {
+    if (!(img.getAttribute("alt") || "").trim()) problems.push("image without alt text: " + img.getAttribute("src"));
+  }
+  for (const input of document.querySelectorAll("input, select, textarea")) {
+    const labelled = input.getAttribute("aria-label") || (input.id && document.querySelector(`label[for="${input.id}"]`));
+    if (!labelled) problems.push("form field without a label: " + where(input));
+  }
+  for (const a of document.querySelectorAll("a[href]")) {
+    const text = a.textContent.trim() || Array.from(a.querySelectorAll("img")).map(i => i.alt).join("").trim()
+      || a.getAttribute("aria-label");
+    if (!text) problems.push("link without text: " + a.getAttribute("href"));
+  }
+  // WCAG 2 contrast: 4.5:1 for text, 3:1 for large text, against the first opaque background behind it
+  const rgb = s => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = c => {
+    const [r, g, b] = c.slice(0, 3).map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const background = e => {
+    for (let n = e; n; n = n.parentElement) {
+      const c = rgb(getComputedStyle(n).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c;
+    }
+    return [255, 255, 255];
+  };
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const seen = new Set();
+  while (walker.nextNode()) {
+    const e = walker.currentNode.parentElement;
+    if (!walker.currentNode.textContent.trim() || seen.has(e) || !e.getClientRects().length) continue;
+    seen.add(e);
+    const style = getComputedStyle(e);
+    if (style.visibility === "hidden" || e.closest("svg, .sr, [hidden]")) continue;
+    const [l1, l2] = [lum(rgb(style.color)), lum(background(e))].sort((a, b) => b - a);
+    const ratio = (l1 + 0.05) / (l2 + 0.05);
+    const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+    const needed = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+    if (ratio < needed) problems.push(`contrast ${ratio.toFixed(2)} < ${needed}: ${where(e)} "${e.textContent.trim().slice(0, 30)}"`);
+  }
+  return problems;
+}"""
+
+
+@pytest.mark.parametrize("width", [1200, 375])
+def test_pages_pass_a_basic_accessibility_check(browser, site, width):
+    """Alt texts, labels, headings, link texts and WCAG contrast on every kind of page; on a phone-sized
+    screen nothing is wider than the screen (wide tables scroll inside themselves)."""
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    root = site / "atlas"
+    for path in ["index.html", "layers/features.4.html", "layers/features.4/1.html", "layers/fc/0.html",
+                 "images/img0.html", "about.html", "search.html"]:
+        page.goto((root / path).as_uri())
+        page.wait_for_load_state("load")
+        assert page.evaluate(A11Y) == [], path
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"{path} is {overflow} px wider than a {width} px screen"
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"a11y-{width}-{path.replace('/', '-')}.png"), full_page=True)
+    page.close()

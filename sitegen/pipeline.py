@@ -53,6 +53,8 @@ def pick_device(choice: str) -> torch.device:
 
 
 PATCH_SIDE = 128  # patches larger than this are stored shrunk to it (the grid shows them at about 100 px)
+WHOLE_SIDE = 160  # whole-image pictures are stored at the size the neuron page shows them
+STORAGE = "webp"  # how pictures are stored (lossless WebP), part of their cache keys
 
 
 @dataclass
@@ -240,13 +242,13 @@ class Pipeline:
     # One member per neuron: a neuron's result depends on the image, the layer (and the method, or the lower
     # layer), never on which other neurons are mapped, so later neurons are added to the same entry.
     def vis_key(self, item: Item, layer: Layer, method: str) -> str:
-        return self._key("vis", layer.path, method, PATCH_SIDE, item.digest, item.view.spec)
+        return self._key("vis", layer.path, method, PATCH_SIDE, WHOLE_SIDE, STORAGE, item.digest, item.view.spec)
 
     def edges_key(self, item: Item, layer: Layer) -> str:
         return self._key("edges", layer.path, layer.lower.path, item.digest, item.view.spec)
 
     def patch_key(self, item: Item, layer: Layer) -> str:
-        return self._key("patch", layer.path, PATCH_SIDE, item.digest, item.view.spec)
+        return self._key("patch", layer.path, PATCH_SIDE, STORAGE, item.digest, item.view.spec)
 
     # -- helpers ------------------------------------------------------------
     def pixels(self, item: Item) -> np.ndarray:
@@ -471,7 +473,7 @@ class Pipeline:
         work = []
         for item in featured:
             for layer in self.layers:
-                todo = {m: self._missing("vis", self.vis_key(item, layer, m), layer.units, "{}.png")
+                todo = {m: self._missing("vis", self.vis_key(item, layer, m), layer.units, "{}.webp")
                         for m in self.config.compute.methods}
                 todo = {m: n for m, n in todo.items() if n}
                 edges = (self._missing("edges", self.edges_key(item, layer), layer.units, "{}.npy")
@@ -511,10 +513,10 @@ class Pipeline:
                 jobs = {}
                 for method in todo:
                     for neuron, picture in zip(chunk, pictures(result[method])):
-                        jobs[method, f"{neuron}.png"] = (picture, "PNG")
-                        if zoom:
+                        jobs[method, f"{neuron}.webp"] = (fit(picture, WHOLE_SIDE), "WEBP")
+                        if zoom:  # cut from the whole-size picture: the receptive field keeps every pixel
                             box = self.box(layer, int(positions[neuron]))
-                            jobs[method, f"{neuron}-box.png"] = (fit(cut(picture, box), PATCH_SIDE), "PNG")
+                            jobs[method, f"{neuron}-box.webp"] = (fit(cut(picture, box), PATCH_SIDE), "WEBP")
                             if method == self.config.compute.methods[0]:  # the photo's crop, kept once
                                 jobs[method, f"{neuron}-img.jpg"] = (fit(cut(pixels, box), PATCH_SIDE), "JPEG")
                 for (method, name), data in self.encode_many(jobs).items():
@@ -522,7 +524,7 @@ class Pipeline:
                 progress.advance(task, len(chunk))
             for method in todo:
                 self.group.write(self.cache, "vis", self.vis_key(item, layer, method), members[method], add=True)
-                self._count("visualizations", sum(name.endswith(".png") and "-" not in name
+                self._count("visualizations", sum(name.endswith(".webp") and "-" not in name
                                                   for name in members[method]))
             if want_edges:
                 self.group.write(self.cache, "edges", self.edges_key(item, layer), weights, add=True)
@@ -600,7 +602,7 @@ class Pipeline:
             for index in sorted(set(wanted) | set(levels)):
                 where = {**levels.get(index, {}), **wanted.get(index, {})}
                 neurons = sorted(where)
-                patches = self._missing("patch", self.patch_key(probe[index], layer), neurons, "{}-gb.png")
+                patches = self._missing("patch", self.patch_key(probe[index], layer), neurons, "{}-gb.webp")
                 edges = (self._missing("edges", self.edges_key(probe[index], layer), sorted(wanted.get(index, {})),
                                        "{}.npy") if layer.lower is not None else [])
                 if patches or edges:
@@ -625,7 +627,7 @@ class Pipeline:
                 for offset, guided in enumerate(pictures(result["guided"])):
                     neuron, box = neurons[offset], self.box(layer, int(where[offset]))
                     jobs[f"{neuron}-img.jpg"] = (fit(cut(pixels, box), PATCH_SIDE), "JPEG")
-                    jobs[f"{neuron}-gb.png"] = (fit(cut(guided, box), PATCH_SIDE), "PNG")
+                    jobs[f"{neuron}-gb.webp"] = (fit(cut(guided, box), PATCH_SIDE), "WEBP")
                 members = self.encode_many(jobs)
                 self.group.write(self.cache, "patch", self.patch_key(item, layer), members, add=True)
                 self._count("patches", len(neurons))
@@ -743,13 +745,13 @@ class Pipeline:
         Guided backprop is known to look alike across neurons; this says how much, per neuron."""
         if "guided" not in self.config.compute.methods or len(layer.units) < 2:
             return {}
-        key = self._key("spec", layer.path, side, item.digest, item.view.spec, layer.units)
+        key = self._key("spec", layer.path, side, WHOLE_SIDE, STORAGE, item.digest, item.view.spec, layer.units)
         entry = self.cache.get("spec", key)
         if entry is None:
             pictures_ = self.entry("vis", self.vis_key(item, layer, "guided"))
             rows = []
             for neuron in layer.units:
-                picture = Image.open(io.BytesIO(pictures_[f"{neuron}.png"])).convert("RGB")
+                picture = Image.open(io.BytesIO(pictures_[f"{neuron}.webp"])).convert("RGB")
                 small = np.asarray(picture.resize((side, side), Image.BOX), dtype=np.float32) - 127.5
                 rows.append(small.reshape(-1))
             vectors = np.stack(rows)

@@ -145,13 +145,13 @@ class _Builder:
 
     def vis(self, featured: dict, layer: str, neuron: int, method: str, part: str = "") -> str:
         """A visualization: the whole picture, or (part "box", "img") its receptive field zoomed."""
-        ext = "jpg" if part == "img" else "png"
+        ext = "jpg" if part == "img" else "webp"
         suffix = f"-{part}" if part else ""
         return self.asset(f"assets/vis/{safe_name(layer)}/{neuron}/{featured['slug']}-{method}{suffix}.{ext}",
                           "vis", featured["vis"][layer][method], f"{neuron}{suffix}.{ext}")
 
     def patch(self, layer: str, neuron: int, patch: dict, which: str) -> str:
-        ext = "jpg" if which == "img" else "png"
+        ext = "jpg" if which == "img" else "webp"
         name = patch["rank"] if "rank" in patch else f"p{patch['percentile']:g}"
         return self.asset(f"assets/patches/{safe_name(layer)}/{neuron}/{name}-{which}.{ext}", "patch",
                           patch["entry"], f"{neuron}-{which}.{ext}")

@@ -70,7 +70,7 @@ def test_build_check_and_rebuild(atlas):
     assert "Blob edge" in neuron and "<em>rim</em>" in neuron
     for method in ("guided", "deconv", "gradient"):
         for image in ("img0", "img1"):
-            assert f"../../assets/vis/features.4/3/{image}-{method}.png" in neuron
+            assert f"../../assets/vis/features.4/3/{image}-{method}.webp" in neuron
     assert neuron.count('alt="Patch ') == 4 + 2  # the top 4, and the 99th and 90th percentile
     assert "Tiny &lt;atlas&gt;" in neuron  # the title is escaped
     assert "Hello <strong>atlas</strong>." in (site / "index.html").read_text()

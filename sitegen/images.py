@@ -203,7 +203,7 @@ def fit(pixels: np.ndarray, side: int) -> np.ndarray:
 ENCODINGS = {
     "JPEG": {"quality": 88},                      # photos and photo crops
     "PNG": {"optimize": False, "compress_level": 6},
-    "WEBP": {"lossless": True, "method": 4},      # gradient pictures: exact, and a third smaller than PNG
+    "WEBP": {"lossless": True, "method": 1},      # gradient pictures: exact, smaller than PNG and faster
 }
 
 

@@ -695,7 +695,8 @@ class Pipeline:
             entry = {"check.npy": torch.stack([own, others.amax(dim=0), best_probe], dim=1).numpy()}
             self.cache.put("optcheck", key, entry)
         rows = entry["check.npy"]
-        per_neuron = {str(n): {"own": float(a), "other": float(b), "probe": float(c)}
+        # with one mapped neuron there is no other image: None, not -inf (manifest.json stays valid JSON)
+        per_neuron = {str(n): {"own": float(a), "other": float(b) if np.isfinite(b) else None, "probe": float(c)}
                       for n, (a, b, c) in zip(layer.units, rows.tolist())}
         count = max(1, len(rows))
         return {"entry": self.opt_key(layer), "recipe": self.recipe().as_dict(), "seed": self.config.compute.seed,

@@ -179,7 +179,8 @@ A11Y = """() => {
     if (!(img.getAttribute("alt") || "").trim()) problems.push("image without alt text: " + img.getAttribute("src"));
   }
   for (const input of document.querySelectorAll("input, select, textarea")) {
-    const labelled = input.getAttribute("aria-label") || (input.id && document.querySelector(`label[for="${input.id}"]`));
+    const labelled = input.getAttribute("aria-label")
+      || (input.id && document.querySelector(`label[for="${input.id}"]`));
     if (!labelled) problems.push("form field without a label: " + where(input));
   }
   for (const a of document.querySelectorAll("a[href]")) {
@@ -190,7 +191,10 @@ A11Y = """() => {
   // WCAG 2 contrast: 4.5:1 for text, 3:1 for large text, against the first opaque background behind it
   const rgb = s => (s.match(/[\\d.]+/g) || []).map(Number);
   const lum = c => {
-    const [r, g, b] = c.slice(0, 3).map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    const [r, g, b] = c.slice(0, 3).map(v => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
     return 0.2126 * r + 0.7152 * g + 0.0722 * b;
   };
   const background = e => {
@@ -212,7 +216,8 @@ A11Y = """() => {
     const ratio = (l1 + 0.05) / (l2 + 0.05);
     const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
     const needed = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
-    if (ratio < needed) problems.push(`contrast ${ratio.toFixed(2)} < ${needed}: ${where(e)} "${e.textContent.trim().slice(0, 30)}"`);
+    const text = e.textContent.trim().slice(0, 30);
+    if (ratio < needed) problems.push(`contrast ${ratio.toFixed(2)} < ${needed}: ${where(e)} "${text}"`);
   }
   return problems;
 }"""

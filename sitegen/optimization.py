@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backprop import REDIRECTED, backward_rule, capture, inference_state, relu_rules
+from .compute import model_device
 
 # The square root of ImageNet's colour covariance (from its SVD), as in Lucid;
 # columns scaled so that the largest has norm 1.
@@ -115,6 +116,13 @@ def _draws(generator: torch.Generator, recipe: Recipe) -> torch.Tensor:
     ], dim=1)
 
 
+def _normaliser(mean: Sequence[float], std: Sequence[float], device: torch.device):
+    """Images in [0, 1] -> the model's input."""
+    shift = torch.tensor(list(mean), device=device).view(1, 3, 1, 1)
+    scale = torch.tensor(list(std), device=device).view(1, 3, 1, 1)
+    return lambda images: (images - shift) / scale
+
+
 def optimize(model: nn.Module, name: str, module: nn.Module, neurons: Sequence[int], mean: Sequence[float],
              std: Sequence[float], recipe: Recipe = Recipe(), seed: int = 0) -> torch.Tensor:
     """``[len(neurons), 3, size, size]`` images in [0, 1], each optimized for its own neuron.
@@ -123,7 +131,8 @@ def optimize(model: nn.Module, name: str, module: nn.Module, neurons: Sequence[i
     :func:`objective` of the layer ``name`` (module ``module``).  All neurons
     given are optimized together, one image per neuron in one batch.
     """
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = model_device(model)
+    normalise = _normaliser(mean, std, device)
     spectra, draws = [], []
     for neuron in neurons:
         generator = torch.Generator().manual_seed(seed * 1_000_003 + int(neuron))
@@ -131,8 +140,6 @@ def optimize(model: nn.Module, name: str, module: nn.Module, neurons: Sequence[i
         draws.append(_draws(generator, recipe))
     image = FourierImage(torch.stack(spectra).to(device), recipe.size, recipe.decay)
     steps = torch.stack(draws, dim=1).to(device)  # [steps, N, 6]
-    norm_mean = torch.tensor(list(mean), device=device).view(1, 3, 1, 1)
-    norm_std = torch.tensor(list(std), device=device).view(1, 3, 1, 1)
     rows = torch.arange(len(neurons), device=device)
     index = torch.as_tensor([int(n) for n in neurons], device=device)
     optimizer = torch.optim.Adam(image.parameters(), lr=recipe.lr)
@@ -141,7 +148,7 @@ def optimize(model: nn.Module, name: str, module: nn.Module, neurons: Sequence[i
             optimizer.zero_grad(set_to_none=True)
             seen = _transform(image(), steps[step], recipe)
             with relu_rules():
-                out = capture(model, (seen - norm_mean) / norm_std, {name: module})[name]
+                out = capture(model, normalise(seen), {name: module})[name]
             loss = -objective(out)[rows, index].sum()  # rows are independent: each image its own neuron
             loss.backward()
             optimizer.step()
@@ -152,13 +159,12 @@ def optimize(model: nn.Module, name: str, module: nn.Module, neurons: Sequence[i
 def excitation(model: nn.Module, name: str, module: nn.Module, images: torch.Tensor, mean: Sequence[float],
                std: Sequence[float], batch_size: int = 32) -> torch.Tensor:
     """``[N, C]``: :func:`objective` of every neuron of the layer on each image in [0, 1], untransformed."""
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    norm_mean = torch.tensor(list(mean), device=device).view(1, 3, 1, 1)
-    norm_std = torch.tensor(list(std), device=device).view(1, 3, 1, 1)
+    device = model_device(model)
+    normalise = _normaliser(mean, std, device)
     parts = []
     with inference_state(model), torch.no_grad():
         for start in range(0, images.shape[0], batch_size):
             batch = images[start:start + batch_size].to(device)
-            out = capture(model, (batch - norm_mean) / norm_std, {name: module})[name]
+            out = capture(model, normalise(batch), {name: module})[name]
             parts.append(objective(out).float().cpu())
     return torch.cat(parts)

@@ -13,6 +13,7 @@ Cache entries (DESIGN §3; every key also holds the compute version):
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import os
@@ -50,6 +51,21 @@ def pick_device(choice: str) -> torch.device:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     return device
+
+
+try:
+    _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+except (OSError, AttributeError):  # not glibc: its allocator does not need this
+    _MALLOC_TRIM = None
+
+
+def return_freed_memory() -> None:
+    """Hand the memory freed by the last batch back to the system.  Once large tensors have been
+    freed, glibc's malloc serves them from its heap instead of mmap, and that heap fragments: without
+    this, mining's resident memory grows with the number of batches (bench/mining.py: 1.3x at 4,000
+    probe images against 1,000), not with what it holds."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 PATCH_SIDE = 128  # patches larger than this are stored shrunk to it (the grid shows them at about 100 px)
@@ -389,6 +405,7 @@ class Pipeline:
                                      on_device=True)
                 for path, pair in result.items():
                     parts[path].append(pair)
+                return_freed_memory()
                 done += pixels.shape[0]
                 if progress is not None:
                     progress.advance(task, pixels.shape[0])

@@ -34,8 +34,8 @@ from .compute import RunningTopK, activations, crops_are_exact, gradients, pictu
 from .config import Config
 from .errors import SitegenError
 from .geometry import Geometry, receptive_fields
-from .images import (MAX_PIXELS, Item, View, cut, encode, expand, fit, load_rgb, make_items, probe_views, problem,
-                     slug, view_pixels)
+from .images import (ENCODINGS, GRADIENT_STEP, MAX_PIXELS, Item, View, cut, encode, expand, fit, load_rgb, make_items,
+                     probe_views, problem, slug, view_pixels)
 from .models import LoadedModel, describe_layers, load_model
 from .optimization import Recipe, excitation, optimize
 
@@ -70,7 +70,8 @@ def return_freed_memory() -> None:
 
 PATCH_SIDE = 128  # patches larger than this are stored shrunk to it (the grid shows them at about 100 px)
 WHOLE_SIDE = 160  # whole-image pictures are stored at the size the neuron page shows them
-STORAGE = "webp"  # how pictures are stored (lossless WebP), part of their cache keys
+# how pictures are stored, part of their cache keys: a change of encoding stores them anew
+STORAGE = repr([(kind, fmt, options) for kind, (fmt, options, _) in ENCODINGS.items()]) + f" step {GRADIENT_STEP}"
 
 
 @dataclass
@@ -503,7 +504,7 @@ class Pipeline:
     def stage_featured(self, featured: list[Item], progress: Progress) -> None:
         for item in featured if self.group.leader else []:
             if not self.cache.has("photo", self.photo_key(item)):
-                self.cache.put("photo", self.photo_key(item), {"photo.jpg": encode(self.pixels(item), "JPEG")})
+                self.cache.put("photo", self.photo_key(item), {"photo.jpg": encode(self.pixels(item), "photo")})
             if self.model.categories and not self.cache.has("preds", self.preds_key(item)):
                 probs, indices = predictions(self.model.module, self.tensor([self.pixels(item)]),
                                              k=self.config.site.top_predictions)
@@ -530,12 +531,12 @@ class Pipeline:
                 jobs = {}
                 for method in todo:
                     for neuron, picture in zip(chunk, pictures(result[method])):
-                        jobs[method, f"{neuron}.webp"] = (fit(picture, WHOLE_SIDE), "WEBP")
+                        jobs[method, f"{neuron}.webp"] = (fit(picture, WHOLE_SIDE), "gradient")
                         if zoom:  # cut from the whole-size picture: the receptive field keeps every pixel
                             box = self.box(layer, int(positions[neuron]))
-                            jobs[method, f"{neuron}-box.webp"] = (fit(cut(picture, box), PATCH_SIDE), "WEBP")
+                            jobs[method, f"{neuron}-box.webp"] = (fit(cut(picture, box), PATCH_SIDE), "gradient")
                             if method == self.config.compute.methods[0]:  # the photo's crop, kept once
-                                jobs[method, f"{neuron}-img.jpg"] = (fit(cut(pixels, box), PATCH_SIDE), "JPEG")
+                                jobs[method, f"{neuron}-img.webp"] = (fit(cut(pixels, box), PATCH_SIDE), "crop")
                 for (method, name), data in self.encode_many(jobs).items():
                     members[method][name] = data
                 progress.advance(task, len(chunk))
@@ -643,8 +644,8 @@ class Pipeline:
                 jobs = {}
                 for offset, guided in enumerate(pictures(result["guided"])):
                     neuron, box = neurons[offset], self.box(layer, int(where[offset]))
-                    jobs[f"{neuron}-img.jpg"] = (fit(cut(pixels, box), PATCH_SIDE), "JPEG")
-                    jobs[f"{neuron}-gb.webp"] = (fit(cut(guided, box), PATCH_SIDE), "WEBP")
+                    jobs[f"{neuron}-img.webp"] = (fit(cut(pixels, box), PATCH_SIDE), "crop")
+                    jobs[f"{neuron}-gb.webp"] = (fit(cut(guided, box), PATCH_SIDE), "gradient")
                 members = self.encode_many(jobs)
                 self.group.write(self.cache, "patch", self.patch_key(item, layer), members, add=True)
                 self._count("patches", len(neurons))
@@ -684,7 +685,7 @@ class Pipeline:
             images = optimize(self.model.module, layer.path, self.modules[layer.path], neurons, p.mean, p.std,
                               self.recipe(), self.config.compute.seed)
             pixels = images.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-            members = self.encode_many({f"{n}.png": (picture, "PNG") for n, picture in zip(neurons, pixels)})
+            members = self.encode_many({f"{n}.png": (picture, "exact") for n, picture in zip(neurons, pixels)})
             self.group.write(self.cache, "opt", self.opt_key(layer), members, add=True)
             self._count("optimized images", len(neurons))
             progress.advance(task, len(neurons))

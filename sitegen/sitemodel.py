@@ -16,7 +16,7 @@ import markdown as md
 
 from .cache import Cache
 from .config import Config
-from .images import expand
+from .images import GRADIENT_STEP, expand
 
 DEFINITIONS = {
     "activation": ("A channel's activation on an image is its maximum over positions, and its position is "
@@ -37,7 +37,9 @@ DEFINITIONS = {
                  "open it. Each neuron's randomness comes from the seed and its number."),
     "picture": ("Each picture shows g / max|g| * 0.5 + 0.5, one maximum over the whole picture, so zero is "
                 "mid-grey and colours keep their balance. The whole image is shown, grey where the neuron "
-                "cannot see."),
+                f"cannot see. Pictures are stored with levels {GRADIENT_STEP} apart, counted from mid-grey, so "
+                f"no value is more than {GRADIENT_STEP // 2} of 255 from the exact picture; this keeps faint "
+                "detail that a lossy format would smooth away."),
     "other": ("Only ReLU and ReLU6 change their backward pass; every other function (pooling, batch norm, "
               "sigmoid, swish) keeps its true gradient."),
     "patch": ("A patch is the neuron's receptive field at its position: the box of input pixels that can "
@@ -145,16 +147,14 @@ class _Builder:
 
     def vis(self, featured: dict, layer: str, neuron: int, method: str, part: str = "") -> str:
         """A visualization: the whole picture, or (part "box", "img") its receptive field zoomed."""
-        ext = "jpg" if part == "img" else "webp"
         suffix = f"-{part}" if part else ""
-        return self.asset(f"assets/vis/{safe_name(layer)}/{neuron}/{featured['slug']}-{method}{suffix}.{ext}",
-                          "vis", featured["vis"][layer][method], f"{neuron}{suffix}.{ext}")
+        return self.asset(f"assets/vis/{safe_name(layer)}/{neuron}/{featured['slug']}-{method}{suffix}.webp",
+                          "vis", featured["vis"][layer][method], f"{neuron}{suffix}.webp")
 
     def patch(self, layer: str, neuron: int, patch: dict, which: str) -> str:
-        ext = "jpg" if which == "img" else "webp"
         name = patch["rank"] if "rank" in patch else f"p{patch['percentile']:g}"
-        return self.asset(f"assets/patches/{safe_name(layer)}/{neuron}/{name}-{which}.{ext}", "patch",
-                          patch["entry"], f"{neuron}-{which}.{ext}")
+        return self.asset(f"assets/patches/{safe_name(layer)}/{neuron}/{name}-{which}.webp", "patch",
+                          patch["entry"], f"{neuron}-{which}.webp")
 
     def optimized(self, layer: str, neuron: int) -> str | None:
         """The neuron's image optimized from noise, where its layer has them."""

@@ -1,13 +1,18 @@
 """Every method against the independent one-neuron-at-a-time reference (tests/reference.py)."""
 
+import io
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 import sitegen
 from reference import reference_visualize
 from sitegen.compute import pictures
 from sitegen.errors import SitegenError
+from sitegen.images import GRADIENT_STEP, coarsen, encode
 from sitegen.models import load_model
 
 CASES = [
@@ -116,6 +121,18 @@ def test_pictures_keep_zero_grey_and_one_scale():
     assert pics.shape == (2, 4, 4, 3)
     assert pics[0, 0, 0, 0] == 255 and pics[0, 1, 1, 1] == 64 and pics[0, 2, 2, 2] == 128
     assert (pics[1] == 128).all()
+
+
+def test_stored_pictures_stay_within_two_levels_of_the_exact_ones():
+    rng = np.random.default_rng(0)
+    picture = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    picture[:20] = 128  # zero: mid-grey
+    stored = np.asarray(Image.open(io.BytesIO(encode(picture, "gradient"))).convert("RGB"))
+    assert np.array_equal(stored, coarsen(picture))  # the encoding itself is lossless
+    error = np.abs(stored.astype(int) - picture)
+    assert error.max() <= GRADIENT_STEP // 2 and error.mean() > 0
+    assert (stored[:20] == 128).all() and stored.max() == 255 and stored.min() == 0
+    assert np.array_equal(coarsen(stored), stored)
 
 
 def test_bad_arguments_are_named():

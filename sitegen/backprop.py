@@ -30,23 +30,16 @@ _rule = {"method": "gradient"}
 
 
 class _ReLUWithRule(torch.autograd.Function):
-    """max(0, x) (or min(max(0, x), upper)) with a switchable backward.  Its backward is elementwise,
-    so it can run batched over many seeds from one forward (``is_grads_batched``)."""
-
-    generate_vmap_rule = True
+    """max(0, x) (or min(max(0, x), upper)) with a switchable backward."""
 
     @staticmethod
-    def forward(x: torch.Tensor, upper: float | None, fn: Callable[[torch.Tensor], torch.Tensor]):
-        return fn(x)
-
-    @staticmethod
-    def setup_context(ctx, inputs: tuple, output: torch.Tensor) -> None:
-        x, upper, _ = inputs
+    def forward(ctx, x: torch.Tensor, upper: float | None, fn: Callable[[torch.Tensor], torch.Tensor]):
         # -1 below the open range (x <= 0), 1 above it (x >= upper), 0 open: one byte per element
         state = -(x <= 0).to(torch.int8)
         if upper is not None:
             state += (x >= upper).to(torch.int8)
         ctx.save_for_backward(state)
+        return fn(x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):

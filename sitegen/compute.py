@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backprop import METHODS, backward_rule, capture, inference_state, relu_rules
+from .backprop import METHODS, backward_rule, capture, current_rule, inference_state, relu_rules
 from .errors import SitegenError
 from .geometry import Geometry
 
@@ -115,45 +115,36 @@ def common_shape(crops: list[Crop | None], geometry: Geometry, height: int, widt
     return grown
 
 
-class _Gate:
-    """Multiplies a lower layer's output by ones, one per image and channel, which changes no value.
-    The gradient with respect to those ones is, for each channel j, the sum over positions of
-    ``A_j * d a / d A_j``: the edge weights, from the same backward pass as the input's gradient."""
+class _LowerLayer:
+    """Records a lower layer's output as it was made, and its true gradient, for edge weights."""
 
     def __init__(self, module: nn.Module):
         self.module = module
-        self.ones: torch.Tensor | None = None
+        self.value: torch.Tensor | None = None
+        self.grad: torch.Tensor | None = None
 
     def __enter__(self):
         def hook(_module, _inputs, output):
-            self.ones = torch.ones(*output.shape[:2], *[1] * (output.dim() - 2), device=output.device,
-                                   dtype=output.dtype, requires_grad=True)
-            return output * self.ones
+            # copied now: a later in-place function (an in-place ReLU) may change the tensor
+            self.value = output.detach().clone()
+            if output.requires_grad:
+                output.register_hook(self._keep)
         self.handle = self.module.register_forward_hook(hook)
         return self
+
+    def _keep(self, grad: torch.Tensor) -> None:
+        if current_rule() == "gradient":  # edges use true gradients only
+            self.grad = grad
 
     def __exit__(self, *exc):
         self.handle.remove()
 
-    def inputs(self, method: str) -> list[torch.Tensor]:
-        """What the backward pass of ``method`` differentiates besides the image: the ones, for the
-        gradient pass (edges use true gradients only)."""
-        if method != "gradient":
-            return []
-        if self.ones is None:
+    def weights(self) -> torch.Tensor:
+        """[B, C_lower]: activation times gradient, summed over positions."""
+        if self.value is None or self.grad is None:
             raise SitegenError("the upper layer does not depend on the lower one: list layers lowest first")
-        return [self.ones]
-
-
-def _differentiate(target: torch.Tensor, inputs: list[torch.Tensor], seeds: torch.Tensor | None,
-                   retain: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The gradient of ``target`` for the image (``inputs[0]``) and, if asked, for a gate's ones.
-    With ``seeds`` ([B, *target.shape]) the backward runs batched over them from one forward."""
-    grads = torch.autograd.grad(target, inputs, seeds, retain_graph=retain, is_grads_batched=seeds is not None,
-                                allow_unused=True)
-    if len(grads) > 1 and grads[1] is None:
-        raise SitegenError("the upper layer does not depend on the lower one: list layers lowest first")
-    return grads[0], grads[1] if len(grads) > 1 else None
+        product = (self.value * self.grad).reshape(self.value.shape[0], self.value.shape[1], -1)
+        return product.sum(dim=2)
 
 
 def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module,
@@ -163,17 +154,16 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
               common: bool | None = None) -> dict[str, torch.Tensor]:
     """Visualizations of many neurons on one image, ``{method: [len(neurons), 3, H, W]}``.
 
-    Neurons that see the whole image share one forward pass; their seeds (one
-    neuron each, at its given flat position) go through the backward batched,
-    ``batch_size`` at a time, one backward per method.  Given the layer's
-    ``geometry`` (and its output width), each neuron is computed on its
-    receptive-field crop (:func:`crop_for`) where that is smaller than the
-    image, and the result is placed back: crops of one shape are stacked, each
-    seeded with its own neuron (batch elements are independent in eval mode, so
-    every copy's input gradient is exactly its neuron's).  Crops of many shapes
-    make many small batches; with ``common`` (the default on a GPU, where a
-    batch's size costs little and a pass's launch much) they are grown to one
-    shape first (:func:`common_shape`).
+    The image is replicated along the batch and each copy is seeded with a
+    different neuron (at its given flat position), so one forward and one
+    backward per method serve ``batch_size`` neurons.  Batch elements are
+    independent in eval mode, so every copy's input gradient is exactly that
+    neuron's gradient.  Given the layer's ``geometry`` (and its output width),
+    each neuron is computed on its receptive-field crop (:func:`crop_for`)
+    where that is smaller than the image, and the result is placed back.
+    Crops of many shapes make many small batches; with ``common`` (the
+    default on a GPU, where a batch's size costs little and a pass's launch
+    much) they are grown to one shape first (:func:`common_shape`).
 
     Given a ``lower`` layer's module, the result also holds ``"edges"``,
     ``[len(neurons), C_lower]``: each neuron's edge weights
@@ -204,61 +194,44 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
     if lower is not None and "gradient" not in passes:
         passes.append("gradient")
     edges: dict[int, torch.Tensor] = {}
-
-    def keep(method: str, chunk: list[int], grad: torch.Tensor, weights: torch.Tensor | None) -> None:
-        if method in results:
-            for row, k in enumerate(chunk):
-                c = crops[k]
-                if c is None:
-                    results[method][k] = grad[row]
-                else:
-                    results[method][k, :, c.y0:c.y1 + 1, c.x0:c.x1 + 1] = grad[row]
-        if weights is not None:
-            for row, k in enumerate(chunk):
-                edges[k] = weights[row].reshape(-1).float()
-
-    with inference_state(model), contextlib.ExitStack() as stack:
-        gate = stack.enter_context(_Gate(lower)) if lower is not None else None
+    with inference_state(model):
         for shape, members in groups.items():
-            if shape is None:
-                # one forward of the image serves all these neurons: their seeds go through the backward
-                # together, batched (``is_grads_batched``), so only the backward's cost grows with them
-                batch = image[None].clone().requires_grad_(True)
-                with torch.enable_grad(), relu_rules():
-                    out = capture(model, batch, {name: module})[name]
-                spatial = _flat(out).shape[2]
-                for start in range(0, len(members), batch_size):
-                    chunk = members[start:start + batch_size]
-                    seeds = torch.zeros(len(chunk), out.numel(), device=device, dtype=out.dtype)
-                    seeds[torch.arange(len(chunk), device=device),
-                          torch.as_tensor([int(neurons[k]) * spatial + int(positions[k]) for k in chunk],
-                                          device=device)] = 1.0
-                    seeds = seeds.view(len(chunk), *out.shape)
-                    for method in passes:
-                        with backward_rule(method):
-                            grad, weights = _differentiate(out, [batch] + (gate.inputs(method) if gate else []),
-                                                           seeds, retain=True)
-                        keep(method, chunk, grad[:, 0], weights)
-                del out, batch
-                continue
-            # the receptive-field crops of one shape, a copy per neuron, seeded each with its own neuron;
             # a crop costs (and holds) about its share of the image: batch more of the small ones
-            size = min(len(members), max(batch_size, batch_size * height * width // (shape[0] * shape[1])))
+            size = batch_size if shape is None else min(
+                len(members), max(batch_size, batch_size * height * width // (shape[0] * shape[1])))
             for start in range(0, len(members), size):
                 chunk = members[start:start + size]
                 cuts = [crops[k] for k in chunk]
-                batch = torch.stack([image[:, c.y0:c.y1 + 1, c.x0:c.x1 + 1] for c in cuts]).requires_grad_(True)
-                with torch.enable_grad(), relu_rules():
-                    out = capture(model, batch, {name: module})[name]
-                    seeds = _flat(out)[torch.arange(len(chunk), device=device),
-                                       torch.as_tensor([int(neurons[k]) for k in chunk], device=device),
-                                       torch.as_tensor([c.i * out.shape[-1] + c.j for c in cuts], device=device)].sum()
-                for index, method in enumerate(passes):
-                    with backward_rule(method):
-                        grad, weights = _differentiate(seeds, [batch] + (gate.inputs(method) if gate else []),
-                                                       None, retain=index < len(passes) - 1)
-                    keep(method, chunk, grad, weights)
-                del out, seeds, batch
+                if cuts[0] is None:
+                    batch = image.expand(len(chunk), -1, -1, -1).clone()
+                else:
+                    batch = torch.stack([image[:, c.y0:c.y1 + 1, c.x0:c.x1 + 1] for c in cuts])
+                batch.requires_grad_(True)
+                with contextlib.ExitStack() as stack:
+                    recorder = stack.enter_context(_LowerLayer(lower)) if lower is not None else None
+                    with torch.enable_grad(), relu_rules():
+                        outs = capture(model, batch, {name: module})
+                        out = outs[name]
+                        flat = _flat(out)
+                        where = [int(positions[k]) if c is None else c.i * out.shape[-1] + c.j
+                                 for k, c in zip(chunk, cuts)]
+                        seeds = flat[torch.arange(len(chunk), device=device),
+                                     torch.as_tensor([int(neurons[k]) for k in chunk], device=device),
+                                     torch.as_tensor(where, device=device)].sum()
+                    for index, method in enumerate(passes):
+                        with backward_rule(method):
+                            (grad,) = torch.autograd.grad(seeds, batch, retain_graph=index < len(passes) - 1)
+                        if method not in results:
+                            continue
+                        for row, (k, c) in enumerate(zip(chunk, cuts)):
+                            if c is None:
+                                results[method][k] = grad[row]
+                            else:
+                                results[method][k, :, c.y0:c.y1 + 1, c.x0:c.x1 + 1] = grad[row]
+                    if recorder is not None:
+                        for k, weights in zip(chunk, recorder.weights()):
+                            edges[k] = weights.float()
+                del outs, out, flat, seeds, batch
     if lower is not None:
         results["edges"] = torch.stack([edges[k] for k in range(len(neurons))])
     return results

@@ -9,16 +9,17 @@ backward pass).  Prints the ratios.  Run: .venv/bin/python bench/edges.py
 
 from __future__ import annotations
 
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
 
 import torch
 
-from sitegen.cache import Cache
-from sitegen.compute import crops_are_exact, gradients
+from sitegen.build.workspace import Workspace
 from sitegen.config import load
-from sitegen.pipeline import Pipeline, collect_items, load_configured_model, resolve_layers
+from sitegen.engine.passes import crops_are_exact, gradients
+from sitegen.store.cache import Cache
 
 NEURONS = 16
 
@@ -36,17 +37,17 @@ def best_of(repeats: int, call) -> float:
 
 def main() -> None:
     config = load(Path(__file__).parent.parent / "content" / "atlas.toml")
-    featured, _, _ = collect_items(config)
-    pipeline = Pipeline(config, Cache("/nonexistent"), quiet=True)
-    pipeline.model = load_configured_model(config)
-    model = pipeline.model.module.to(pipeline.device)
-    layers = resolve_layers(config, pipeline.model)
-    modules = dict(model.named_modules())
-    x = pipeline.tensor([pipeline.pixels(featured[0])])[0]
+    with tempfile.TemporaryDirectory() as cache, Workspace.open(config, Cache(cache), quiet=True) as ws:
+        measure(ws)
+
+
+def measure(ws: Workspace) -> None:
+    config, model, layers, modules = ws.config, ws.model.module, ws.layers, ws.modules
+    x = ws.tensor([ws.pixels(ws.featured[0])])[0]
     print(f"{'layer':<8} {'featured, 3 methods':>22} {'top patch, guided':>20}   (seconds for {NEURONS} neurons)")
     print(f"{'':<8} {'plain':>7} {'+edges':>7} {'ratio':>6} {'plain':>6} {'+edges':>7} {'ratio':>6}")
     for layer in layers[1:]:
-        neurons = list(range(min(NEURONS, layer.neurons)))
+        neurons = list(range(min(NEURONS, layer.count)))
         exact = crops_are_exact(model, x, layer.path, modules[layer.path], layer.geometry)
         geometry = layer.geometry if exact else None
         positions = [0] * len(neurons)

@@ -15,6 +15,7 @@ Run: .venv/bin/python bench/mining.py
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import subprocess
@@ -57,50 +58,56 @@ batch_size = 32
     return path
 
 
-def pipeline_for(config_path: Path, cache: Path):
-    from sitegen.cache import Cache
+@contextlib.contextmanager
+def workspace(config_path: Path, cache: Path):
+    """The bench atlas's workspace, and its state with every neuron mapped."""
+    from sitegen.build.stage import State
+    from sitegen.build.workspace import Workspace
     from sitegen.config import load
-    from sitegen.pipeline import Pipeline, collect_items, load_configured_model, resolve_layers
+    from sitegen.store.cache import Cache
 
-    config = load(config_path)
-    pipeline = Pipeline(config, Cache(cache), quiet=True)
-    _, probe, _ = collect_items(config)
-    pipeline.model = load_configured_model(config)
-    pipeline.model.module.to(pipeline.device)
-    pipeline.layers = resolve_layers(config, pipeline.model)
-    pipeline.modules = dict(pipeline.model.module.named_modules())
-    for layer in pipeline.layers:
-        layer.units = list(range(layer.neurons))
-    return pipeline, probe
+    with Workspace.open(load(config_path), Cache(cache), quiet=True) as ws:
+        yield ws, State(units={layer.name: tuple(range(layer.count)) for layer in ws.layers})
+
+
+def mine(ws, state) -> None:
+    from sitegen.build.stages.activations import ActivationsStage
+
+    stage = ActivationsStage()
+    stage.run(ws, state, stage.plan(ws, state), lambda n: None)
 
 
 def mine_only(config_path: Path, cache: Path) -> None:
     """In a fresh process: mine and select the top k; print the peak resident and GPU memory in MiB."""
     import torch
-    from rich.progress import Progress
 
-    pipeline, probe = pipeline_for(config_path, cache)
-    with Progress(disable=True) as progress:
-        pipeline.stage_activations([], probe, progress)
-    pipeline.top_patches(probe)
+    from sitegen.build.stages.selection import top_k
+
+    with workspace(config_path, cache) as (ws, state):
+        mine(ws, state)
+        for layer in ws.layers:
+            top_k(ws, layer, state.units[layer.name])
     gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, gpu)
 
 
 def throughput(config_path: Path, cache: Path) -> tuple[float, float]:
+    with workspace(config_path, cache) as (ws, state):
+        return compare(ws, state, cache)
+
+
+def compare(ws, state, cache: Path) -> tuple[float, float]:
     import torch
-    from rich.progress import Progress
 
-    from sitegen.backprop import capture, inference_state
+    from sitegen.engine.capture import capture, inference_state
 
-    pipeline, probe = pipeline_for(config_path, cache)
-    model = pipeline.model.module
-    deepest = {pipeline.layers[-1].path: pipeline.modules[pipeline.layers[-1].path]}
+    model = ws.model.module
+    deepest = {ws.layers[-1].path: ws.modules[ws.layers[-1].path]}
 
     def bare() -> None:
         with inference_state(model), torch.no_grad():
-            for pixels in pipeline.loader(probe):
-                capture(model, pipeline.normalise(pixels), deepest)
+            for pixels in ws.loader(list(ws.probe)):
+                capture(model, ws.normalise(pixels), deepest)
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
 
@@ -108,8 +115,7 @@ def throughput(config_path: Path, cache: Path) -> tuple[float, float]:
         for path in Path(cache).glob("acts"):
             for entry in path.rglob("*.zip"):
                 entry.unlink()
-        with Progress(disable=True) as progress:
-            pipeline.stage_activations([], probe, progress)
+        mine(ws, state)
 
     times = {"bare": [], "mining": []}
     for _ in range(2):  # alternate, best of two each
@@ -117,7 +123,7 @@ def throughput(config_path: Path, cache: Path) -> tuple[float, float]:
             start = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - start)
-    return len(probe) / min(times["bare"]), len(probe) / min(times["mining"])
+    return len(ws.probe) / min(times["bare"]), len(ws.probe) / min(times["mining"])
 
 
 def main() -> None:

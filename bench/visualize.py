@@ -20,9 +20,9 @@ from functools import partial
 import torch
 from torch import nn
 
-from sitegen.compute import activations, crops_are_exact, gradients
-from sitegen.geometry import receptive_fields
-from sitegen.models import load_model
+from sitegen.engine.geometry import receptive_fields
+from sitegen.engine.passes import activations, crops_are_exact, gradients
+from sitegen.model.registry import load_model
 
 CASES = [("conv5", "features.11", 256), ("conv1", "features.1", 64)]
 

@@ -7,13 +7,13 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .backprop import METHODS
-from .compute import edges as _edges
-from .compute import visualize as _visualize
+from .engine.optimization import Recipe
+from .engine.optimization import optimize as _optimize
+from .engine.passes import edges as _edges
+from .engine.passes import visualize as _visualize
 from .errors import SitegenError
-from .models import aliases_for
-from .optimization import Recipe
-from .optimization import optimize as _optimize
+from .methods import RULE_METHODS
+from .model.layers import aliases_for
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -38,8 +38,8 @@ def visualize(model: nn.Module, images: torch.Tensor, layer: str, neurons: Seque
     over positions) with respect to the input, every ReLU's backward replaced
     as the method says.  The model is left as it was given.
     """
-    if method not in METHODS:
-        raise SitegenError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    if method not in RULE_METHODS:
+        raise SitegenError(f"unknown method {method!r}; expected one of {', '.join(RULE_METHODS)}")
     if images.dim() != 4 or images.shape[1] != 3:
         raise SitegenError(f"images must be a [N, 3, H, W] tensor, got shape {tuple(images.shape)}")
     path, module = _module(model, layer)

@@ -50,36 +50,37 @@ def _leader() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def _compute(config_path: Path, cache: Path, device: Optional[str], quiet: bool) -> dict:
+def _compute(config_path: Path, cache: Path, device: Optional[str], quiet: bool) -> None:
     from . import config as config_module
-    from .pipeline import compute
+    from .build.runner import compute
 
     if device not in (None, "auto", "cpu", "cuda"):
         raise SitegenError(f"--device: {device!r} is not one of 'auto', 'cpu', 'cuda'")
     config = config_module.load(config_path)
     started = time.perf_counter()
-    manifest, computed = compute(config, cache, device, quiet=quiet, log=_say)
+    _, computed = compute(config, cache, device, quiet=quiet, log=_say)
     done = ", ".join(f"{n} {kind}" for kind, n in computed.items()) or "nothing (all cached)"
     if _leader():
         _say(f"computed {done} in {time.perf_counter() - started:.1f} s")
-    return manifest
 
 
 def _render(config_path: Path, out: Path, cache: Path) -> None:
     from . import config as config_module
-    from .cache import Cache, manifest_name
     from .render import render
-    from .sitemodel import build_site_model
+    from .site import build_site_model
+    from .store import manifest as manifest_store
+    from .store.cache import Cache
 
     config = config_module.load(config_path)
     store = Cache(cache)
-    manifest = store.read_json(manifest_name(config.path))
+    try:
+        manifest = manifest_store.read(store, config.path)
+    except ValueError:
+        raise SitegenError(f"what is computed for {config_path} in {cache} was recorded by an older sitegen: run "
+                           f"`sitegen compute` (it computes only what is missing)") from None
     if manifest is None:
         raise SitegenError(f"nothing computed yet for {config_path} in {cache}: run `sitegen compute` first")
-    try:
-        site = build_site_model(manifest, config, store)
-    except FileNotFoundError as error:
-        raise SitegenError(str(error)) from None
+    site = build_site_model(manifest, config)
     counts = render(site, out, store)
     _say(f"rendered {counts['pages']} pages and {counts['assets']} files into {out} "
          f"({counts['changed']} changed, {counts['removed']} removed)")
@@ -108,11 +109,9 @@ def compute_command(config: ConfigOpt = DEFAULT_CONFIG, cache: CacheOpt = DEFAUL
 def status(config: ConfigOpt = DEFAULT_CONFIG, cache: CacheOpt = DEFAULT_CACHE) -> None:
     """Say what `sitegen build` would compute, and why, without computing it."""
     from . import config as config_module
-    from .cache import Cache
-    from .pipeline import Pipeline
+    from .build.runner import status as plans
 
-    pipeline = Pipeline(config_module.load(config), Cache(cache), "cpu", quiet=True, log=_say)
-    for line in pipeline.status():
+    for line in plans(config_module.load(config), cache):
         typer.echo(line)
 
 
@@ -133,7 +132,8 @@ def layers(model: Annotated[str, typer.Argument(help="A model name as in [model]
     from rich.console import Console
     from rich.table import Table
 
-    from .models import describe_layers, load_model
+    from .model.layers import describe_layers
+    from .model.registry import load_model
 
     loaded = load_model(model, "none")
     table = Table(title=f"{model}: layers for a {loaded.preprocess.crop} px image")

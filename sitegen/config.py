@@ -1,164 +1,118 @@
 """``atlas.toml`` -> frozen, typed dataclasses.
 
-Every option is declared once, in ``SCHEMA``, with its type, default and a
-line of documentation.  Validation collects every problem in the file and
-reports them together, each naming its key; unknown keys get a did-you-mean.
-Paths in the file are relative to the file.
+Every option is declared once: a field of its table's dataclass, whose type
+annotation is the type the file must give, with its default and a line of
+documentation (``option``).  ``SCHEMA`` maps each TOML table to its class.
+Validation collects every problem in the file and reports them together, each
+naming its key; unknown keys get a did-you-mean.  Paths in the file are
+relative to the file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import tomllib
-from dataclasses import dataclass
+import types
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .errors import SitegenError
+from .methods import METHODS, OPTIMIZE, RULE_METHODS
 
-METHOD_NAMES = ("guided", "deconv", "gradient")  # backprop.METHODS; repeated so config never imports torch
-OPTIMIZE = "optimize"  # the method that makes an image from noise (the [optimize] table)
+
+def option(default: Any, doc: str, *, choices: tuple | None = None, minimum: float | None = None,
+           required: bool = False) -> Any:
+    """A config option: a dataclass field with its documentation and limits."""
+    metadata = {"doc": doc, "choices": choices, "minimum": minimum, "required": required}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
-class Option:
-    kind: type | tuple[type, ...]
-    default: Any
-    doc: str
-    choices: tuple | None = None
-    item: type | None = None  # element type of a list
-    minimum: float | None = None
-    required: bool = False
-
-
-SCHEMA: dict[str, dict[str, Option]] = {
-    "": {
-        "title": Option(str, "Neuron atlas", "The atlas's title, shown on every page."),
-    },
-    "model": {
-        "name": Option(str, "efficientnet_lite0",
-                       "A torchvision classification model name, 'efficientnet_lite0', or 'package.module:factory'."),
-        "weights": Option(str, "default",
-                          "'default' (the model's pretrained weights), 'none' (random init, seeded) "
-                          "or a path to a state_dict file."),
-        "resize": Option(int, None, "Override: resize the shorter side of images to this many pixels.", minimum=8),
-        "crop": Option(int, None, "Override: centre-crop size fed to the model.", minimum=8),
-        "mean": Option(list, None, "Override: per-channel mean of the normalisation.", item=float),
-        "std": Option(list, None, "Override: per-channel standard deviation of the normalisation.", item=float),
-        "license": Option(str, "", "Licence of the weights, shown on the about page."),
-    },
-    "layers": {
-        "use": Option(list, None, "Layers to map, lowest first: aliases or dotted module paths.", item=str,
-                      required=True),
-        "neurons": Option(dict, {}, "Per layer (as named in use), which neurons to map: \"all\" (the default), "
-                                    "a list of indices, or N: the N most active on each featured image "
-                                    "(on a classifier's logits, its top-N predicted classes)."),
-    },
-    "images": {
-        "featured": Option(list, [], "Featured images: files or globs.", item=str),
-        "probe": Option(list, [], "Probe images for the top patches: files, folders (recursive) or globs.",
-                        item=str),
-        "probe_flip": Option(bool, False, "Also count the mirror image of every probe view."),
-        "probe_zooms": Option(list, [1.0], "Zoomed views of each probe image: 1.0 is the whole image; "
-                                           "a zoom below 1 takes that fraction of each side at the centre "
-                                           "and the four corners.", item=float),
-    },
-    "compute": {
-        "top_k": Option(int, 9, "Top patches per neuron.", minimum=1),
-        "methods": Option(list, list(METHOD_NAMES), "Visualization methods; add \"optimize\" for an image "
-                                                    "optimized from noise per neuron (see [optimize]).",
-                          item=str, choices=METHOD_NAMES + (OPTIMIZE,)),
-        "device": Option(str, "auto", "Where to compute.", choices=("auto", "cpu", "cuda")),
-        "batch_size": Option(int, 16, "Images or neurons per forward pass (8 to 16 suit a CPU, more a GPU).",
-                             minimum=1),
-        "seed": Option(int, 0, "Seed for random initialisation."),
-        "children": Option(int, 8, "Strongest children kept per neuron (and counted over its top patches).",
-                           minimum=1),
-        "percentiles": Option(list, [99.0, 90.0], "Besides the top patches, a patch at each of these "
-                                                  "percentiles of the neuron's activation over the probe set.",
-                              item=float),
-    },
-    "optimize": {
-        "layers": Option(list, None, "Layers (as named in layers.use) whose neurons get an optimized image; "
-                                     "all of them if not given.", item=str),
-        "steps": Option(int, 256, "Optimization steps (Adam).", minimum=1),
-        "size": Option(int, 128, "Side of the optimized images in pixels.", minimum=16),
-        "lr": Option(float, 0.05, "Adam's learning rate.", minimum=0),
-        "jitter": Option(int, 8, "Largest random shift per step, in pixels.", minimum=0),
-        "scale": Option(float, 0.1, "Random scaling per step, up to this fraction either way.", minimum=0),
-        "rotate": Option(float, 10.0, "Random rotation per step, up to this many degrees either way.", minimum=0),
-    },
-    "site": {
-        "top_predictions": Option(int, 5, "Predictions shown per featured image.", minimum=1),
-        "active_neurons": Option(int, 8, "Most active neurons listed per layer on an image page.", minimum=1),
-        "tree_width": Option(int, 4, "Children of each node in an image's tree.", minimum=1),
-    },
-}
-
-CREDIT_KEYS = {
-    "files": Option(list, None, "Files or globs this credit covers.", item=str, required=True),
-    "title": Option(str, "", "What the image shows."),
-    "author": Option(str, "", "Who made it."),
-    "license": Option(str, None, "Its licence.", required=True),
-    "source": Option(str, "", "Where it came from."),
-}
+class TopConfig:
+    title: str = option("Neuron atlas", "The atlas's title, shown on every page.")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str
-    weights: str
-    resize: int | None
-    crop: int | None
-    mean: tuple[float, ...] | None
-    std: tuple[float, ...] | None
-    license: str
+    name: str = option("efficientnet_lite0", "A torchvision classification model name, 'efficientnet_lite0', "
+                                             "or 'package.module:factory'.")
+    weights: str = option("default", "'default' (the model's pretrained weights), 'none' (random init, seeded) "
+                                     "or a path to a state_dict file.")
+    resize: int | None = option(None, "Override: resize the shorter side of images to this many pixels.", minimum=8)
+    crop: int | None = option(None, "Override: the side of the centre crop fed to the model.", minimum=8)
+    mean: tuple[float, ...] | None = option(None, "Override: per-channel mean of the normalisation.")
+    std: tuple[float, ...] | None = option(None, "Override: per-channel standard deviation of the normalisation.")
+    license: str = option("", "Licence of the weights, shown on the about page.")
+
+
+@dataclass(frozen=True)
+class LayersConfig:
+    use: tuple[str, ...] = option((), "Layers to map, lowest first: aliases or dotted module paths.", required=True)
+    neurons: Mapping[str, Any] = option({}, "Per layer (as named in use), which neurons to map: \"all\" (the "
+                                            "default), a list of indices, or N: the N most active on each featured "
+                                            "image (on a classifier's logits, its top-N predicted classes).")
 
 
 @dataclass(frozen=True)
 class ImagesConfig:
-    featured: tuple[str, ...]
-    probe: tuple[str, ...]
-    probe_flip: bool
-    probe_zooms: tuple[float, ...]
+    featured: tuple[str, ...] = option((), "Featured images: files or globs.")
+    probe: tuple[str, ...] = option((), "Probe images for the top patches: files, folders (recursive) or globs.")
+    probe_flip: bool = option(False, "Also count the mirror image of every probe view.")
+    probe_zooms: tuple[float, ...] = option((1.0,), "Zoomed views of each probe image: 1.0 is the whole image; a "
+                                                    "zoom below 1 takes that fraction of each side at the centre "
+                                                    "and the four corners.")
 
 
 @dataclass(frozen=True)
 class ComputeConfig:
-    top_k: int
-    methods: tuple[str, ...]
-    device: str
-    batch_size: int
-    seed: int
-    children: int
-    percentiles: tuple[float, ...]
+    top_k: int = option(9, "Top patches per neuron.", minimum=1)
+    methods: tuple[str, ...] = option(RULE_METHODS, "Visualization methods; add \"optimize\" for an image "
+                                                    "optimized from noise per neuron (see [optimize]).",
+                                      choices=tuple(method.name for method in METHODS))
+    device: str = option("auto", "Where to compute.", choices=("auto", "cpu", "cuda"))
+    batch_size: int = option(16, "Images or neurons per forward pass (8 to 16 suit a CPU, more a GPU).", minimum=1)
+    seed: int = option(0, "Seed for random initialisation.")
+    children: int = option(8, "Strongest children kept per neuron (and counted over its top patches).", minimum=1)
+    percentiles: tuple[float, ...] = option((99.0, 90.0), "Besides the top patches, a patch at each of these "
+                                                          "percentiles of the neuron's activation over the probe set.")
 
 
 @dataclass(frozen=True)
 class OptimizeConfig:
-    layers: tuple[str, ...]
-    steps: int
-    size: int
-    lr: float
-    jitter: int
-    scale: float
-    rotate: float
+    layers: tuple[str, ...] | None = option(None, "Layers (as named in layers.use) whose neurons get an optimized "
+                                                  "image; all of them if not given.")
+    steps: int = option(256, "Optimization steps (Adam).", minimum=1)
+    size: int = option(128, "Side of the optimized images in pixels.", minimum=16)
+    lr: float = option(0.05, "Adam's learning rate.", minimum=0)
+    jitter: int = option(8, "Largest random shift per step, in pixels.", minimum=0)
+    scale: float = option(0.1, "Random scaling per step, up to this fraction either way.", minimum=0)
+    rotate: float = option(10.0, "Random rotation per step, up to this many degrees either way.", minimum=0)
 
 
 @dataclass(frozen=True)
 class SiteConfig:
-    top_predictions: int
-    active_neurons: int
-    tree_width: int
+    top_predictions: int = option(5, "Predictions shown per featured image.", minimum=1)
+    active_neurons: int = option(8, "Most active neurons listed per layer on an image page.", minimum=1)
+    tree_width: int = option(4, "Children of each node in an image's tree.", minimum=1)
 
 
 @dataclass(frozen=True)
 class Credit:
-    files: tuple[str, ...]
-    title: str
-    author: str
-    license: str
-    source: str
+    files: tuple[str, ...] = option((), "Files or globs this credit covers.", required=True)
+    title: str = option("", "What the image shows.")
+    author: str = option("", "Who made it.")
+    license: str = option("", "Its licence.", required=True)
+    source: str = option("", "Where it came from.")
+
+
+# Each TOML table and the class that declares its options; "" is the top level.  [[credits]] is an array.
+SCHEMA = {"": TopConfig, "model": ModelConfig, "layers": LayersConfig, "images": ImagesConfig,
+          "compute": ComputeConfig, "optimize": OptimizeConfig, "site": SiteConfig}
 
 
 @dataclass(frozen=True)
@@ -166,11 +120,10 @@ class Config:
     path: Path  # the config file
     title: str
     model: ModelConfig
-    layers: tuple[str, ...]
-    layer_neurons: dict[str, str | int | tuple[int, ...]]
+    layers: LayersConfig  # layers.neurons holds "all", an int or a tuple of indices per listed layer
     images: ImagesConfig
-    compute: ComputeConfig
-    optimize: OptimizeConfig | None  # None unless compute.methods lists "optimize"
+    compute: ComputeConfig  # compute.methods: the ReLU-rule methods only, each once
+    optimize: OptimizeConfig | None  # None unless compute.methods lists "optimize"; layers always set
     site: SiteConfig
     credits: tuple[Credit, ...]
 
@@ -185,40 +138,56 @@ class Config:
         return str((self.root / self.model.weights).resolve())
 
 
-def _type_name(kind) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
+def _expected(annotation: Any) -> tuple[type, type | None]:
+    """What an option's annotation asks of the file: (type, element type of a list)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        return list, typing.get_args(annotation)[0]
+    if origin is not None:  # Mapping[...]
+        return dict, None
+    return annotation, None
+
+
+def _type_name(kind: type) -> str:
     names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list",
              dict: "a table"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
+    return names.get(kind, kind.__name__)
 
 
-def _check(key: str, value: Any, option: Option, errors: list[str]) -> Any:
-    kind = option.kind
+def _fits(value: Any, kind: type) -> Any:
+    """``value`` as ``kind`` (an integer counts as a number), or None if it does not fit."""
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        return float(value)
     if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
-        errors.append(f"{key}: expected {_type_name(kind)}, got {value!r}")
-        return option.default
-    if option.item is not None:
-        items = []
-        for index, item in enumerate(value):
-            if option.item is float and isinstance(item, int) and not isinstance(item, bool):
-                item = float(item)
-            if isinstance(item, bool) or not isinstance(item, option.item):
-                errors.append(f"{key}[{index}]: expected {_type_name(option.item)}, got {item!r}")
-                continue
-            items.append(item)
-        value = items
-    values = value if isinstance(value, list) else [value]
-    if option.choices is not None:
-        for item in values:
-            if item not in option.choices:
-                errors.append(f"{key}: {item!r} is not one of {', '.join(repr(c) for c in option.choices)}")
-    if option.minimum is not None:
-        for item in values:
-            if isinstance(item, (int, float)) and item < option.minimum:
-                errors.append(f"{key}: {item!r} is below the minimum {option.minimum:g}")
+        return None
     return value
+
+
+def _check(key: str, value: Any, spec: dataclasses.Field, annotation: Any, errors: list[str]) -> Any:
+    kind, item = _expected(annotation)
+    checked = _fits(value, kind)
+    if checked is None:
+        errors.append(f"{key}: expected {_type_name(kind)}, got {value!r}")
+        return spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
+    if item is not None:
+        items = []
+        for index, element in enumerate(checked):
+            fitted = _fits(element, item)
+            if fitted is None:
+                errors.append(f"{key}[{index}]: expected {_type_name(item)}, got {element!r}")
+            else:
+                items.append(fitted)
+        checked = tuple(items)
+    values = checked if isinstance(checked, tuple) else [checked]
+    choices, minimum = spec.metadata["choices"], spec.metadata["minimum"]
+    for element in values:
+        if choices is not None and element not in choices:
+            errors.append(f"{key}: {element!r} is not one of {', '.join(repr(c) for c in choices)}")
+        if minimum is not None and isinstance(element, (int, float)) and element < minimum:
+            errors.append(f"{key}: {element!r} is below the minimum {minimum:g}")
+    return checked
 
 
 def _unknown(key: str, known: list[str]) -> str:
@@ -226,24 +195,22 @@ def _unknown(key: str, known: list[str]) -> str:
     return f"{key}: unknown key" + (f"; did you mean {close[0]!r}?" if close else "")
 
 
-def _section(data: dict, table: str, errors: list[str]) -> dict[str, Any]:
-    schema = SCHEMA[table]
-    prefix = f"{table}." if table else ""
+def _table(data: dict, prefix: str, cls: type, errors: list[str], also: tuple[str, ...] = ()) -> Any:
+    """One table's values as ``cls``, every problem appended to ``errors``; ``also``: keys that are
+    tables of their own (at the top level)."""
+    hints = typing.get_type_hints(cls)
     values = {}
-    for name, option in schema.items():
-        key = prefix + name
-        if name in data:
-            values[name] = _check(key, data[name], option, errors)
-        else:
-            if option.required:
-                errors.append(f"{key}: required")
-            values[name] = option.default
-    tables = set(SCHEMA) | {"credits"}
+    for spec in dataclasses.fields(cls):
+        key = prefix + spec.name
+        if spec.name in data:
+            values[spec.name] = _check(key, data[spec.name], spec, hints[spec.name], errors)
+        elif spec.metadata["required"]:
+            errors.append(f"{key}: required")
+    names = [spec.name for spec in dataclasses.fields(cls)]
     for name in data:
-        if name in schema or (not table and name in tables):
-            continue
-        errors.append(_unknown(prefix + name, list(schema) + ([t for t in tables if t] if not table else [])))
-    return values
+        if name not in names and name not in also:
+            errors.append(_unknown(prefix + name, names + [t for t in also if t]))
+    return cls(**values)
 
 
 def _credits(data: Any, errors: list[str]) -> tuple[Credit, ...]:
@@ -252,24 +219,52 @@ def _credits(data: Any, errors: list[str]) -> tuple[Credit, ...]:
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
         errors.append("credits: expected an array of tables ([[credits]])")
         return ()
-    credits = []
-    for index, item in enumerate(data):
-        values = {}
-        for name, option in CREDIT_KEYS.items():
-            key = f"credits[{index}].{name}"
-            if name in item:
-                values[name] = _check(key, item[name], option, errors)
-            elif option.required:
-                errors.append(f"{key}: required")
-                values[name] = option.default
-            else:
-                values[name] = option.default
-        for name in item:
-            if name not in CREDIT_KEYS:
-                errors.append(_unknown(f"credits[{index}].{name}", list(CREDIT_KEYS)))
-        credits.append(Credit(tuple(values["files"] or ()), values["title"], values["author"],
-                              values["license"] or "", values["source"]))
-    return tuple(credits)
+    return tuple(_table(item, f"credits[{index}].", Credit, errors) for index, item in enumerate(data))
+
+
+def _layer_neurons(layers: LayersConfig, errors: list[str]) -> dict[str, Any]:
+    chosen = {}
+    for name, choice in layers.neurons.items():
+        key = f"layers.neurons.{name}"
+        if name not in layers.use:
+            errors.append(f"{key}: {name!r} is not in layers.use")
+        elif choice == "all" or (isinstance(choice, int) and not isinstance(choice, bool) and choice >= 1):
+            chosen[name] = choice
+        elif isinstance(choice, list) and choice and all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in choice):
+            chosen[name] = tuple(choice)
+        else:
+            errors.append(f"{key}: expected \"all\", a positive integer or a list of neuron indices, got {choice!r}")
+    return chosen
+
+
+def _cross_checks(data: dict, tables: dict[str, Any], errors: list[str]) -> None:
+    """Problems that involve more than one option."""
+    model, layers, images, compute = tables["model"], tables["layers"], tables["images"], tables["compute"]
+    for name in ("mean", "std"):
+        values = getattr(model, name)
+        if values is not None and len(values) != 3:
+            errors.append(f"model.{name}: expected 3 numbers (one per colour channel), got {len(values)}")
+    if model.std is not None and any(v == 0 for v in model.std):
+        errors.append("model.std: must not contain 0")
+    if len(set(layers.use)) != len(layers.use):
+        errors.append("layers.use: a layer is listed twice")
+    if not layers.use and "layers.use: required" not in errors:
+        errors.append("layers.use: list at least one layer")
+    for zoom in images.probe_zooms:
+        if not 0 < zoom <= 1:
+            errors.append(f"images.probe_zooms: {zoom!r} is not in (0, 1]")
+    for percentile in compute.percentiles:
+        if not 0 <= percentile <= 100:
+            errors.append(f"compute.percentiles: {percentile!r} is not in [0, 100]")
+    if not [m for m in compute.methods if m != OPTIMIZE]:
+        errors.append(f"compute.methods: list at least one of {', '.join(RULE_METHODS)} (the top patches and "
+                      f"featured images need one)")
+    if "optimize" in data and OPTIMIZE not in compute.methods:
+        errors.append("optimize: the table is set, but compute.methods does not list \"optimize\"")
+    for name in tables["optimize"].layers or ():
+        if name not in layers.use:
+            errors.append(f"optimize.layers: {name!r} is not in layers.use")
 
 
 def parse(text: str, path: Path) -> Config:
@@ -279,79 +274,29 @@ def parse(text: str, path: Path) -> Config:
     except tomllib.TOMLDecodeError as error:
         raise SitegenError(f"{path}: not valid TOML: {error}") from None
     errors: list[str] = []
-    tables = {}
-    for table in SCHEMA:
-        if not table:
-            continue
-        section = data.get(table, {})
-        if not isinstance(section, dict):
-            errors.append(f"{table}: expected a table ([{table}])")
-            section = {}
-        tables[table] = _section(section, table, errors)
-    top = _section({k: v for k, v in data.items() if k not in SCHEMA or k == ""}, "", errors)
+    tables = {"": _table(data, "", TopConfig, errors, also=(*SCHEMA, "credits"))}
+    for name, cls in SCHEMA.items():
+        if name:
+            section = data.get(name, {})
+            if not isinstance(section, dict):
+                errors.append(f"{name}: expected a table ([{name}])")
+                section = {}
+            tables[name] = _table(section, f"{name}.", cls, errors)
     credits = _credits(data.get("credits"), errors)
-
-    model, layers, images, compute = tables["model"], tables["layers"], tables["images"], tables["compute"]
-    for name in ("mean", "std"):
-        if model[name] is not None and len(model[name]) != 3:
-            errors.append(f"model.{name}: expected 3 numbers (one per colour channel), got {len(model[name])}")
-    if model["std"] is not None and any(v == 0 for v in model["std"]):
-        errors.append("model.std: must not contain 0")
-    if layers["use"] is not None and len(set(layers["use"])) != len(layers["use"]):
-        errors.append("layers.use: a layer is listed twice")
-    if not layers["use"] and "layers.use: required" not in errors:
-        errors.append("layers.use: list at least one layer")
-    layer_neurons = {}
-    for name, choice in (layers["neurons"] or {}).items():
-        key = f"layers.neurons.{name}"
-        if name not in (layers["use"] or []):
-            errors.append(f"{key}: {name!r} is not in layers.use")
-        elif choice == "all" or (isinstance(choice, int) and not isinstance(choice, bool) and choice >= 1):
-            layer_neurons[name] = choice
-        elif isinstance(choice, list) and choice and all(
-                isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in choice):
-            layer_neurons[name] = tuple(choice)
-        else:
-            errors.append(f"{key}: expected \"all\", a positive integer or a list of neuron indices, "
-                          f"got {choice!r}")
-    for zoom in images["probe_zooms"]:
-        if not 0 < zoom <= 1:
-            errors.append(f"images.probe_zooms: {zoom!r} is not in (0, 1]")
-    for percentile in compute["percentiles"]:
-        if not 0 <= percentile <= 100:
-            errors.append(f"compute.percentiles: {percentile!r} is not in [0, 100]")
-    if not [m for m in compute["methods"] if m != OPTIMIZE]:
-        errors.append(f"compute.methods: list at least one of {', '.join(METHOD_NAMES)} (the top patches and "
-                      f"featured images need one)")
-    optimize = tables["optimize"]
-    wants_optimize = OPTIMIZE in compute["methods"]
-    if "optimize" in data and not wants_optimize:
-        errors.append("optimize: the table is set, but compute.methods does not list \"optimize\"")
-    for name in optimize["layers"] or []:
-        if name not in (layers["use"] or []):
-            errors.append(f"optimize.layers: {name!r} is not in layers.use")
+    _cross_checks(data, tables, errors)
+    layers, compute, optimize = tables["layers"], tables["compute"], tables["optimize"]
+    neurons = _layer_neurons(layers, errors)
     if errors:
         raise SitegenError(f"{path}: {len(errors)} problem(s) in the config:\n" +
                            "\n".join(f"  - {e}" for e in errors))
     return Config(
-        path=path.resolve(), title=top["title"],
-        model=ModelConfig(model["name"], model["weights"], model["resize"], model["crop"],
-                          tuple(model["mean"]) if model["mean"] else None,
-                          tuple(model["std"]) if model["std"] else None, model["license"]),
-        layers=tuple(layers["use"]),
-        layer_neurons=layer_neurons,
-        images=ImagesConfig(tuple(images["featured"]), tuple(images["probe"]), images["probe_flip"],
-                            tuple(images["probe_zooms"])),
-        compute=ComputeConfig(compute["top_k"], tuple(m for m in dict.fromkeys(compute["methods"]) if m != OPTIMIZE),
-                              compute["device"],
-                              compute["batch_size"], compute["seed"], compute["children"],
-                              tuple(compute["percentiles"])),
-        optimize=OptimizeConfig(tuple(optimize["layers"] or layers["use"]), optimize["steps"], optimize["size"],
-                                optimize["lr"], optimize["jitter"], optimize["scale"], optimize["rotate"])
-        if wants_optimize else None,
-        site=SiteConfig(**tables["site"]),
-        credits=credits,
-    )
+        path=path.resolve(), title=tables[""].title, model=tables["model"],
+        layers=dataclasses.replace(layers, neurons=neurons), images=tables["images"],
+        compute=dataclasses.replace(compute, methods=tuple(m for m in dict.fromkeys(compute.methods)
+                                                           if m != OPTIMIZE)),
+        optimize=dataclasses.replace(optimize, layers=optimize.layers or layers.use)
+        if OPTIMIZE in compute.methods else None,
+        site=tables["site"], credits=credits)
 
 
 def load(path: str | Path) -> Config:

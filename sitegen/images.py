@@ -118,6 +118,21 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", Path(text).stem.lower()).strip("-") or "image"
 
 
+def unique_slugs(names: list[str]) -> list[str]:
+    """A slug per name (for page names), numbered where two would be the same."""
+    taken: set[str] = set()
+    result = []
+    for name in names:
+        base = candidate = slug(name)
+        number = 1
+        while candidate in taken:
+            number += 1
+            candidate = f"{base}-{number}"
+        taken.add(candidate)
+        result.append(candidate)
+    return result
+
+
 def problem(path: Path) -> str | None:
     """Why an image file cannot be used (empty, not an image, truncated, too large), or None."""
     try:
@@ -218,6 +233,12 @@ ENCODINGS = {  # kind: (format, options, what is done to the pixels first)
     "exact": ("PNG", {"optimize": False, "compress_level": 6}, None),       # optimized images
     "gradient": ("WEBP", {"lossless": True, "method": 1}, coarsen),         # gradient pictures
 }
+
+
+PATCH_SIDE = 128  # patches larger than this are stored shrunk to it (the grid shows them at about 100 px)
+WHOLE_SIDE = 160  # whole-image pictures are stored at the size the neuron page shows them
+# how pictures are stored, part of their cache keys: a change of encoding stores them anew
+STORAGE = repr([(kind, fmt, options) for kind, (fmt, options, _) in ENCODINGS.items()]) + f" step {GRADIENT_STEP}"
 
 
 def encode(pixels: np.ndarray, kind: str) -> bytes:

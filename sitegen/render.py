@@ -14,9 +14,9 @@ from pathlib import Path
 
 import jinja2
 
-from .cache import Cache
 from .errors import SitegenError
-from .sitemodel import SiteModel
+from .site.model import SiteModel
+from .store.cache import Cache
 
 RECORD = ".sitegen-files"
 

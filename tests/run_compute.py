@@ -3,9 +3,10 @@
 import os
 import sys
 
-from sitegen import pipeline
+from sitegen.build.runner import compute
+from sitegen.build.stages import activations
 from sitegen.config import load
 
-pipeline.CHUNK = int(os.environ["SITEGEN_TEST_CHUNK"])
-manifest, computed = pipeline.compute(load(sys.argv[1]), sys.argv[2], quiet=True)
+activations.CHUNK = int(os.environ["SITEGEN_TEST_CHUNK"])
+manifest, computed = compute(load(sys.argv[1]), sys.argv[2], quiet=True)
 print(os.environ["RANK"], computed)

@@ -1,9 +1,7 @@
 """End to end: a tiny atlas (a random-init model, generated images) built, checked and rebuilt."""
 
-import io
 import json
 import subprocess
-import zipfile
 import sys
 from pathlib import Path
 
@@ -11,10 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import TINY_MODEL, write_images
+from sitegen.build.runner import compute
 from sitegen.check import check_site
 from sitegen.cli import app
 from sitegen.config import load
-from sitegen.pipeline import compute
+from sitegen.store.manifest import dump
 
 CONFIG = """
 title = "Tiny <atlas>"
@@ -45,6 +44,18 @@ def atlas(tmp_path):
     (notes / "3.md").write_text("# Blob edge\n\nFires on the *rim* of the blob.\n")
     (tmp_path / "index.md").write_text("Hello **atlas**.\n")
     return tmp_path
+
+
+def model_input(atlas, name):
+    """A featured image as the tiny model sees it, made here without the pipeline."""
+    import torch
+
+    from sitegen.images import View, load_rgb, view_pixels
+    from sitegen.model.registry import IMAGENET_MEAN, IMAGENET_STD
+
+    pixels = view_pixels(load_rgb(atlas / "imgs" / name), View(), 40, 32, "bilinear")
+    x = torch.from_numpy(pixels).permute(2, 0, 1).float()[None] / 255
+    return (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
 
 def run(*args):
@@ -172,35 +183,30 @@ def test_layers_command_lists_shapes_and_aliases():
 def test_manifest_records_provenance(atlas):
     cache = atlas / "cache"
     manifest, _ = compute(load(atlas / "atlas.toml"), cache, quiet=True)
-    assert manifest["model"]["fingerprint"].startswith("tinynet:build:")
-    assert manifest["probe"]["count"] == 48
-    top = manifest["layers"][1]["neurons"][3]["top"]
-    assert [p["rank"] for p in top] == [1, 2, 3, 4]
-    assert all(a["value"] >= b["value"] for a, b in zip(top, top[1:]))
-    json.dumps(manifest)
+    assert manifest.model.fingerprint.startswith("tinynet:build:")
+    assert manifest.probe.count == 48
+    top = manifest.layers[1].neurons[3].top
+    assert [p.rank for p in top] == [1, 2, 3, 4]
+    assert all(a.value >= b.value for a, b in zip(top, top[1:]))
+    json.dumps(dump(manifest), allow_nan=False)
 
 
 def test_edges_children_parents_and_trees(atlas):
-    import numpy as np
-
-    from sitegen.cache import Cache
-
     site, cache = atlas / "site", atlas / "cache"
     assert run("build", "-c", atlas / "atlas.toml", "-o", site, "--cache", cache, "-q")[0] == 0
     manifest, _ = compute(load(atlas / "atlas.toml"), cache, quiet=True)
-    layers = {layer["name"]: layer for layer in manifest["layers"]}
+    layers = {layer.name: layer for layer in manifest.layers}
 
     # children on an image are listed strongest first; dataset counts are out of top_k
     for layer_name, lower in (("features.4", "features.1"), ("features.7", "features.4"), ("fc", "features.7")):
         layer = layers[layer_name]
-        assert layer["lower"] == lower
-        for entry in layer["neurons"]:
-            children = entry["children"]["img0"]
-            weights = [w for _, w in children]
+        assert layer.lower == lower
+        for record in layer.neurons:
+            children = record.children["img0"]
+            weights = [edge.weight for edge in children]
             assert weights == sorted(weights, reverse=True) and len(children) <= min(8, NEURONS[lower])
             assert all(w > 0 for w in weights)
-            dataset = entry["children"]["dataset"]
-            assert all(0 <= count <= 4 for _, _, count in dataset)
+            assert all(0 <= edge.count <= 4 for edge in record.children["dataset"])
 
     # every neuron page above the first layer lists children, every one below the top lists parents
     page = (site / "layers" / "features.4" / "3.html").read_text()
@@ -213,34 +219,33 @@ def test_edges_children_parents_and_trees(atlas):
     image = (site / "images" / "img0.html").read_text()
     assert 'class="tree"' in image
     top = layers["fc"]
-    values = np.load(io.BytesIO(zipfile.ZipFile(Cache(cache).path("acts", manifest["featured"][0]["acts"]["fc"]))
-                                .read("values.npy")))
-    root = max(top["units"], key=lambda n: (values[n], -n))
+    import torch
+
+    from sitegen.model.registry import load_model
+
+    with torch.no_grad():
+        values = load_model("tinynet:build", "none").module(model_input(atlas, "img0.png"))[0].tolist()
+    root = max(top.mapped, key=lambda n: (values[n], -n))
     assert f'href="../layers/fc/{root}.html"' in image
-    first_child = top["neurons"][top["units"].index(root)]["children"]["img0"][0][0]
+    first_child = top.neurons[top.mapped.index(root)].children["img0"][0].neuron
     assert image.index(f"../layers/fc/{root}.html") < image.index(f"../layers/features.7/{first_child}.html")
     assert check_site(site)[1] == []
 
 
 def test_pipeline_edges_equal_the_api_on_the_same_image(atlas):
-    import torch
-
     import sitegen
-    from sitegen.images import View, load_rgb, view_pixels
-    from sitegen.models import IMAGENET_MEAN, IMAGENET_STD, load_model
+    from sitegen.model.registry import load_model
 
     manifest, _ = compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)
-    pixels = view_pixels(load_rgb(atlas / "imgs" / "img0.png"), View(), 40, 32, "bilinear")
-    x = torch.from_numpy(pixels).permute(2, 0, 1).float()[None] / 255
-    x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     model = load_model("tinynet:build", "none").module
-    weights = sitegen.edges(model, x, "features.4", "features.7", list(range(10)))[0]
-    layer = next(layer for layer in manifest["layers"] if layer["name"] == "features.7")
-    for neuron, entry in zip(layer["units"], layer["neurons"]):
+    weights = sitegen.edges(model, model_input(atlas, "img0.png"), "features.4", "features.7", list(range(10)))[0]
+    layer = manifest.layer("features.7")
+    for record in layer.neurons:
+        neuron = record.neuron
         expected = [j for j in sorted(range(8), key=lambda j: (-float(weights[neuron, j]), j))
                     if weights[neuron, j] > 0]
-        assert [j for j, _ in entry["children"]["img0"]] == expected
-        assert [w for _, w in entry["children"]["img0"]] == pytest.approx(
+        assert [edge.neuron for edge in record.children["img0"]] == expected
+        assert [edge.weight for edge in record.children["img0"]] == pytest.approx(
             [float(weights[neuron, j]) for j in expected], rel=1e-4, abs=1e-6)
 
 
@@ -262,7 +267,7 @@ def test_status_says_what_would_be_computed_and_why(atlas):
 def test_new_weights_recompute_and_switching_back_costs_nothing(atlas):
     import torch
 
-    from sitegen.models import load_model
+    from sitegen.model.registry import load_model
 
     cache = atlas / "cache"
     _, first = compute(load(atlas / "atlas.toml"), cache, quiet=True)
@@ -294,8 +299,9 @@ def test_provenance_manifest_and_search_index(atlas):
     assert {"t": "features.4/3 Blob edge", "u": "layers/features.4/3.html"}.items() <= next(
         e for e in entries if e["u"] == "layers/features.4/3.html").items()
     assert "rim" in next(e for e in entries if e["u"] == "layers/features.4/3.html")["d"]
-    spec = compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)[0]["featured"][0]["specificity"]
-    assert set(spec) == set(NEURONS) and all(0 <= v <= 2 for layer in spec.values() for v in layer.values())
+    computed = compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)[0]
+    spec = {layer.name: [record.featured["img0"].specificity for record in layer.neurons] for layer in computed.layers}
+    assert set(spec) == set(NEURONS) and all(0 <= v <= 2 for values in spec.values() for v in values)
     assert "specificity" in (site / "layers" / "features.4" / "3.html").read_text()
     for page in ("index.html", "layers/features.4/3.html", "search.html"):
         text = (site / page).read_text()
@@ -304,13 +310,12 @@ def test_provenance_manifest_and_search_index(atlas):
 
 def test_patches_below_the_top(atlas):
     manifest, _ = compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)
-    layer = next(layer for layer in manifest["layers"] if layer["name"] == "features.7")
-    for entry in layer["neurons"]:
-        levels = {level["percentile"]: level for level in entry["levels"]}
+    for record in manifest.layer("features.7").neurons:
+        levels = {level.percentile: level for level in record.levels}
         assert set(levels) == {99.0, 90.0}
         # nearer the top at the 99th than at the 90th percentile, never above the best patch
-        assert entry["top"][0]["value"] >= levels[99.0]["value"] >= levels[90.0]["value"] - 1e-6
-        assert entry["stats"]["low"] <= levels[90.0]["value"]
+        assert record.top[0].value >= levels[99.0].value >= levels[90.0].value - 1e-6
+        assert record.stats["histogram"]["low"] <= levels[90.0].value
     site = atlas / "site"
     assert run("render", "-c", atlas / "atlas.toml", "-o", site, "--cache", atlas / "cache")[0] == 0
     page = (site / "layers" / "features.7" / "2.html").read_text()

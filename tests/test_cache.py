@@ -1,6 +1,6 @@
 import numpy as np
 
-from sitegen.cache import Cache, make_key
+from sitegen.store.cache import Cache, make_key
 
 
 def test_keys_hash_exactly_their_parts():

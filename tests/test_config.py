@@ -23,7 +23,7 @@ top_k = 4
 def test_good_config_is_typed_and_defaulted(tmp_path):
     config = parse(GOOD, tmp_path / "atlas.toml")
     assert config.title == "T"
-    assert config.layers == ("conv1", "conv5")
+    assert config.layers.use == ("conv1", "conv5")
     assert config.compute.top_k == 4
     assert config.compute.methods == ("guided", "deconv", "gradient")
     assert config.compute.device == "auto"

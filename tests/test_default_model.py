@@ -4,9 +4,9 @@ from pathlib import Path
 
 import torch
 
-from sitegen.compute import predictions
+from sitegen.engine.passes import predictions
 from sitegen.images import View, load_rgb, view_pixels
-from sitegen.models import load_model
+from sitegen.model.registry import load_model
 
 CONTENT = Path(__file__).parent.parent / "content"
 CATS = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
@@ -27,7 +27,7 @@ def test_default_model_calls_chelsea_a_cat():
 def test_optimized_images_excite_their_classes_beyond_every_photo():
     """The measured check on the default model (the full default atlas reports it for 15 classes): each class's
     optimized image raises its logit above every content photo's, and above the other classes' images."""
-    from sitegen.optimization import Recipe, excitation, optimize
+    from sitegen.engine.optimization import Recipe, excitation, optimize
 
     loaded = load_model("efficientnet_lite0", "default")
     model, p = loaded.module, loaded.preprocess

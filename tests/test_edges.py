@@ -6,7 +6,7 @@ import torch
 import sitegen
 from reference import reference_edges
 from sitegen.errors import SitegenError
-from sitegen.models import load_model
+from sitegen.model.registry import load_model
 
 CASES = [
     # model, lower, upper (aliases or paths), lower path, upper path, input size
@@ -40,8 +40,8 @@ def test_edges_from_a_later_layer_are_refused():
 
 
 def test_edges_on_receptive_field_crops_equal_the_whole_image():
-    from sitegen.compute import gradients
-    from sitegen.geometry import receptive_fields
+    from sitegen.engine.passes import gradients
+    from sitegen.engine.geometry import receptive_fields
 
     torch.manual_seed(0)
     model = load_model("efficientnet_lite0", "none").module.double().eval()

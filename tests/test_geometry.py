@@ -3,8 +3,8 @@
 import torch
 from torch import nn
 
-from sitegen.geometry import Geometry, receptive_fields
-from sitegen.models import load_model
+from sitegen.engine.geometry import Geometry, receptive_fields
+from sitegen.model.registry import load_model
 
 
 def _geometry(model, paths, size):

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from sitegen.errors import SitegenError
-from sitegen.models import describe_layers, load_model
+from sitegen.model.layers import describe_layers, resolve_layer
+from sitegen.model.registry import load_model
 
 
 def test_state_dict_file_loads_with_the_same_fingerprint(tmp_path):
@@ -43,9 +44,9 @@ def test_unknown_models_and_layers_suggest_names():
         load_model("alexnt", "none")
     loaded = load_model("alexnet", "none")
     with pytest.raises(SitegenError, match="Did you mean 'conv5'"):
-        loaded.resolve_layer("conv55")
-    assert loaded.resolve_layer("conv5") == ("conv5", "features.11")
-    assert loaded.resolve_layer("features.11") == ("conv5", "features.11")
+        resolve_layer(loaded, "conv55")
+    assert resolve_layer(loaded, "conv5") == ("conv5", "features.11")
+    assert resolve_layer(loaded, "features.11") == ("conv5", "features.11")
 
 
 def test_describe_layers_gives_shapes_and_call_counts():

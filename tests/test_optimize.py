@@ -8,11 +8,12 @@ from torch import nn
 
 import sitegen
 from conftest import TINY_MODEL, write_images
+from sitegen.build.runner import compute
 from sitegen.check import check_site
 from sitegen.config import load
+from sitegen.engine.optimization import FourierImage, Recipe, excitation, objective, optimize
 from sitegen.errors import SitegenError
-from sitegen.optimization import FourierImage, Recipe, excitation, objective, optimize
-from sitegen.pipeline import compute
+from sitegen.store.manifest import dump
 
 
 def small_cnn() -> nn.Module:
@@ -130,11 +131,11 @@ def test_an_atlas_with_optimized_images(tmp_path):
     assert config.compute.methods == ("guided",)
     manifest, computed = compute(config, tmp_path / "cache", quiet=True)
     assert computed["optimized images"] == 8 + 5
-    layers = {layer["name"]: layer for layer in manifest["layers"]}
-    assert layers["features.1"]["optimize"] is None
-    check = layers["features.4"]["optimize"]
-    assert set(check["neurons"]) == {str(n) for n in range(8)}
-    assert check["beats_probe"] == sum(n["own"] > n["probe"] for n in check["neurons"].values()) / 8
+    layers = {layer.name: layer for layer in manifest.layers}
+    assert layers["features.1"].optimized is None
+    check, records = layers["features.4"].optimized, layers["features.4"].neurons
+    assert [r.neuron for r in records if r.excitation is not None] == list(range(8))
+    assert check.beats_probe == sum(r.excitation.own > r.excitation.probe for r in records) / 8
     from typer.testing import CliRunner
 
     from sitegen.cli import app
@@ -183,6 +184,6 @@ def test_one_mapped_neuron_has_no_other_image(tmp_path):
     (tmp_path / "atlas.toml").write_text(text.replace('layers = ["features.4", "fc"]', 'layers = ["fc"]')
                                          .replace("steps = 48", "steps = 4"))
     manifest, _ = compute(load(tmp_path / "atlas.toml"), tmp_path / "cache", quiet=True)
-    check = manifest["layers"][1]["optimize"]
-    assert check["specific"] is None and check["neurons"]["2"]["other"] is None
-    json.dumps(manifest, allow_nan=False)  # the site's manifest.json stays strict JSON
+    layer = manifest.layers[1]
+    assert layer.optimized.specific is None and layer.neurons[0].excitation.other is None
+    json.dumps(dump(manifest), allow_nan=False)  # the manifests stay strict JSON

@@ -7,11 +7,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from sitegen.compute import activations
-from sitegen.geometry import receptive_fields
-from sitegen.images import View, view_pixels
-from sitegen.models import load_model
-from sitegen.pipeline import _unique_slugs
+from sitegen.engine.passes import activations
+from sitegen.engine.geometry import receptive_fields
+from sitegen.images import View, unique_slugs, view_pixels
+from sitegen.model.registry import load_model
 from sitegen.render import RECORD, Writer
 
 
@@ -79,13 +78,14 @@ def test_the_writer_deletes_only_inside_its_folder(tmp_path):
 
 
 def test_featured_slugs_stay_unique():
-    assert _unique_slugs(["a.png", "b/a.jpg", "a-2.png", "A.PNG"]) == ["a", "a-2", "a-2-2", "a-3"]
+    assert unique_slugs(["a.png", "b/a.jpg", "a-2.png", "A.PNG"]) == ["a", "a-2", "a-2-2", "a-3"]
 
 
 def test_a_layer_listed_twice_under_two_names_is_refused(tmp_path):
     from sitegen.config import parse
     from sitegen.errors import SitegenError
-    from sitegen.pipeline import load_configured_model, resolve_layers
+    from sitegen.model.layers import resolve_layers
+    from sitegen.model.registry import load_configured_model
 
     config = parse('[model]\nname = "alexnet"\nweights = "none"\n[layers]\nuse = ["conv1", "features.1"]\n',
                    tmp_path / "a.toml")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sitegen.compute import RunningTopK
+from sitegen.engine.topk import RunningTopK
 
 
 def full_top(values: np.ndarray, k: int) -> np.ndarray:
@@ -41,7 +41,8 @@ def test_shards_merge_exactly_in_any_order():
 
 def test_chunked_probe_activations_change_nothing(tmp_path, monkeypatch):
     from conftest import TINY_MODEL, write_images
-    from sitegen import pipeline
+    from sitegen.build.runner import compute
+    from sitegen.build.stages import activations
     from sitegen.config import load
 
     write_images(tmp_path / "imgs", 4)
@@ -56,13 +57,13 @@ probe_zooms = [1.0, 0.5]
 top_k = 5
 """)
     config = load(tmp_path / "atlas.toml")
-    whole, _ = pipeline.compute(config, tmp_path / "a", quiet=True)
-    monkeypatch.setattr(pipeline, "CHUNK", 7)
-    chunked, _ = pipeline.compute(config, tmp_path / "b", quiet=True)
-    assert [layer["neurons"] for layer in whole["layers"]] == [layer["neurons"] for layer in chunked["layers"]]
-    for layer in whole["layers"]:
-        for entry in layer["neurons"]:
-            stats = entry["stats"]
-            assert sum(stats["counts"]) == whole["probe"]["count"] == 48
+    whole, _ = compute(config, tmp_path / "a", quiet=True)
+    monkeypatch.setattr(activations, "CHUNK", 7)
+    chunked, _ = compute(config, tmp_path / "b", quiet=True)
+    assert [layer.neurons for layer in whole.layers] == [layer.neurons for layer in chunked.layers]
+    for layer in whole.layers:
+        for record in layer.neurons:
+            stats = record.stats["histogram"]
+            assert sum(stats["counts"]) == whole.probe.count == 48
             assert stats["low"] <= stats["mean"] <= stats["high"] and 0 <= stats["firing"] <= 1
-            assert stats["high"] == pytest.approx(entry["top"][0]["value"])  # the best patch is the maximum
+            assert stats["high"] == pytest.approx(record.top[0].value)  # the best patch is the maximum

@@ -10,10 +10,10 @@ from torch import nn
 
 import sitegen
 from reference import reference_visualize
-from sitegen.compute import pictures
+from sitegen.engine.pictures import pictures
 from sitegen.errors import SitegenError
 from sitegen.images import GRADIENT_STEP, coarsen, encode
-from sitegen.models import load_model
+from sitegen.model.registry import load_model
 
 CASES = [
     # model, layer (alias or path), module path, input size, neurons
@@ -146,8 +146,8 @@ def test_bad_arguments_are_named():
 @pytest.mark.parametrize("name,path,size", [("efficientnet_lite0", "_blocks.4", 128), ("alexnet", "features.4", 128),
                                             ("resnet18", "layer2", 128), ("vgg11", "features.7", 64)])
 def test_receptive_field_crops_give_the_whole_image_numbers(name, path, size):
-    from sitegen.compute import crops_are_exact, gradients
-    from sitegen.geometry import receptive_fields
+    from sitegen.engine.passes import crops_are_exact, gradients
+    from sitegen.engine.geometry import receptive_fields
 
     torch.manual_seed(0)
     model = load_model(name, "none").module.double().eval()
@@ -180,8 +180,8 @@ def test_receptive_field_crops_give_the_whole_image_numbers(name, path, size):
 def test_crops_are_refused_where_padding_depends_on_the_input_size():
     from efficientnet_lite_pytorch.utils import Conv2dDynamicSamePadding
 
-    from sitegen.compute import crops_are_exact
-    from sitegen.geometry import receptive_fields
+    from sitegen.engine.passes import crops_are_exact
+    from sitegen.engine.geometry import receptive_fields
 
     torch.manual_seed(0)
     # TensorFlow-style 'same' padding computed per call: a crop of odd size is padded on the left too

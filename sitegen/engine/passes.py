@@ -1,28 +1,23 @@
-"""Pure tensor computations: activations, visualizations, predictions.
+"""Batched forward and backward passes: activations, visualizations, edge weights, predictions.
 
-No file I/O and no printing here (DESIGN §1).  Everything is batched and runs
-on whatever device the model's parameters are on.
+Pure tensor code: no file I/O and no printing here (DESIGN §1).  Everything
+is batched and runs on whatever device the model's parameters are on.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from .backprop import METHODS, backward_rule, capture, current_rule, inference_state, relu_rules
-from .errors import SitegenError
+from ..errors import SitegenError
+from ..methods import TRUE_GRADIENT
+from .capture import capture, inference_state, model_device
 from .geometry import Geometry
-
-
-def model_device(model: nn.Module) -> torch.device:
-    for param in model.parameters():
-        return param.device
-    return torch.device("cpu")
+from .rules import RULES, backward_rule, current_rule, relu_rules
 
 
 def _flat(out: torch.Tensor) -> torch.Tensor:
@@ -133,7 +128,7 @@ class _LowerLayer:
         return self
 
     def _keep(self, grad: torch.Tensor) -> None:
-        if current_rule() == "gradient":  # edges use true gradients only
+        if current_rule() == TRUE_GRADIENT:  # edges use true gradients only
             self.grad = grad
 
     def __exit__(self, *exc):
@@ -145,6 +140,40 @@ class _LowerLayer:
             raise SitegenError("the upper layer does not depend on the lower one: list layers lowest first")
         product = (self.value * self.grad).reshape(self.value.shape[0], self.value.shape[1], -1)
         return product.sum(dim=2)
+
+
+def _crops(geometry: Geometry | None, positions: Sequence[int], out_width: int, height: int, width: int,
+           common: bool) -> list[Crop | None]:
+    """Each neuron's receptive-field crop (None: the whole image), grown to one shape if ``common``."""
+    if geometry is None:
+        return [None] * len(positions)
+    crops = [crop_for(geometry, *divmod(int(p), out_width), height, width) for p in positions]
+    return common_shape(crops, geometry, height, width) if common else crops
+
+
+def _batches(crops: list[Crop | None], batch_size: int, height: int, width: int) -> Iterator[list[int]]:
+    """Indices of neurons that go through one pass together: crops of one shape, more of the small ones
+    (a crop costs, and holds, about its share of the image)."""
+    groups: dict[tuple[int, int] | None, list[int]] = {}
+    for index, crop in enumerate(crops):
+        shape = None if crop is None else (crop.y1 - crop.y0 + 1, crop.x1 - crop.x0 + 1)
+        groups.setdefault(shape, []).append(index)
+    for shape, members in groups.items():
+        size = batch_size if shape is None else min(
+            len(members), max(batch_size, batch_size * height * width // (shape[0] * shape[1])))
+        for start in range(0, len(members), size):
+            yield members[start:start + size]
+
+
+def _seeds(model: nn.Module, batch: torch.Tensor, name: str, module: nn.Module, neurons: list[int],
+           cuts: list[Crop | None], positions: list[int]) -> torch.Tensor:
+    """The forward pass of a batch under the ReLU rules: the sum of each copy's own neuron at its position."""
+    with torch.enable_grad(), relu_rules():
+        out = capture(model, batch, {name: module})[name]
+        where = [int(p) if c is None else c.i * out.shape[-1] + c.j for p, c in zip(positions, cuts)]
+        rows = torch.arange(len(neurons), device=batch.device)
+        return _flat(out)[rows, torch.as_tensor(neurons, device=batch.device),
+                          torch.as_tensor(where, device=batch.device)].sum()
 
 
 def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module,
@@ -172,66 +201,42 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
     one more backward pass otherwise.
     """
     for method in methods:
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+        if method not in RULES:
+            raise ValueError(f"unknown method {method!r}; expected one of {', '.join(RULES)}")
     device = model_device(model)
-    common = device.type == "cuda" if common is None else common
     image = image.to(device)
     image = image[0] if image.dim() == 4 else image
     _, height, width = image.shape
-    crops: list[Crop | None] = [None] * len(neurons)
-    if geometry is not None:
-        crops = [crop_for(geometry, *divmod(int(p), out_width), height, width) for p in positions]
-        if common:
-            crops = common_shape(crops, geometry, height, width)
-    groups: dict[tuple[int, int] | None, list[int]] = {}
-    for index, crop in enumerate(crops):
-        shape = None if crop is None else (crop.y1 - crop.y0 + 1, crop.x1 - crop.x0 + 1)
-        groups.setdefault(shape, []).append(index)
+    crops = _crops(geometry, positions, out_width, height, width, device.type == "cuda" if common is None else common)
     results = {method: torch.zeros(len(neurons), *image.shape, device=device, dtype=image.dtype)
                for method in methods}
-    passes = list(methods)
-    if lower is not None and "gradient" not in passes:
-        passes.append("gradient")
+    passes = list(methods) + ([TRUE_GRADIENT] if lower is not None and TRUE_GRADIENT not in methods else [])
     edges: dict[int, torch.Tensor] = {}
     with inference_state(model):
-        for shape, members in groups.items():
-            # a crop costs (and holds) about its share of the image: batch more of the small ones
-            size = batch_size if shape is None else min(
-                len(members), max(batch_size, batch_size * height * width // (shape[0] * shape[1])))
-            for start in range(0, len(members), size):
-                chunk = members[start:start + size]
-                cuts = [crops[k] for k in chunk]
-                if cuts[0] is None:
-                    batch = image.expand(len(chunk), -1, -1, -1).clone()
-                else:
-                    batch = torch.stack([image[:, c.y0:c.y1 + 1, c.x0:c.x1 + 1] for c in cuts])
-                batch.requires_grad_(True)
-                with contextlib.ExitStack() as stack:
-                    recorder = stack.enter_context(_LowerLayer(lower)) if lower is not None else None
-                    with torch.enable_grad(), relu_rules():
-                        outs = capture(model, batch, {name: module})
-                        out = outs[name]
-                        flat = _flat(out)
-                        where = [int(positions[k]) if c is None else c.i * out.shape[-1] + c.j
-                                 for k, c in zip(chunk, cuts)]
-                        seeds = flat[torch.arange(len(chunk), device=device),
-                                     torch.as_tensor([int(neurons[k]) for k in chunk], device=device),
-                                     torch.as_tensor(where, device=device)].sum()
-                    for index, method in enumerate(passes):
-                        with backward_rule(method):
-                            (grad,) = torch.autograd.grad(seeds, batch, retain_graph=index < len(passes) - 1)
-                        if method not in results:
-                            continue
+        for chunk in _batches(crops, batch_size, height, width):
+            cuts = [crops[k] for k in chunk]
+            if cuts[0] is None:
+                batch = image.expand(len(chunk), -1, -1, -1).clone()
+            else:
+                batch = torch.stack([image[:, c.y0:c.y1 + 1, c.x0:c.x1 + 1] for c in cuts])
+            batch.requires_grad_(True)
+            with contextlib.ExitStack() as stack:
+                recorder = stack.enter_context(_LowerLayer(lower)) if lower is not None else None
+                seeds = _seeds(model, batch, name, module, [int(neurons[k]) for k in chunk], cuts,
+                               [positions[k] for k in chunk])
+                for index, method in enumerate(passes):
+                    with backward_rule(method):
+                        (grad,) = torch.autograd.grad(seeds, batch, retain_graph=index < len(passes) - 1)
+                    if method in results:
                         for row, (k, c) in enumerate(zip(chunk, cuts)):
                             if c is None:
                                 results[method][k] = grad[row]
                             else:
                                 results[method][k, :, c.y0:c.y1 + 1, c.x0:c.x1 + 1] = grad[row]
-                    if recorder is not None:
-                        for k, weights in zip(chunk, recorder.weights()):
-                            edges[k] = weights.float()
-                del outs, out, flat, seeds, batch
+                if recorder is not None:
+                    for k, weights in zip(chunk, recorder.weights()):
+                        edges[k] = weights.float()
+            del seeds, batch
     if lower is not None:
         results["edges"] = torch.stack([edges[k] for k in range(len(neurons))])
     return results
@@ -256,9 +261,9 @@ def crops_are_exact(model: nn.Module, image: torch.Tensor, name: str, module: nn
     _, height, width = out.shape
     positions = [0, width - 1, (height - 1) * width, height * width - 1, (height // 2) * width + width // 2]
     neurons = [int(out.reshape(out.shape[0], -1)[:, p].argmax()) for p in positions]
-    full = gradients(model, image, name, module, neurons, positions, ["gradient"])["gradient"]
-    crop = gradients(model, image, name, module, neurons, positions, ["gradient"], geometry=geometry,
-                     out_width=width)["gradient"]
+    full = gradients(model, image, name, module, neurons, positions, [TRUE_GRADIENT])[TRUE_GRADIENT]
+    crop = gradients(model, image, name, module, neurons, positions, [TRUE_GRADIENT], geometry=geometry,
+                     out_width=width)[TRUE_GRADIENT]
     scale = full.abs().amax(dim=(1, 2, 3))
     if not (scale > 0).any():
         return False  # nothing to compare: do not trust crops
@@ -288,18 +293,6 @@ def edges(model: nn.Module, images: torch.Tensor, name: str, module: nn.Module, 
     return torch.stack(per_image)
 
 
-def pictures(grads: torch.Tensor) -> np.ndarray:
-    """Gradients [..., 3, H, W] -> uint8 pictures [..., H, W, 3]: g / max|g| * 0.5 + 0.5.
-
-    One maximum over the whole picture (all pixels, all colour channels), so
-    zero is mid-grey and the colours keep their balance.
-    """
-    scale = grads.abs().amax(dim=(-3, -2, -1), keepdim=True)
-    scaled = torch.where(scale > 0, grads / scale.clamp(min=torch.finfo(grads.dtype).tiny), torch.zeros_like(grads))
-    picture = (scaled * 0.5 + 0.5).clamp(0, 1).mul(255).round().to(torch.uint8)
-    return picture.movedim(-3, -1).cpu().numpy()
-
-
 def predictions(model: nn.Module, images: torch.Tensor, k: int = 5, batch_size: int = 32):
     """Top-k softmax probabilities and class indices of a classifier, ([N, k], [N, k])."""
     device = model_device(model)
@@ -313,34 +306,3 @@ def predictions(model: nn.Module, images: torch.Tensor, k: int = 5, batch_size: 
             probs.append(top.values.cpu())
             indices.append(top.indices.cpu())
     return torch.cat(probs), torch.cat(indices)
-
-
-class RunningTopK:
-    """The exact top k of every column over blocks of rows, ties broken by row order.
-
-    Memory holds k rows per column whatever the number of rows seen, so mining
-    a probe set of any size costs the same (neurons x k).  Blocks may come in
-    any order (the row numbers decide ties), so shards can be merged exactly.
-    """
-
-    def __init__(self, columns: int, k: int):
-        self.k = k
-        self.values = np.full((0, columns), -np.inf, dtype=np.float32)
-        self.rows = np.zeros((0, columns), dtype=np.int64)
-        self.positions = np.zeros((0, columns), dtype=np.int64)
-
-    def update(self, values: np.ndarray, positions: np.ndarray, rows: np.ndarray) -> None:
-        """Add a block: values and positions [n, C] of rows numbered ``rows`` ([n], or [n, C] per column)."""
-        rows = rows if rows.ndim == 2 else np.broadcast_to(rows[:, None], values.shape)
-        all_values = np.concatenate([self.values, values.astype(np.float32)])
-        all_rows = np.concatenate([self.rows, rows])
-        all_positions = np.concatenate([self.positions, positions])
-        order = np.lexsort((all_rows, -all_values), axis=0)[:self.k]
-        self.values = np.take_along_axis(all_values, order, axis=0)
-        self.rows = np.take_along_axis(all_rows, order, axis=0)
-        self.positions = np.take_along_axis(all_positions, order, axis=0)
-
-    def merge(self, other: "RunningTopK") -> None:
-        """Take in another shard's top k (of other rows): the result is the top k of both."""
-        self.update(other.values, other.positions, other.rows)
-

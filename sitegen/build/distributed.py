@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .cache import Cache
+from ..store.cache import Cache
 
 
 class Group:

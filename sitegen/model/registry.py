@@ -1,5 +1,5 @@
 """The model registry: a name becomes a module, its preprocessing, its class
-names and friendly layer aliases.
+names and friendly layer aliases (``layers.py``).
 
 - any torchvision classification model by name (``alexnet``, ``vgg11``,
   ``resnet18``, ...), preprocessing and categories from its weights enum;
@@ -14,21 +14,21 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
 
 import torch
 from torch import nn
 
-from .errors import SitegenError
+from ..errors import SitegenError
+from .layers import aliases_for
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-ALEXNET_ALIASES = {
-    "conv1": "features.1", "conv2": "features.4", "conv3": "features.7", "conv4": "features.9",
-    "conv5": "features.11", "fc6": "classifier.2", "fc7": "classifier.5", "fc8": "classifier.6",
-}
 
 
 @dataclass(frozen=True)
@@ -53,33 +53,16 @@ class Preprocess:
                 f"{self.crop} x {self.crop}, (x - [{mean}]) / [{std}]")
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadedModel:
     name: str
     module: nn.Module
     preprocess: Preprocess
-    categories: list[str] | None
-    aliases: dict[str, str] = field(default_factory=dict)  # alias -> dotted module path
+    categories: tuple[str, ...] | None
+    aliases: Mapping[str, str] = field(default_factory=dict)  # alias -> dotted module path
     weights: str = "none"  # what the weights are, in words
     weights_license: str = ""
     fingerprint: str = ""  # architecture name + hash of the weights' bytes
-
-    def resolve_layer(self, layer: str) -> tuple[str, str]:
-        """Return (display name, dotted module path) for an alias or a dotted path."""
-        modules = dict(self.module.named_modules())
-        if layer in self.aliases:
-            return layer, self.aliases[layer]
-        if layer in modules and layer != "":
-            alias = next((a for a, p in self.aliases.items() if p == layer), None)
-            return (alias or layer), layer
-        names = list(self.aliases) + [n for n in modules if n]
-        close = difflib.get_close_matches(layer, names, n=3)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        top = [n for n in modules if n and "." not in n]
-        listed = ", ".join(list(self.aliases) + top)
-        raise SitegenError(
-            f"unknown layer {layer!r} for model {self.name!r}.{hint} Valid names include {listed}, and every "
-            f"dotted path below them: `sitegen layers {self.name}` lists all {len(names)} with their shapes.")
 
 
 def weights_fingerprint(name: str, module: nn.Module) -> str:
@@ -90,18 +73,6 @@ def weights_fingerprint(name: str, module: nn.Module) -> str:
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return f"{name}:{digest.hexdigest()[:16]}"
-
-
-def aliases_for(module: nn.Module) -> dict[str, str]:
-    """Friendly layer names of the known architectures."""
-    kind = type(module).__name__
-    if kind == "AlexNet":
-        return dict(ALEXNET_ALIASES)
-    if kind == "EfficientNet" and hasattr(module, "_blocks"):
-        aliases = {f"block{i}": f"_blocks.{i}" for i in range(len(module._blocks))}
-        aliases["logits"] = "_fc"
-        return aliases
-    return {}
 
 
 def _load_state_dict(module: nn.Module, path: Path) -> None:
@@ -131,10 +102,10 @@ def _load_state_dict(module: nn.Module, path: Path) -> None:
     module.load_state_dict(state)
 
 
-def _imagenet_categories() -> list[str]:
+def _imagenet_categories() -> tuple[str, ...]:
     from torchvision.models import AlexNet_Weights
 
-    return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
+    return tuple(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 def _efficientnet_lite0(weights: str, seed: int) -> LoadedModel:
@@ -196,7 +167,7 @@ def _torchvision(name: str, weights: str, seed: int) -> LoadedModel:
             resize=int(transform.resize_size[0]), crop=int(transform.crop_size[0]),
             mean=tuple(float(v) for v in transform.mean), std=tuple(float(v) for v in transform.std),
             interpolation=str(transform.interpolation.value))
-        categories = list(default.meta.get("categories") or []) or None
+        categories = tuple(default.meta.get("categories") or ()) or None
     return LoadedModel(name=name, module=module, preprocess=preprocess, categories=categories,
                        aliases=aliases_for(module), weights=described)
 
@@ -240,46 +211,19 @@ def load_model(name: str, weights: str = "default", seed: int = 0) -> LoadedMode
                                f"model, 'efficientnet_lite0' or 'package.module:factory' works.")
         loaded = _torchvision(name, weights, seed)
     loaded.module.eval()
-    loaded.fingerprint = weights_fingerprint(loaded.name, loaded.module)
+    return replace(loaded, fingerprint=weights_fingerprint(loaded.name, loaded.module))
+
+
+def load_configured_model(config: Config) -> LoadedModel:
+    """The model of ``[model]``, with its preprocessing overridden where the config says so."""
+    loaded = load_model(config.model.name, config.weights_path(), config.compute.seed)
+    m = config.model
+    overrides = {name: value for name, value in
+                 (("resize", m.resize), ("crop", m.crop), ("mean", m.mean), ("std", m.std)) if value is not None}
+    if overrides:
+        loaded = replace(loaded, preprocess=replace(loaded.preprocess, **overrides))
+    if m.license:
+        loaded = replace(loaded, weights_license=m.license)
     return loaded
 
 
-@dataclass(frozen=True)
-class LayerInfo:
-    path: str
-    alias: str | None
-    kind: str
-    shape: tuple[int, ...]  # output shape without the batch dimension
-    calls: int
-
-
-def describe_layers(loaded: LoadedModel) -> list[LayerInfo]:
-    """Every module of the model with its output shape for one input image."""
-    from .backprop import inference_state
-    from .compute import model_device
-
-    model = loaded.module
-    shapes: dict[str, tuple[int, ...]] = {}
-    calls: dict[str, int] = {}
-    handles = []
-
-    def make_hook(path: str):
-        def hook(_module, _inputs, output):
-            calls[path] = calls.get(path, 0) + 1
-            if isinstance(output, torch.Tensor) and path not in shapes:
-                shapes[path] = tuple(output.shape[1:])
-        return hook
-
-    try:
-        for path, module in model.named_modules():
-            if path:
-                handles.append(module.register_forward_hook(make_hook(path)))
-        size = loaded.preprocess.crop
-        with inference_state(model), torch.no_grad():
-            model(torch.zeros(1, 3, size, size, device=model_device(model)))
-    finally:
-        for handle in handles:
-            handle.remove()
-    by_path = {p: a for a, p in loaded.aliases.items()}
-    return [LayerInfo(path, by_path.get(path), type(module).__name__, shapes.get(path, ()), calls.get(path, 0))
-            for path, module in model.named_modules() if path]

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .backprop import _arg, capture, inference_state
+from .capture import capture, inference_state
+from .rules import arg
 
 
 @dataclass(frozen=True)
@@ -126,11 +127,11 @@ class _GeometryMode(TorchFunctionMode):
     def _propagate(self, name, args, kwargs, inputs, out) -> Geometry:
         first = self.of(inputs[0])
         if name == "conv2d" and inputs[0] is args[0]:
-            weight = _arg(args, kwargs, 1, "weight", None)
+            weight = arg(args, kwargs, 1, "weight", None)
             kernel = tuple(weight.shape[-2:])
-            stride = _arg(args, kwargs, 3, "stride", 1)
-            padding = _arg(args, kwargs, 4, "padding", 0)
-            dilation = _arg(args, kwargs, 5, "dilation", 1)
+            stride = arg(args, kwargs, 3, "stride", 1)
+            padding = arg(args, kwargs, 4, "padding", 0)
+            dilation = arg(args, kwargs, 5, "dilation", 1)
             if padding == "valid":
                 padding = 0
             elif padding == "same":
@@ -138,13 +139,13 @@ class _GeometryMode(TorchFunctionMode):
                 padding = tuple(d[a] * (kernel[a] - 1) // 2 for a in range(2))
             return _window(first, kernel, stride, padding, dilation)
         if name in ("max_pool2d", "_max_pool2d", "max_pool2d_with_indices", "avg_pool2d") and inputs[0] is args[0]:
-            kernel = _arg(args, kwargs, 1, "kernel_size", 1)
-            stride = _arg(args, kwargs, 2, "stride", None) or kernel
-            padding = _arg(args, kwargs, 3, "padding", 0)
-            dilation = _arg(args, kwargs, 4, "dilation", 1) if "max" in name else 1
+            kernel = arg(args, kwargs, 1, "kernel_size", 1)
+            stride = arg(args, kwargs, 2, "stride", None) or kernel
+            padding = arg(args, kwargs, 3, "padding", 0)
+            dilation = arg(args, kwargs, 4, "dilation", 1) if "max" in name else 1
             return _window(first, kernel, stride, padding, dilation)
         if name in ("pad", "_pad") and inputs[0] is args[0] and not first.whole:
-            pad = list(_arg(args, kwargs, 1, "pad", ()))
+            pad = list(arg(args, kwargs, 1, "pad", ()))
             if len(pad) >= 4:
                 left, top = pad[0], pad[2]
                 return Geometry(first.jump,

@@ -1,7 +1,8 @@
 """The content-addressed cache: the only code that touches the cache folder.
 
 An entry is one zip file of named members: ``.npy`` arrays (read with
-``allow_pickle=False``) and encoded images.  Its key hashes exactly the
+``allow_pickle=False``) and encoded images; the kinds of entries and the
+names of their members are in ``members.py``.  Its key hashes exactly the
 inputs of the stage that made it (DESIGN §3); where an entry holds one member
 per neuron, neurons computed later are added to it.  Writes go to a temporary
 file that is then renamed over the target, so an entry is whole or absent;

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backprop import REDIRECTED, backward_rule, capture, inference_state, relu_rules
-from .compute import model_device
+from .capture import capture, inference_state, model_device
+from .rules import REDIRECTED, backward_rule, relu_rules
 
 # The square root of ImageNet's colour covariance (from its SVD), as in Lucid;
 # columns scaled so that the largest has norm 1.

@@ -1,0 +1,134 @@
+"""The manifest, assembled from what the stages wrote: the records the site is rendered from."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import __version__, stats
+from ..errors import SitegenError
+from ..images import Item, unique_slugs
+from ..model.layers import Layer
+from ..store import members
+from ..store.manifest import (Excitation, FeaturedRecord, LayerRecord, Manifest, ModelRecord, NeuronRecord,
+                              OptimizedRecord, PatchRecord, Prediction, ProbeRecord, ProbeView, Seen)
+from . import edges
+from .stage import State, require
+from .stages import activations, optimize, patches, specificity, statistics
+from .stages.featured import pictures_key
+from .stages.photos import photo_key, predictions_key
+from .stages.units import selection_text
+from .workspace import Workspace
+
+
+class Reader:
+    """Cache entries read once each while the manifest is assembled."""
+
+    def __init__(self, ws: Workspace):
+        self.ws = ws
+        self.entries: dict[tuple[str, str], dict] = {}
+
+    def __call__(self, kind: str, key: str) -> dict:
+        if (kind, key) not in self.entries:
+            self.entries[(kind, key)] = require(self.ws, kind, key)
+        return self.entries[(kind, key)]
+
+    def edge_row(self, item: Item, layer: Layer, neuron: int) -> np.ndarray:
+        entry = self(members.EDGES, edges.edges_key(self.ws, item, layer))
+        if members.edges(neuron) not in entry:
+            raise SitegenError(f"cache entry edges/{edges.edges_key(self.ws, item, layer)} lacks neuron {neuron}; "
+                               f"run `sitegen compute` again")
+        return entry[members.edges(neuron)]
+
+
+def featured_record(ws: Workspace, item: Item, slug: str, read: Reader) -> FeaturedRecord:
+    categories = ws.model.categories
+    predictions = ()
+    if categories:
+        entry = read(members.PREDICTIONS, predictions_key(ws, item))
+        predictions = tuple(Prediction(int(index), categories[int(index)], float(prob)) for prob, index in
+                            zip(entry[members.PROBS].tolist(), entry[members.CLASSES].tolist()))
+    return FeaturedRecord(slug, item.name, photo_key(ws, item), predictions,
+                          {layer.name: {m: pictures_key(ws, item, layer, m) for m in ws.config.compute.methods}
+                           for layer in ws.layers})
+
+
+def optimized_record(ws: Workspace, layer: Layer, units: tuple[int, ...],
+                     ) -> tuple[OptimizedRecord | None, list[Excitation | None]]:
+    """The layer's optimized images and their check, and each neuron's excitation."""
+    if layer not in optimize.optimized_layers(ws):
+        return None, [None] * len(units)
+    rows = require(ws, members.EXCITATIONS, optimize.excitation_key(ws, layer, units))[members.EXCITATION]
+    count = max(1, len(rows))
+    record = OptimizedRecord(optimize.optimized_key(ws, layer), optimize.recipe(ws).as_dict(), ws.config.compute.seed,
+                             float((rows[:, 0] > rows[:, 2]).sum() / count),
+                             float((rows[:, 0] > rows[:, 1]).sum() / count) if len(rows) > 1 else None)
+    # with one mapped neuron there is no other image: None, not -inf (manifest.json stays valid JSON)
+    return record, [Excitation(float(a), float(b) if np.isfinite(b) else None, float(c)) for a, b, c in rows.tolist()]
+
+
+def seen(ws: Workspace, layer: Layer, units: tuple[int, ...], slugs: list[str]) -> list[dict[str, Seen]]:
+    """Per mapped neuron: its value, position and specificity on each featured image."""
+    per_neuron: list[dict[str, Seen]] = [{} for _ in units]
+    for item, slug in zip(ws.featured, slugs):
+        values, positions = activations.read_featured(ws, item, layer)
+        spec = None
+        if specificity.applies(ws, units):
+            key = specificity.specificity_key(ws, item, layer, units)
+            spec = require(ws, members.SPECIFICITIES, key)[members.SPECIFICITY]
+        for row, neuron in enumerate(units):
+            per_neuron[row][slug] = Seen(float(values[neuron]), int(positions[neuron]),
+                                         float(spec[row]) if spec is not None else None)
+    return per_neuron
+
+
+def children(ws: Workspace, state: State, layer: Layer, neuron: int, order: list[int], slugs: list[str],
+             read: Reader) -> dict:
+    """The strongest children on each featured image, and over the neuron's top-patch images."""
+    if layer.lower is None:
+        return {}
+    lower, k = state.units[layer.lower.name], ws.config.compute.children
+    found = {slug: edges.strongest(read.edge_row(item, layer, neuron), lower, k)
+             for item, slug in zip(ws.featured, slugs)}
+    rows = np.stack([read.edge_row(ws.probe[index], layer, neuron) for index in order])
+    found["dataset"] = edges.over_dataset(rows, lower, k)
+    return found
+
+
+def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], read: Reader) -> LayerRecord:
+    units, top = state.units[layer.name], state.tops[layer.name]
+    arrays = {statistic.NAME: statistics.read(ws, layer, units, statistic) for statistic in stats.STATISTICS}
+    optimized, excitations = optimized_record(ws, layer, units)
+    views = seen(ws, layer, units, slugs)
+    neurons = []
+    for row, neuron in enumerate(units):
+        order = top.order[row].tolist()
+        best = tuple(PatchRecord(index, float(top.values[row, rank - 1]),
+                                 ws.box(layer, int(top.positions[row, rank - 1])),
+                                 patches.patches_key(ws, ws.probe[index], layer), rank=rank)
+                     for rank, index in enumerate(order, start=1))
+        levels = tuple(PatchRecord(int(rows[row]), float(values[row]), ws.box(layer, int(positions[row])),
+                                   patches.patches_key(ws, ws.probe[int(rows[row])], layer), percentile=p)
+                       for p, (rows, values, positions) in top.levels.items())
+        neurons.append(NeuronRecord(
+            neuron, best, levels, views[row], children(ws, state, layer, neuron, order, slugs, read),
+            {statistic.NAME: statistic.record(arrays[statistic.NAME], row) for statistic in stats.STATISTICS},
+            excitations[row]))
+    geometry = layer.geometry
+    return LayerRecord(layer.name, layer.path, layer.shape, selection_text(ws, layer),
+                       layer.lower.name if layer.lower is not None else None, geometry.as_dict(), ws.zoomable(layer),
+                       None if geometry.whole else geometry.size, tuple(neurons), optimized)
+
+
+def record(ws: Workspace, state: State) -> Manifest:
+    read = Reader(ws)
+    slugs = unique_slugs([item.name for item in ws.featured])
+    model, probe = ws.model, ws.probe
+    return Manifest(
+        version=__version__, title=ws.config.title, config=str(ws.config.path),
+        model=ModelRecord(model.name, model.weights, model.fingerprint, model.weights_license,
+                          model.preprocess.as_dict(), model.preprocess.describe(), tuple(model.categories or ())),
+        methods=ws.config.compute.methods, top_k=ws.config.compute.top_k, children=ws.config.compute.children,
+        layers=tuple(layer_record(ws, state, layer, slugs, read) for layer in ws.layers),
+        featured=tuple(featured_record(ws, item, slug, read) for item, slug in zip(ws.featured, slugs)),
+        probe=ProbeRecord(len(probe), len({item.digest for item in probe}), ws.probe_hash,
+                          tuple(ProbeView(item.name, item.view.describe()) for item in probe)))

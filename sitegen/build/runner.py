@@ -1,0 +1,137 @@
+"""The runner: every stage in turn (plan, share between torchrun ranks, run, write, progress), then the
+manifest.  ``status`` is the same plans, counted and not run.
+
+Cache entries (DESIGN §3; every key also holds the compute version; the member names are in
+``store/members.py``), each written by the stage of the same name:
+
+- ``acts``     per featured view, and per chunk of probe views, and layer: activations and positions;
+- ``photo``, ``preds``  per featured view: the pixels the model sees, the top predictions;
+- ``vis``      per featured view, layer and method: every neuron's picture (and ``edges`` per view and layer);
+- ``stats``    per layer and statistic, over the probe set;
+- ``patch``    per probe view and layer: photo crops and guided patches of the neurons that show that view;
+- ``opt``, ``optcheck``  per layer: optimized images and their check; ``spec`` per featured view and layer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..config import Config
+from ..store import manifest as manifest_store
+from ..store.cache import Cache
+from ..store.manifest import Manifest
+from .record import record
+from .stage import Stage, State
+from .stages.activations import ActivationsStage
+from .stages.featured import FeaturedStage
+from .stages.optimize import ExcitationStage, OptimizeStage
+from .stages.patches import PatchesStage
+from .stages.photos import PhotosStage
+from .stages.selection import SelectionStage
+from .stages.specificity import SpecificityStage
+from .stages.statistics import StatisticsStage
+from .stages.units import UnitsStage
+from .workspace import Workspace
+
+STAGES: tuple[Stage, ...] = (ActivationsStage(), UnitsStage(), PhotosStage(), FeaturedStage(), StatisticsStage(),
+                             SelectionStage(), PatchesStage(), OptimizeStage(), SpecificityStage(), ExcitationStage())
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), disable=quiet, transient=False)
+
+
+def run(ws: Workspace) -> Manifest | None:
+    """Compute whatever the cache lacks; the manifest on rank 0 (None on the others)."""
+    state = State()
+    with _progress(ws.quiet) as progress:
+        for stage in STAGES:
+            work = ws.group.share(stage.plan(ws, state))
+            if stage.title:
+                task = progress.add_task(stage.title, total=sum(w.size for w in work))
+                stage.run(ws, state, work, lambda n: progress.advance(task, n))
+            else:
+                stage.run(ws, state, work, lambda n: None)
+            ws.group.flush(ws.cache)
+            state = stage.derive(ws, state)
+    return record(ws, state) if ws.group.leader else None
+
+
+def compute(config: Config, cache_dir: str | Path, device: str | None = None, quiet: bool = False,
+            log: Callable[[str], None] = print) -> tuple[Manifest | None, dict[str, int]]:
+    """Compute whatever the cache lacks for ``config``; return (manifest, what was computed, by kind)."""
+    cache = Cache(cache_dir)
+    with Workspace.open(config, cache, device, quiet=quiet, log=log) as ws:
+        manifest = run(ws)
+        counts = ws.group.gather_to_all(dict(ws.tally))
+        computed = {kind: sum(c.get(kind, 0) for c in counts) for kind in sorted(set().union(*counts))}
+        if ws.group.leader:
+            manifest_store.save(cache, config.path, manifest)
+        for path in cache.damaged:
+            log(f"warning: damaged cache entry {path} was recomputed")
+        if ws.skipped and ws.group.leader:
+            log(f"skipped {len(ws.skipped)} image file(s):" + "".join(f"\n  - {n}: {r}" for n, r in ws.skipped))
+    return manifest, computed
+
+
+def _changes(ws: Workspace, previous: Manifest) -> list[str]:
+    """What changed since the last computation, as lines."""
+    lines, config = [], ws.config
+    if previous.model.fingerprint != ws.model.fingerprint:
+        lines.append(f"the model changed: {previous.model.fingerprint} -> {ws.model.fingerprint}")
+    old_layers = [layer.name for layer in previous.layers]
+    new = [layer.name for layer in ws.layers if layer.name not in old_layers]
+    if new:
+        lines.append(f"new layers: {', '.join(new)}")
+    old_featured = {f.name for f in previous.featured}
+    added = [item.name for item in ws.featured if item.name not in old_featured]
+    if added:
+        lines.append(f"new featured images: {', '.join(added)}")
+    if previous.probe.count != len(ws.probe):
+        lines.append(f"the probe set changed: {previous.probe.count} -> {len(ws.probe)} views")
+    if previous.top_k != config.compute.top_k:
+        lines.append(f"top_k changed: {previous.top_k} -> {config.compute.top_k}")
+    added_methods = [m for m in config.compute.methods if m not in previous.methods]
+    if added_methods:
+        lines.append(f"new methods: {', '.join(added_methods)}")
+    return lines
+
+
+def status(config: Config, cache_dir: str | Path) -> list[str]:
+    """What a build would compute, and why, without computing it."""
+    cache = Cache(cache_dir)
+    lines = []
+    with Workspace.open(config, cache, "cpu", quiet=True, encode=False) as ws:
+        try:
+            previous = manifest_store.read(cache, config.path)
+        except ValueError:
+            previous = None
+            lines.append("the last computation was recorded by an older sitegen")
+        if previous is None and not lines:
+            lines.append("nothing computed yet for this config")
+        elif previous is not None:
+            lines += _changes(ws, previous)
+        state, pending = State(), set()
+        for stage in STAGES:
+            waiting = [name for name in stage.needs if name in pending]
+            if waiting:
+                pending.add(stage.name)
+                if stage.title:
+                    lines.append(f"{stage.name}: to compute once the {' and '.join(waiting)} are")
+                continue
+            work = stage.plan(ws, state)
+            line = stage.describe(ws, state, work)
+            if line:
+                lines.append(line)
+            if work:
+                pending.add(stage.name)
+            else:
+                state = stage.derive(ws, state)
+        if ws.skipped:
+            lines.append(f"{len(ws.skipped)} image file(s) will be skipped: "
+                         + ", ".join(f"{name} ({reason})" for name, reason in ws.skipped))
+    return lines

@@ -1,0 +1,63 @@
+"""A stage: one product of the build (or a few made in one pass), its plan and its run.
+
+``plan`` lists the work the cache still lacks, as small frozen dataclasses
+with a ``size`` (the unit of the stage's progress bar); the runner shares the
+list between torchrun ranks and hands each rank's part to ``run``, which
+computes it and writes the cache through the workspace.  ``derive`` then adds
+what later stages plan from (the mapped neurons, the top patches) to the
+``State``.  A stage owns the keys and member names of what it writes.
+``status`` is the same plans, counted and not run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from ..errors import SitegenError
+
+if TYPE_CHECKING:
+    from .stages.selection import TopPatches
+    from .workspace import Workspace
+
+
+@dataclass(frozen=True)
+class State:
+    """What earlier stages decided, for the plans of later ones."""
+
+    units: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # layer name -> mapped neurons
+    tops: Mapping[str, TopPatches] = field(default_factory=dict)  # layer name -> its top and percentile patches
+
+
+class Stage:
+    name = ""  # what status calls it
+    title = ""  # its progress bar ("" for none: the stage only derives)
+    needs: tuple[str, ...] = ()  # stages whose products its plan reads
+
+    def plan(self, ws: Workspace, state: State) -> list[Any]:
+        return []
+
+    def run(self, ws: Workspace, state: State, work: Sequence[Any], advance: Callable[[int], None]) -> None:
+        """Compute ``work`` (this rank's part of the plan), calling ``advance`` with each piece's size."""
+
+    def derive(self, ws: Workspace, state: State) -> State:
+        return state
+
+    def describe(self, ws: Workspace, state: State, work: list[Any]) -> str:
+        """One line for ``sitegen status``: what the plan would compute."""
+        return f"{self.name}: {sum(w.size for w in work)} to compute"
+
+
+def missing(ws: Workspace, kind: str, key: str, neurons: Sequence[int], member: Callable[[int], str]) -> list[int]:
+    """The ``neurons`` whose member the entry lacks."""
+    names = ws.cache.names(kind, key)
+    return [n for n in neurons if member(n) not in names]
+
+
+def require(ws: Workspace, kind: str, key: str) -> dict[str, Any]:
+    """An entry that an earlier stage wrote; a damaged one is removed, and the next build computes it again."""
+    entry = ws.cache.get(kind, key)
+    if entry is None:
+        raise SitegenError(f"cache entry {kind}/{key} was damaged and has been removed; run `sitegen compute` "
+                           f"again to recompute it")
+    return entry

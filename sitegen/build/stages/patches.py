@@ -1,0 +1,86 @@
+"""Patches: for each neuron's top and percentile views, the photo and the guided-backprop picture cut to its
+receptive field; the top views' edges ride on the same passes.  One gradient call per probe view and layer
+serves every neuron that shows that view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from ...engine.passes import gradients
+from ...engine.pictures import pictures
+from ...images import PATCH_SIDE, STORAGE, Item, cut, fit
+from ...model.layers import Layer
+from ...store import members
+from ..edges import edges_key
+from ..stage import Stage, State, missing
+from ..workspace import Workspace
+
+METHOD = "guided"  # a patch's picture
+
+
+def patches_key(ws: Workspace, item: Item, layer: Layer) -> str:
+    return ws.key("patch", layer.path, PATCH_SIDE, STORAGE, item.digest, item.view.spec)
+
+
+@dataclass(frozen=True)
+class Patches:
+    layer: Layer
+    view: int  # index into the probe set
+    neurons: tuple[int, ...]
+    positions: tuple[int, ...]
+    patches: bool  # some of the neurons lack their patch
+    edges: bool  # some lack their edges (top views only)
+
+    @property
+    def size(self) -> int:
+        return len(self.neurons)
+
+
+class PatchesStage(Stage):
+    name = "top patches"
+    title = "top patches (neurons)"
+    needs = ("activations", "statistics")
+
+    def plan(self, ws: Workspace, state: State) -> list[Patches]:
+        work = []
+        for layer in ws.layers:
+            top = state.tops[layer.name]
+            wanted, levels = top.wanted(), top.wanted_levels()
+            for index in sorted(set(wanted) | set(levels)):
+                item, where = ws.probe[index], {**levels.get(index, {}), **wanted.get(index, {})}
+                patches = missing(ws, members.PATCHES, patches_key(ws, item, layer), sorted(where),
+                                  members.patch_guided)
+                edges = (missing(ws, members.EDGES, edges_key(ws, item, layer), sorted(wanted.get(index, {})),
+                                 members.edges) if layer.lower is not None else [])
+                if patches or edges:
+                    todo = sorted(set(patches) | set(edges))
+                    work.append(Patches(layer, index, tuple(todo), tuple(where[n] for n in todo), bool(patches),
+                                        bool(edges)))
+        return work
+
+    def run(self, ws: Workspace, state: State, work: Sequence[Patches], advance: Callable[[int], None]) -> None:
+        for w in work:
+            item, layer = ws.probe[w.view], w.layer
+            pixels = ws.pixels(item)
+            x = ws.tensor([pixels])[0]
+            result = gradients(ws.model.module, x, layer.path, ws.modules[layer.path], list(w.neurons),
+                               list(w.positions), [METHOD] if w.patches else [], ws.config.compute.batch_size,
+                               *ws.crop_args(layer, x), lower=ws.modules[layer.lower.path] if w.edges else None)
+            if w.patches:
+                jobs = {}
+                for neuron, position, picture in zip(w.neurons, w.positions, pictures(result[METHOD])):
+                    box = ws.box(layer, int(position))
+                    jobs[members.patch_photo(neuron)] = (fit(cut(pixels, box), PATCH_SIDE), "crop")
+                    jobs[members.patch_guided(neuron)] = (fit(cut(picture, box), PATCH_SIDE), "gradient")
+                ws.write(members.PATCHES, patches_key(ws, item, layer), ws.encode_many(jobs), add=True)
+                ws.count("patches", len(w.neurons))
+            if w.edges:
+                ws.write(members.EDGES, edges_key(ws, item, layer),
+                         {members.edges(n): row for n, row in zip(w.neurons, result["edges"].cpu().numpy())},
+                         add=True)
+                ws.count("edges", len(w.neurons))
+            advance(len(w.neurons))
+
+    def describe(self, ws: Workspace, state: State, work: list[Patches]) -> str:
+        return f"top patches: {sum(w.size for w in work)} to compute over {len({w.view for w in work})} probe views"

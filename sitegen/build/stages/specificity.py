@@ -1,0 +1,70 @@
+"""Specificity of each neuron's guided-backprop picture on a featured image: 1 minus its mean cosine
+similarity to the other mapped neurons' pictures there (shrunk to 56 px, zero at grey).  Guided backprop is
+known to look alike across neurons; this says how much, per neuron."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ...images import STORAGE, WHOLE_SIDE, Item
+from ...model.layers import Layer
+from ...store import members
+from ..stage import Stage, State, require
+from ..workspace import Workspace
+from .featured import pictures_key
+
+METHOD = "guided"
+SIDE = 56
+
+
+def applies(ws: Workspace, units: Sequence[int]) -> bool:
+    return METHOD in ws.config.compute.methods and len(units) >= 2
+
+
+def specificity_key(ws: Workspace, item: Item, layer: Layer, units: Sequence[int]) -> str:
+    return ws.key("spec", layer.path, SIDE, WHOLE_SIDE, STORAGE, item.digest, item.view.spec, list(units))
+
+
+def specificity(ws: Workspace, item: Item, layer: Layer, units: Sequence[int]) -> np.ndarray:
+    """[U] float32, from the stored pictures."""
+    stored = require(ws, members.PICTURES, pictures_key(ws, item, layer, METHOD))
+    rows = []
+    for neuron in units:
+        picture = Image.open(io.BytesIO(stored[members.picture(neuron)])).convert("RGB")
+        small = np.asarray(picture.resize((SIDE, SIDE), Image.BOX), dtype=np.float32) - 127.5
+        rows.append(small.reshape(-1))
+    vectors = np.stack(rows)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-6)
+    similar = vectors @ vectors.T
+    mean_other = (similar.sum(axis=1) - np.diag(similar)) / (len(rows) - 1)
+    return (1.0 - mean_other).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Specificity:
+    item: Item
+    layer: Layer
+    size = 1
+
+
+class SpecificityStage(Stage):
+    name = "specificity"
+    title = "specificity (images x layers)"
+    needs = ("activations", "featured images")
+
+    def plan(self, ws: Workspace, state: State) -> list[Specificity]:
+        return [Specificity(item, layer) for item in ws.featured for layer in ws.layers
+                if applies(ws, state.units[layer.name]) and not ws.cache.has(
+                    members.SPECIFICITIES, specificity_key(ws, item, layer, state.units[layer.name]))]
+
+    def run(self, ws: Workspace, state: State, work: Sequence[Specificity], advance: Callable[[int], None]) -> None:
+        for w in work:
+            units = state.units[w.layer.name]
+            ws.write(members.SPECIFICITIES, specificity_key(ws, w.item, w.layer, units),
+                     {members.SPECIFICITY: specificity(ws, w.item, w.layer, units)})
+            advance(1)

@@ -1,0 +1,156 @@
+"""Backward rules for ReLU-like functions (DESIGN §2).
+
+Guided backprop, deconvnet and the plain gradient differ only in how the
+backward pass goes through a ReLU.  Instead of module hooks, which go wrong
+on in-place ReLUs and on a ReLU module called several times in one forward,
+every ReLU-like call is intercepted at the function level (a
+``TorchFunctionMode``) and replaced by an autograd function whose backward
+reads the rule in force *when the backward runs*.  So one forward can serve
+several backward passes, one per method.
+
+``RULES`` holds one function per ReLU-rule method of ``sitegen/methods.py``,
+under the method's name: adding a method is a row there and a rule here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from ..methods import RULE_METHODS
+
+# A rule gets the gradient arriving at a ReLU's output and the ReLU's state (int8: -1 where its input
+# was at or below 0, 1 where at or above its upper bound, 0 where it was open) and returns the gradient
+# it passes back to its input.
+
+
+def _guided(grad: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    return grad * (state == 0) * (grad > 0)
+
+
+def _deconv(grad: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    return grad.clamp(min=0)
+
+
+def _gradient(grad: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    return grad * (state == 0)
+
+
+def _redirected(grad: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    """The true gradient, except for an image whose true gradient is zero everywhere: there a closed ReLU
+    passes back what would open it (descending on a loss, a negative gradient raises x below the range, a
+    positive one lowers it above).  Lucid's redirected ReLU, for optimizing an image from noise."""
+    mask = state == 0
+    out = grad * mask
+    opening = mask | ((state < 0) & (grad < 0)) | ((state > 0) & (grad > 0))
+    silent = (out.reshape(out.shape[0], -1) == 0).all(dim=1)
+    silent = silent.reshape(-1, *[1] * (out.dim() - 1))
+    return torch.where(silent, grad * opening, out)
+
+
+RULES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "guided": _guided, "deconv": _deconv, "gradient": _gradient}
+if set(RULES) != set(RULE_METHODS):
+    raise ImportError(f"engine/rules.py has rules for {sorted(RULES)}, methods.py lists {sorted(RULE_METHODS)}")
+# Not a method: for optimizing an image (engine/optimization.py).
+REDIRECTED = "redirected"
+_ALL_RULES = {**RULES, REDIRECTED: _redirected}
+
+# The rule in force.  A plain global, not a context variable: on CUDA the
+# autograd engine runs backward functions in its own threads.
+_rule = {"method": "gradient"}
+
+
+class _ReLUWithRule(torch.autograd.Function):
+    """max(0, x) (or min(max(0, x), upper)) with a switchable backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, upper: float | None, fn: Callable[[torch.Tensor], torch.Tensor]):
+        # -1 below the open range (x <= 0), 1 above it (x >= upper), 0 open: one byte per element
+        state = -(x <= 0).to(torch.int8)
+        if upper is not None:
+            state += (x >= upper).to(torch.int8)
+        ctx.save_for_backward(state)
+        return fn(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (state,) = ctx.saved_tensors
+        return _ALL_RULES[_rule["method"]](grad, state), None, None
+
+
+def arg(args: tuple, kwargs: dict, index: int, name: str, default):
+    """A function call's argument, given by position or by name."""
+    if len(args) > index:
+        return args[index]
+    return kwargs.get(name, default)
+
+
+# name of the torch function -> (index of the inplace flag or None, whether it is always in place)
+_RELU_FUNCS = {
+    "relu": (1, False),
+    "relu_": (None, True),
+    "relu6": (1, False),
+    "hardtanh": (3, False),
+    "hardtanh_": (None, True),
+}
+
+
+def _relu_call(func, args: tuple, kwargs: dict):
+    """If ``func(*args, **kwargs)`` is a ReLU-like call, return (x, upper, inplace, plain_fn)."""
+    name = getattr(func, "__name__", None)
+    if name not in _RELU_FUNCS or not args or not isinstance(args[0], torch.Tensor):
+        return None
+    x = args[0]
+    inplace_index, always_inplace = _RELU_FUNCS[name]
+    inplace = always_inplace or bool(arg(args, kwargs, inplace_index, "inplace", False))
+    if name.startswith("relu6"):
+        return x, 6.0, inplace, F.relu6
+    if name.startswith("hardtanh"):
+        low = float(arg(args, kwargs, 1, "min_val", -1.0))
+        high = float(arg(args, kwargs, 2, "max_val", 1.0))
+        if low != 0.0:  # not a ReLU: keep its true gradient
+            return None
+        return x, high, inplace, lambda t: F.hardtanh(t, 0.0, high)
+    return x, None, inplace, torch.relu
+
+
+class _RuleMode(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        call = _relu_call(func, args, kwargs)
+        if call is None or not torch.is_grad_enabled():
+            return func(*args, **kwargs)
+        x, upper, inplace, plain = call
+        out = _ReLUWithRule.apply(x, upper, plain)
+        if inplace:
+            x.copy_(out)
+            return x
+        return out
+
+
+@contextlib.contextmanager
+def relu_rules() -> Iterator[None]:
+    """Inside this context every ReLU / ReLU6 backward follows :func:`backward_rule`."""
+    with _RuleMode():
+        yield
+
+
+def current_rule() -> str:
+    return _rule["method"]
+
+
+@contextlib.contextmanager
+def backward_rule(method: str) -> Iterator[None]:
+    if method not in _ALL_RULES:
+        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(RULES)}")
+    previous = _rule["method"]
+    _rule["method"] = method
+    try:
+        yield
+    finally:
+        _rule["method"] = previous

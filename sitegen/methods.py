@@ -1,0 +1,47 @@
+"""The one table of methods: what config validation accepts, what the engine runs, what the site says.
+
+A *ReLU-rule method* makes a gradient picture: the gradient of a neuron's
+activation with respect to the input, with every ReLU's backward pass
+replaced by the method's rule (the rule itself, a tensor function, is in
+``engine/rules.py`` under the method's name).  ``optimize`` is a product of
+its own: an image made from noise.  No torch here, so the config and the site
+read this table without importing it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str  # as written in compute.methods and in file names
+    title: str  # as pages name it
+    definition: str  # one paragraph for the about page and manifest.json
+    relu_rule: bool = True  # a gradient picture under a ReLU rule of the same name (engine/rules.py)
+
+
+METHODS = (
+    Method("guided", "Guided backprop",
+           "Guided backpropagation (Springenberg et al., 2015): the gradient of the neuron's activation at its "
+           "position with respect to the input pixels, where every ReLU passes back only positive gradients "
+           "and only where its input was positive."),
+    Method("deconv", "Deconvnet",
+           "Deconvnet (Zeiler & Fergus, 2014): as the gradient, but every ReLU passes back the positive part of "
+           "the gradient, whatever its input was."),
+    Method("gradient", "Gradient",
+           "The plain gradient (Simonyan et al., 2014): which pixels, if changed, would most change the neuron."),
+    Method("optimize", "Optimized image",
+           "An optimized image (Olah et al., Feature Visualization, 2017) starts from noise and is changed step by "
+           "step to raise the neuron's objective: a channel's mean over positions, a unit's value. The image is "
+           "parameterized in decorrelated colour and scaled Fourier space and is jittered, scaled and rotated at "
+           "random at every step, so that only patterns that survive small transformations grow; a ReLU closed "
+           "for the whole image passes back the gradient that would open it. Each neuron's randomness comes from "
+           "the seed and its number.", relu_rule=False),
+)
+
+BY_NAME = {method.name: method for method in METHODS}
+RULE_METHODS = tuple(method.name for method in METHODS if method.relu_rule)
+OPTIMIZE = "optimize"
+# The true gradient: edge weights are computed with it, whichever pictures are shown.
+TRUE_GRADIENT = "gradient"

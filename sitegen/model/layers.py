@@ -1,0 +1,155 @@
+"""Layers: addressed by alias or dotted module path, described by their output shape and geometry."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from ..engine.capture import inference_state, model_device
+from ..engine.geometry import Geometry, receptive_fields
+from ..errors import SitegenError
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from .registry import LoadedModel
+
+ALEXNET_ALIASES = {
+    "conv1": "features.1", "conv2": "features.4", "conv3": "features.7", "conv4": "features.9",
+    "conv5": "features.11", "fc6": "classifier.2", "fc7": "classifier.5", "fc8": "classifier.6",
+}
+
+
+def aliases_for(module: nn.Module) -> dict[str, str]:
+    """Friendly layer names of the known architectures."""
+    kind = type(module).__name__
+    if kind == "AlexNet":
+        return dict(ALEXNET_ALIASES)
+    if kind == "EfficientNet" and hasattr(module, "_blocks"):
+        aliases = {f"block{i}": f"_blocks.{i}" for i in range(len(module._blocks))}
+        aliases["logits"] = "_fc"
+        return aliases
+    return {}
+
+
+def resolve_layer(loaded: LoadedModel, layer: str) -> tuple[str, str]:
+    """Return (display name, dotted module path) for an alias or a dotted path."""
+    modules = dict(loaded.module.named_modules())
+    if layer in loaded.aliases:
+        return layer, loaded.aliases[layer]
+    if layer in modules and layer != "":
+        alias = next((a for a, p in loaded.aliases.items() if p == layer), None)
+        return (alias or layer), layer
+    names = list(loaded.aliases) + [n for n in modules if n]
+    close = difflib.get_close_matches(layer, names, n=3)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    top = [n for n in modules if n and "." not in n]
+    listed = ", ".join(list(loaded.aliases) + top)
+    raise SitegenError(
+        f"unknown layer {layer!r} for model {loaded.name!r}.{hint} Valid names include {listed}, and every "
+        f"dotted path below them: `sitegen layers {loaded.name}` lists all {len(names)} with their shapes.")
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    path: str
+    alias: str | None
+    kind: str
+    shape: tuple[int, ...]  # output shape without the batch dimension
+    calls: int
+
+
+def describe_layers(loaded: LoadedModel) -> list[LayerInfo]:
+    """Every module of the model with its output shape for one input image."""
+    model = loaded.module
+    shapes: dict[str, tuple[int, ...]] = {}
+    calls: dict[str, int] = {}
+    handles = []
+
+    def make_hook(path: str):
+        def hook(_module, _inputs, output):
+            calls[path] = calls.get(path, 0) + 1
+            if isinstance(output, torch.Tensor) and path not in shapes:
+                shapes[path] = tuple(output.shape[1:])
+        return hook
+
+    try:
+        for path, module in model.named_modules():
+            if path:
+                handles.append(module.register_forward_hook(make_hook(path)))
+        size = loaded.preprocess.crop
+        with inference_state(model), torch.no_grad():
+            model(torch.zeros(1, 3, size, size, device=model_device(model)))
+    finally:
+        for handle in handles:
+            handle.remove()
+    by_path = {p: a for a, p in loaded.aliases.items()}
+    return [LayerInfo(path, by_path.get(path), type(module).__name__, shapes.get(path, ()), calls.get(path, 0))
+            for path, module in model.named_modules() if path]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A configured layer of the model."""
+
+    listed: str  # as written in layers.use
+    name: str  # alias or dotted path: the name in page URLs
+    path: str  # dotted module path
+    shape: tuple[int, ...]  # output per image: [C, H, W] or [C]
+    geometry: Geometry
+    lower: Layer | None = None  # the configured layer below, whose neurons are this one's children
+
+    @property
+    def count(self) -> int:
+        """Neurons of the layer (channels or units), mapped or not."""
+        return self.shape[0]
+
+    @property
+    def width(self) -> int:
+        """Positions per row of its map (1 for a flat layer)."""
+        return self.shape[2] if len(self.shape) == 3 else 1
+
+    def box(self, position: int, size: int) -> tuple[int, int, int, int]:
+        """The receptive field of the neuron at flat ``position`` on a ``size`` x ``size`` input."""
+        i, j = divmod(position, self.width)
+        return self.geometry.box(i, j, size, size)
+
+    def zoomable(self, size: int) -> bool:
+        """Whether a neuron's receptive field is smaller than a ``size`` px image, so that a zoomed view
+        adds to the whole."""
+        return not self.geometry.whole and min(self.geometry.size) < size
+
+
+def resolve_layers(config: Config, loaded: LoadedModel) -> tuple[Layer, ...]:
+    """The layers of ``layers.use``, lowest first, each knowing the one below; every problem at once."""
+    infos = {info.path: info for info in describe_layers(loaded)}
+    modules = dict(loaded.module.named_modules())
+    chosen: list[tuple[str, str, str]] = []
+    problems = []
+    for listed in config.layers.use:
+        try:
+            name, path = resolve_layer(loaded, listed)
+        except SitegenError as error:
+            problems.append(f"layers.use: {error}")
+            continue
+        info = infos[path]
+        if info.calls != 1:
+            problems.append(f"layers.use: {listed!r} ({path}) is called {info.calls} times in one forward; "
+                            f"choose a module that runs once, such as its parent block")
+        elif len(info.shape) not in (1, 3):
+            problems.append(f"layers.use: {listed!r} ({path}) has output shape {info.shape}; a layer must give "
+                            f"[C, H, W] or [C] per image")
+        if any(path == p for _, _, p in chosen):
+            problems.append(f"layers.use: {listed!r} is {path}, which is already listed")
+        chosen.append((listed, name, path))
+    if problems:
+        raise SitegenError("\n".join(problems))
+    size = loaded.preprocess.crop
+    geometry = receptive_fields(loaded.module, {path: modules[path] for _, _, path in chosen}, (size, size))
+    layers: list[Layer] = []
+    for listed, name, path in chosen:
+        layers.append(Layer(listed, name, path, infos[path].shape, geometry[path], layers[-1] if layers else None))
+    return tuple(layers)

@@ -1,0 +1,123 @@
+"""The typed manifest as every page sees it: lookups, labels, parents, and the small views that several
+page types show (a layer's summary, a neuron's tile, its thumbnail on an image, its children and parents).
+
+This module and everything the site half imports run without torch.
+"""
+
+from __future__ import annotations
+
+from ..config import Config
+from ..methods import BY_NAME
+from ..store.manifest import Edge, FeaturedRecord, LayerRecord, Manifest, NeuronRecord
+from .content import Content
+from .links import Assets, layer_url, neuron_url, safe_name
+
+
+class Atlas:
+    def __init__(self, manifest: Manifest, config: Config):
+        self.manifest = manifest
+        self.config = config
+        self.content = Content(config.root)
+        self.assets = Assets()
+        self.layers = manifest.layers
+        self.methods = [{"name": m, "title": BY_NAME[m].title} for m in manifest.methods]
+        # the method of small pictures (thumbnails, trees): guided backprop where it is computed
+        self.thumbnail_method = "guided" if "guided" in manifest.methods else manifest.methods[0]
+        self._index = {layer.name: index for index, layer in enumerate(self.layers)}
+        self._records = {(layer.name, record.neuron): record for layer in self.layers for record in layer.neurons}
+        self.labels = self._labels()
+        self.parents = self._parents()
+
+    # -- lookups -------------------------------------------------------------
+    def layer(self, name: str) -> LayerRecord:
+        return self.layers[self._index[name]]
+
+    def neighbour(self, layer: LayerRecord, step: int) -> LayerRecord | None:
+        """The configured layer ``step`` places above (or below, negative) ``layer``, if any."""
+        index = self._index[layer.name] + step
+        return self.layers[index] if 0 <= index < len(self.layers) else None
+
+    def record(self, layer: str, neuron: int) -> NeuronRecord:
+        return self._records[(layer, neuron)]
+
+    def is_logits(self, layer: LayerRecord) -> bool:
+        """Whether the layer is the classifier's output, one unit per class."""
+        categories = self.manifest.model.categories
+        return len(layer.shape) == 1 and bool(categories) and layer.count == len(categories)
+
+    def _labels(self) -> dict[tuple[str, int], tuple[str, str]]:
+        """(layer, neuron) -> (label, notes as HTML): a note's '# Label', else the class of a logit."""
+        labels = {}
+        categories = self.manifest.model.categories
+        for layer in self.layers:
+            for neuron in layer.mapped:
+                label, notes = self.content.note("neurons", safe_name(layer.name), f"{neuron}.md")
+                labels[(layer.name, neuron)] = (label or (categories[neuron] if self.is_logits(layer) else ""),
+                                                notes)
+        return labels
+
+    def _parents(self) -> dict[tuple[str, int], dict[str, list[Edge]]]:
+        """(lower layer, neuron) -> {featured slug or "dataset": the upper neurons that have it among their
+        children, strongest first}."""
+        parents: dict[tuple[str, int], dict[str, list[Edge]]] = {}
+        for layer in self.layers:
+            if not layer.lower:
+                continue
+            for record in layer.neurons:
+                for where, children in record.children.items():
+                    for child in children:
+                        rows = parents.setdefault((layer.lower, child.neuron), {}).setdefault(where, [])
+                        rows.append(Edge(record.neuron, child.weight, child.count))
+        for lists in parents.values():
+            for rows in lists.values():
+                rows.sort(key=lambda edge: (-edge.weight, edge.neuron))
+        return parents
+
+    # -- small views ---------------------------------------------------------
+    def layer_summary(self, layer: LayerRecord) -> dict:
+        rf = layer.rf_size
+        return {"name": layer.name, "path": layer.path, "url": layer_url(layer.name), "count": layer.count,
+                "mapped": len(layer.neurons), "selection": layer.selection,
+                "shape": " x ".join(str(s) for s in layer.shape),
+                "kind": "channels" if len(layer.shape) == 3 else "units",
+                "rf": f"{rf[0]} x {rf[1]} px" if rf else "whole image"}
+
+    def tile(self, layer: str, neuron: int) -> dict:
+        """A neuron in brief: its best patch, label and link."""
+        best = self.record(layer, neuron).top[0]
+        optimized = self.layer(layer).optimized
+        return {"layer": layer, "neuron": neuron, "url": neuron_url(layer, neuron),
+                "label": self.labels[(layer, neuron)][0], "value": best.value,
+                "img": self.assets.patch(layer, neuron, best, "img"),
+                "gb": self.assets.patch(layer, neuron, best, "gb"),
+                "opt": self.assets.optimized(layer, neuron, optimized) if optimized else None}
+
+    def thumbnail(self, featured: FeaturedRecord, layer: str, neuron: int) -> str:
+        """The neuron's picture on an image: its receptive field where that is smaller than the image."""
+        return self.assets.picture(featured, layer, neuron, self.thumbnail_method,
+                                   "box" if self.layer(layer).zoom else "")
+
+    def relatives(self, edges: tuple[Edge, ...] | list[Edge], layer: str,
+                  featured: FeaturedRecord | None) -> list[dict]:
+        """Children or parents as tiles with their weight (and count), thumbnails on ``featured``."""
+        out = []
+        for edge in edges[:self.manifest.children]:
+            tile = self.tile(layer, edge.neuron)
+            tile["weight"] = edge.weight
+            tile["count"] = edge.count
+            tile["vis"] = self.thumbnail(featured, layer, edge.neuron) if featured is not None else None
+            out.append(tile)
+        return out
+
+    def optimize_summary(self, layer: LayerRecord) -> dict | None:
+        optimized = layer.optimized
+        if optimized is None:
+            return None
+        recipe = optimized.recipe
+        objective = "its mean over positions" if len(layer.shape) == 3 else "its value"
+        return {"beats_probe": optimized.beats_probe, "specific": optimized.specific, "objective": objective,
+                "recipe": f"{recipe['steps']} steps of Adam (learning rate {recipe['lr']:g}) on a "
+                          f"{recipe['size']} px image parameterized in decorrelated colour and scaled Fourier "
+                          f"space, padded by {recipe['pad']} px and jittered by up to {recipe['jitter']} px, "
+                          f"scaled by up to {recipe['scale']:.0%} and rotated by up to {recipe['rotate']:g}° at "
+                          f"random at every step; seed {optimized.seed}"}

@@ -1,0 +1,63 @@
+"""Where every page and asset of the site lives, as paths from the site root.
+
+Pages link with these paths; the ``url`` filter of the templates makes each
+relative to the page that holds it.  :class:`Assets` names each file copied
+from the cache and remembers where it comes from.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..store import members
+from ..store.manifest import FeaturedRecord, OptimizedRecord, PatchRecord
+from .model import Asset
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text) or "_"
+
+
+def layer_url(layer: str) -> str:
+    return f"layers/{safe_name(layer)}.html"
+
+
+def neuron_url(layer: str, neuron: int) -> str:
+    return f"layers/{safe_name(layer)}/{neuron}.html"
+
+
+def image_url(slug: str) -> str:
+    return f"images/{slug}.html"
+
+
+class Assets:
+    """Collects the files the pages show; each method returns the file's path from the site root."""
+
+    def __init__(self) -> None:
+        self.listed: list[Asset] = []
+
+    def _add(self, path: str, kind: str, key: str, member: str) -> str:
+        self.listed.append(Asset(path, kind, key, member))
+        return path
+
+    def photo(self, featured: FeaturedRecord) -> str:
+        return self._add(f"assets/photos/{featured.slug}.jpg", members.PHOTOS, featured.photo, members.PHOTO)
+
+    def picture(self, featured: FeaturedRecord, layer: str, neuron: int, method: str, part: str = "") -> str:
+        """A gradient picture of the whole image, or (``part`` "box") cut to the receptive field, or
+        (``part`` "img") the photo cut to the same box."""
+        member = {"": members.picture, "box": members.picture_zoom, "img": members.photo_zoom}[part](neuron)
+        suffix = f"-{part}" if part else ""
+        return self._add(f"assets/vis/{safe_name(layer)}/{neuron}/{featured.slug}-{method}{suffix}.webp",
+                         members.PICTURES, featured.pictures[layer][method], member)
+
+    def patch(self, layer: str, neuron: int, patch: PatchRecord, which: str) -> str:
+        """A patch's photo (``which`` "img") or its guided-backprop picture ("gb")."""
+        name = patch.rank if patch.rank is not None else f"p{patch.percentile:g}"
+        member = members.patch_photo(neuron) if which == "img" else members.patch_guided(neuron)
+        return self._add(f"assets/patches/{safe_name(layer)}/{neuron}/{name}-{which}.webp", members.PATCHES,
+                         patch.key, member)
+
+    def optimized(self, layer: str, neuron: int, optimized: OptimizedRecord) -> str:
+        return self._add(f"assets/optimized/{safe_name(layer)}/{neuron}.png", members.OPTIMIZED, optimized.key,
+                         members.optimized(neuron))

@@ -1,0 +1,21 @@
+"""How the atlas was computed: the definitions, the model, the probe set, the image credits."""
+
+from __future__ import annotations
+
+from ...methods import BY_NAME
+from ..atlas import Atlas
+from ..content import credits
+from ..definitions import DEFINITIONS
+from ..model import Page
+
+
+def build(atlas: Atlas) -> list[Page]:
+    manifest = atlas.manifest
+    _, extra = atlas.content.note("about.md")
+    used = {f.name for f in manifest.featured} | {view.name for view in manifest.probe.views}
+    return [Page("about.html", "about.html", "About", {
+        "extra": extra, "model": manifest.model, "definitions": DEFINITIONS,
+        "methods": [{"name": m, "title": BY_NAME[m].title, "text": BY_NAME[m].definition} for m in manifest.methods],
+        "credits": credits(atlas.config, used), "probe": manifest.probe, "top_k": manifest.top_k,
+        "sitegen_version": manifest.version,
+        "optimized_layers": [atlas.layer_summary(layer) for layer in manifest.layers if layer.optimized]})]

@@ -1,0 +1,48 @@
+"""``manifest.json``: where every picture came from, for other tools to read without parsing HTML: the
+model, the definitions, and per neuron its page and top patches (source image, value, rank, box)."""
+
+from __future__ import annotations
+
+import json
+
+from ...store.manifest import LayerRecord
+from ..atlas import Atlas
+from ..definitions import DEFINITIONS
+from ..links import image_url, neuron_url
+from ..model import File
+
+
+def optimized(layer: LayerRecord) -> dict | None:
+    if layer.optimized is None:
+        return None
+    o = layer.optimized
+    neurons = {str(record.neuron): {"own": record.excitation.own, "other": record.excitation.other,
+                                    "probe": record.excitation.probe} for record in layer.neurons}
+    return {"entry": o.key, "recipe": dict(o.recipe), "seed": o.seed, "beats_probe": o.beats_probe,
+            "specific": o.specific, "neurons": neurons}
+
+
+def build(atlas: Atlas) -> list[File]:
+    manifest = atlas.manifest
+    model, probe = manifest.model, manifest.probe
+    data = {
+        "sitegen_version": manifest.version,
+        "model": {"name": model.name, "weights": model.weights, "fingerprint": model.fingerprint,
+                  "preprocess": dict(model.preprocess)},
+        "probe": {"count": probe.count, "files": probe.files, "hash": probe.hash},
+        "methods": list(manifest.methods), "top_k": manifest.top_k, "definitions": DEFINITIONS,
+        "featured": [{"name": f.name, "page": image_url(f.slug),
+                      "predictions": [{"class": p.category, "label": p.label, "prob": p.prob} for p in f.predictions]}
+                     for f in manifest.featured],
+        "layers": [{
+            "name": layer.name, "module": layer.path, "shape": list(layer.shape),
+            "receptive_field": list(layer.rf_size) if layer.rf_size else None, "optimize": optimized(layer),
+            "neurons": [{
+                "neuron": record.neuron, "page": neuron_url(layer.name, record.neuron),
+                "top_patches": [{"rank": p.rank, "value": p.value, "box": list(p.box),
+                                 "source": probe.views[p.view].name, "view": probe.views[p.view].view}
+                                for p in record.top]}
+                for record in layer.neurons]} for layer in manifest.layers],
+    }
+    return [File("manifest.json",
+                 (json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))]

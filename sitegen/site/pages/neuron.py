@@ -1,0 +1,87 @@
+"""A neuron: its pictures on the featured images, its statistics over the probe set, its top patches and
+optimized image, and the neurons it is built from and feeds."""
+
+from __future__ import annotations
+
+from ... import stats
+from ...store.manifest import LayerRecord, NeuronRecord
+from ..atlas import Atlas
+from ..links import image_url, neuron_url
+from ..model import Page
+
+
+def featured_rows(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> list[dict]:
+    """One row per featured image: the photo, the neuron's value there, and its picture by each method."""
+    rows, assets, neuron, first = [], atlas.assets, record.neuron, atlas.manifest.methods[0]
+    for featured in atlas.manifest.featured:
+        seen = record.featured[featured.slug]
+        row, col = divmod(seen.position, layer.width)
+        rows.append({
+            "slug": featured.slug, "name": featured.name, "url": image_url(featured.slug),
+            "photo": assets.photo(featured), "value": seen.value, "specificity": seen.specificity,
+            "position": f"({row}, {col})" if len(layer.shape) == 3 else "",
+            "photo_zoom": assets.picture(featured, layer.name, neuron, first, "img") if layer.zoom else None,
+            "pictures": [{"method": m["name"], "title": m["title"],
+                          "src": assets.picture(featured, layer.name, neuron, m["name"]),
+                          "zoom": assets.picture(featured, layer.name, neuron, m["name"], "box") if layer.zoom
+                          else None} for m in atlas.methods]})
+    return rows
+
+
+def patches(atlas: Atlas, layer: LayerRecord, record: NeuronRecord, chosen) -> list[dict]:
+    """Top patches or patches below the top, each its photo beside its guided-backprop picture."""
+    out = []
+    for patch in chosen:
+        view = atlas.manifest.probe.views[patch.view]
+        out.append({"rank": patch.rank, "value": patch.value, "source": view.name, "view": view.view,
+                    "percentile": f"{patch.percentile:g}" if patch.percentile is not None else None,
+                    "img": atlas.assets.patch(layer.name, record.neuron, patch, "img"),
+                    "gb": atlas.assets.patch(layer.name, record.neuron, patch, "gb")})
+    return out
+
+
+def edge_sections(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> dict:
+    """Children and parents on each featured image, and over the neuron's top patches."""
+    above = atlas.neighbour(layer, 1)
+    upper = above.name if above else None
+    parents = atlas.parents.get((layer.name, record.neuron), {})
+    sections = []
+    for featured in atlas.manifest.featured:
+        sections.append({
+            "title": featured.name, "slug": featured.slug, "photo": atlas.assets.photo(featured),
+            "children": atlas.relatives(record.children.get(featured.slug, ()), layer.lower, featured)
+            if layer.lower else [],
+            "parents": atlas.relatives(parents.get(featured.slug, []), upper, featured) if upper else []})
+    dataset = {
+        "children": atlas.relatives(record.children.get("dataset", ()), layer.lower, None) if layer.lower else [],
+        "parents": atlas.relatives(parents.get("dataset", []), upper, None) if upper else []}
+    return {"lower": layer.lower, "upper": upper, "per_image": sections, "dataset": dataset}
+
+
+def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
+    record = layer.neurons[position]
+    name, neuron, manifest = layer.name, record.neuron, atlas.manifest
+    label, notes = atlas.labels[(name, neuron)]
+    optimized = None
+    if layer.optimized:
+        e = record.excitation
+        optimized = {"src": atlas.assets.optimized(name, neuron, layer.optimized), "own": e.own, "other": e.other,
+                     "probe": e.probe, **atlas.optimize_summary(layer)}
+    mapped = layer.mapped
+    previous = mapped[position - 1] if position > 0 else None
+    following = mapped[position + 1] if position + 1 < len(mapped) else None
+    return Page(neuron_url(name, neuron), "neuron.html", f"{name}/{neuron}", {
+        "layer": atlas.layer_summary(layer), "neuron": neuron, "label": label, "notes": notes,
+        "rows": featured_rows(atlas, layer, record), "methods": atlas.methods,
+        "stats": [{"name": stat.NAME, "view": stat.view(record.stats[stat.NAME])}
+                  for stat in stats.STATISTICS if stat.NAME in record.stats],
+        "patches": patches(atlas, layer, record, record.top), "levels": patches(atlas, layer, record, record.levels),
+        "optimized": optimized, "top_k": manifest.top_k, "edges": edge_sections(atlas, layer, record),
+        "prev": previous, "next": following,
+        "prev_url": neuron_url(name, previous) if previous is not None else None,
+        "next_url": neuron_url(name, following) if following is not None else None,
+        "model": manifest.model, "probe": manifest.probe, "sitegen_version": manifest.version})
+
+
+def build(atlas: Atlas) -> list[Page]:
+    return [page(atlas, layer, position) for layer in atlas.layers for position in range(len(layer.neurons))]

@@ -1,0 +1,220 @@
+"""The manifest between the two halves: what was computed, as frozen records.
+
+The build assembles a :class:`Manifest` (``build/record.py``); the site reads
+its attributes.  This module alone turns it into JSON and back (``dump`` and
+``load``), field by field from the records' type annotations, so a record is
+declared once.  Keys of cache entries are recorded where the site copies
+files from them.  No torch here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .cache import Cache, manifest_name
+
+FORMAT = 2  # bumped when the records change shape; an older manifest is computed again
+
+
+@dataclass(frozen=True)
+class Prediction:
+    category: int  # the class's index
+    label: str
+    prob: float
+
+
+@dataclass(frozen=True)
+class FeaturedRecord:
+    """A featured image (one file, its whole view)."""
+
+    slug: str  # its page is images/SLUG.html
+    name: str  # the file's path relative to the config
+    photo: str  # key of its photo entry
+    predictions: tuple[Prediction, ...]
+    pictures: Mapping[str, Mapping[str, str]]  # layer name -> method -> key of its pictures entry
+
+
+@dataclass(frozen=True)
+class ProbeView:
+    name: str  # the file
+    view: str  # the view, in words ("whole image", "zoom 0.6 at the centre, mirrored")
+
+
+@dataclass(frozen=True)
+class ProbeRecord:
+    count: int  # views
+    files: int
+    hash: str
+    views: tuple[ProbeView, ...]
+
+
+@dataclass(frozen=True)
+class PatchRecord:
+    """One probe view shown for a neuron: a top patch (``rank``) or the one nearest a ``percentile``."""
+
+    view: int  # index into the probe set's views
+    value: float
+    box: tuple[int, int, int, int]  # the receptive field: top, left, bottom, right (inclusive)
+    key: str  # key of the view's patches entry
+    rank: int | None = None
+    percentile: float | None = None
+
+
+@dataclass(frozen=True)
+class Edge:
+    neuron: int  # of the other layer
+    weight: float
+    count: int | None = None  # over the dataset: on how many top-patch images it was among the strongest
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A neuron on one featured image."""
+
+    value: float
+    position: int  # flat index into its layer's map
+    specificity: float | None = None
+
+
+@dataclass(frozen=True)
+class Excitation:
+    """How much the neuron's optimized image excites it, against the best other image and probe view."""
+
+    own: float
+    other: float | None  # None with no other mapped neuron
+    probe: float
+
+
+@dataclass(frozen=True)
+class NeuronRecord:
+    neuron: int
+    top: tuple[PatchRecord, ...]  # best first
+    levels: tuple[PatchRecord, ...]  # nearest each configured percentile
+    featured: Mapping[str, Seen]  # featured slug -> the neuron there
+    children: Mapping[str, tuple[Edge, ...]]  # featured slug, or "dataset" -> strongest first
+    stats: Mapping[str, Mapping[str, Any]]  # statistic name -> its record (sitegen/stats)
+    excitation: Excitation | None = None  # where its layer has optimized images
+
+
+@dataclass(frozen=True)
+class OptimizedRecord:
+    """A layer's optimized images and their check."""
+
+    key: str  # key of its optimized entry
+    recipe: Mapping[str, Any]
+    seed: int
+    beats_probe: float  # share of neurons whose image excites them more than any probe view
+    specific: float | None  # share whose image excites them more than any other neuron's image
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    name: str  # alias or dotted path: the name in page URLs
+    path: str  # dotted module path
+    shape: tuple[int, ...]  # output per image: [C, H, W] or [C]
+    selection: str  # which neurons are mapped, in words ("" for all)
+    lower: str | None  # the configured layer below: where children are
+    geometry: Mapping[str, Any]
+    zoom: bool  # whether the receptive field is smaller than the image
+    rf_size: tuple[int, int] | None  # None: the whole image
+    neurons: tuple[NeuronRecord, ...]  # the mapped neurons, in order
+    optimized: OptimizedRecord | None = None
+
+    @property
+    def count(self) -> int:
+        """Neurons of the layer, mapped or not."""
+        return self.shape[0]
+
+    @property
+    def mapped(self) -> tuple[int, ...]:
+        return tuple(record.neuron for record in self.neurons)
+
+    @property
+    def width(self) -> int:
+        """Positions per row of its map (1 for a flat layer)."""
+        return self.shape[2] if len(self.shape) == 3 else 1
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    name: str
+    weights: str  # in words
+    fingerprint: str
+    license: str
+    preprocess: Mapping[str, Any]
+    preprocess_text: str
+    categories: tuple[str, ...]  # class names; empty if the model has none
+
+
+@dataclass(frozen=True)
+class Manifest:
+    version: str  # sitegen's
+    title: str
+    config: str
+    model: ModelRecord
+    methods: tuple[str, ...]  # the ReLU-rule methods shown
+    top_k: int
+    children: int  # strongest children kept
+    layers: tuple[LayerRecord, ...]  # lowest first
+    featured: tuple[FeaturedRecord, ...]
+    probe: ProbeRecord
+    format: int = FORMAT
+
+    def layer(self, name: str) -> LayerRecord:
+        return next(layer for layer in self.layers if layer.name == name)
+
+
+def dump(record: Any) -> Any:
+    """A record as JSON data: dataclasses as objects, tuples as lists."""
+    if dataclasses.is_dataclass(record):
+        return {spec.name: dump(getattr(record, spec.name)) for spec in dataclasses.fields(record)}
+    if isinstance(record, (list, tuple)):
+        return [dump(value) for value in record]
+    if isinstance(record, Mapping):
+        return {str(key): dump(value) for key, value in record.items()}
+    return record
+
+
+def _build(kind: Any, data: Any) -> Any:
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if data is None:
+            return None
+        kind = next(arg for arg in args if arg is not type(None))
+        origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if dataclasses.is_dataclass(kind):
+        hints = typing.get_type_hints(kind)
+        return kind(**{spec.name: _build(hints[spec.name], data[spec.name])
+                       for spec in dataclasses.fields(kind) if spec.name in data})
+    if origin is tuple:
+        return tuple(_build(args[0], value) for value in data)
+    if origin is not None:  # Mapping[str, X]
+        return {key: _build(args[1], value) for key, value in data.items()}
+    return data
+
+
+def load(data: Any) -> Manifest:
+    """The manifest from JSON data; ValueError if it is of another format."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError("the manifest is of another format")
+    try:
+        return _build(Manifest, data)
+    except (KeyError, TypeError, StopIteration) as error:
+        raise ValueError(f"the manifest is damaged: {error}") from None
+
+
+def save(cache: Cache, config_path: Path, manifest: Manifest) -> None:
+    """Record the manifest of the config at ``config_path`` in the cache."""
+    cache.write_json(manifest_name(config_path), dump(manifest))
+
+
+def read(cache: Cache, config_path: Path) -> Manifest | None:
+    """The manifest last recorded for the config at ``config_path``; None if there is none, ValueError if it
+    is of an older format."""
+    data = cache.read_json(manifest_name(config_path))
+    return None if data is None else load(data)

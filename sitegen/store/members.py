@@ -1,0 +1,68 @@
+"""The kinds of cache entries and the names of their members, defined once for the stages that write
+them and the site that copies them.  A member per neuron is named by the neuron's number."""
+
+# kinds of entries: one folder of the cache each
+ACTIVATIONS = "acts"
+PREDICTIONS = "preds"
+PHOTOS = "photo"
+PICTURES = "vis"  # gradient pictures of the featured images
+EDGES = "edges"
+PATCHES = "patch"
+OPTIMIZED = "opt"
+IMAGE_CHECKS = "image"
+STATISTICS = "stats"
+SPECIFICITIES = "spec"
+EXCITATIONS = "optcheck"
+
+# activations of one featured view ([C]) or of a chunk of probe views ([n, C])
+VALUES = "values.npy"
+POSITIONS = "positions.npy"
+# a featured view: the pixels the model sees, and the classifier's top predictions
+PHOTO = "photo.jpg"
+PROBS = "probs.npy"
+CLASSES = "indices.npy"
+# an image file: why it cannot be used (empty when it can)
+PROBLEM = "problem.txt"
+# statistics: one array per layer and featured view (specificity), per layer (the optimized images' check)
+SPECIFICITY = "specificity.npy"
+EXCITATION = "check.npy"
+
+
+def picture(neuron: int) -> str:
+    """A gradient picture of the whole view (pictures entry: one per view, layer and method)."""
+    return f"{neuron}.webp"
+
+
+def picture_zoom(neuron: int) -> str:
+    """That picture cut to the neuron's receptive field."""
+    return f"{neuron}-box.webp"
+
+
+def photo_zoom(neuron: int) -> str:
+    """The photo cut to the same box; kept with the first method's pictures only."""
+    return f"{neuron}-img.webp"
+
+
+def patch_photo(neuron: int) -> str:
+    """A patch: the probe view's photo cut to the neuron's receptive field (patches entry)."""
+    return f"{neuron}-img.webp"
+
+
+def patch_guided(neuron: int) -> str:
+    """The guided-backprop picture cut to the same box."""
+    return f"{neuron}-gb.webp"
+
+
+def edges(neuron: int) -> str:
+    """The neuron's edge weights to every neuron of the layer below, on one view (edges entry)."""
+    return f"{neuron}.npy"
+
+
+def optimized(neuron: int) -> str:
+    """The neuron's image optimized from noise (optimized entry: one per layer)."""
+    return f"{neuron}.png"
+
+
+def array(name: str) -> str:
+    """One array of a per-neuron statistic over the probe set (statistics entry: one per statistic and layer)."""
+    return f"{name}.npy"

@@ -25,11 +25,16 @@ class _Rule(torch.autograd.Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         alive = (x > 0) if ctx.upper is None else ((x > 0) & (x < ctx.upper))
-        if ctx.method == "gradient":
-            return grad * alive.to(grad.dtype), None, None
-        if ctx.method == "deconv":
-            return torch.where(grad > 0, grad, torch.zeros_like(grad)), None, None
-        return torch.where((grad > 0) & alive, grad, torch.zeros_like(grad)), None, None
+        return RULES[ctx.method](grad, alive), None, None
+
+
+# Each method's ReLU backward as DESIGN §2 writes it: the gradient arriving at the output, and where the
+# ReLU was open -> the gradient passed to its input.  A method of sitegen's table without a rule here fails.
+RULES = {
+    "gradient": lambda grad, alive: grad * alive.to(grad.dtype),
+    "deconv": lambda grad, alive: torch.where(grad > 0, grad, torch.zeros_like(grad)),
+    "guided": lambda grad, alive: torch.where((grad > 0) & alive, grad, torch.zeros_like(grad)),
+}
 
 
 class RuleReLU(nn.Module):

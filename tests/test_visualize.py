@@ -13,6 +13,7 @@ from reference import reference_visualize
 from sitegen.engine.pictures import pictures
 from sitegen.errors import SitegenError
 from sitegen.images import GRADIENT_STEP, coarsen, encode
+from sitegen.methods import RULE_METHODS
 from sitegen.model.registry import load_model
 
 CASES = [
@@ -37,7 +38,7 @@ def test_methods_match_the_reference(name, layer, path, size, neurons):
     images = torch.randn(2, 3, size, size, dtype=torch.float64)
     if neurons is None:
         neurons = alive(model, images, path)[:3]
-    for method in ("guided", "deconv", "gradient"):
+    for method in RULE_METHODS:
         got = sitegen.visualize(model, images, layer, neurons, method, batch_size=2)
         want = reference_visualize(model, images, path, neurons, method)
         assert got.shape == (2, len(neurons), 3, size, size)
@@ -107,7 +108,7 @@ def test_functional_and_inplace_relus_are_handled():
     torch.manual_seed(0)
     net = Net().eval()
     images = torch.randn(2, 3, 12, 12)
-    for method in ("guided", "deconv", "gradient"):
+    for method in RULE_METHODS:
         got = sitegen.visualize(net, images, "b", [0, 4], method)
         want = reference_visualize(Reference(net), images, "b", [0, 4], method)
         assert torch.allclose(got, want, atol=1e-6, rtol=1e-4)

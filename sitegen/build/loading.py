@@ -37,7 +37,7 @@ def collect_items(config: Config, cache: Cache | None = None) -> tuple[list[Item
                                    [View()], usable)
     probe, skipped_probe = make_items(expand(images.probe, config.root, "images.probe"), config.root,
                                       probe_views(images.probe_flip, images.probe_zooms), usable)
-    skipped += [entry for entry in skipped_probe if entry not in skipped]
+    skipped += [pair for pair in skipped_probe if pair not in skipped]
     if not probe:
         raise SitegenError("images.probe: no readable probe images; top patches need at least one"
                            + "".join(f"\n  - {name}: {reason}" for name, reason in skipped))

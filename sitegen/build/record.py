@@ -10,7 +10,7 @@ from ..images import Item, unique_slugs
 from ..model.layers import Layer
 from ..store import members
 from ..store.manifest import (Excitation, FeaturedRecord, LayerRecord, Manifest, ModelRecord, NeuronRecord,
-                              OptimizedRecord, PatchRecord, Prediction, ProbeRecord, ProbeView, Seen)
+                              OptimizedRecord, PatchRecord, Prediction, ProbeItem, ProbeRecord, Seen)
 from . import edges
 from .stage import State, require
 from .stages import activations, optimize, patches, specificity, statistics
@@ -98,7 +98,7 @@ def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], re
     units, top = state.units[layer.name], state.tops[layer.name]
     arrays = {statistic.NAME: statistics.read(ws, layer, units, statistic) for statistic in stats.STATISTICS}
     optimized, excitations = optimized_record(ws, layer, units)
-    views = seen(ws, layer, units, slugs)
+    on_featured = seen(ws, layer, units, slugs)
     neurons = []
     for row, neuron in enumerate(units):
         order = top.order[row].tolist()
@@ -110,7 +110,7 @@ def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], re
                                    patches.patches_key(ws, ws.probe[int(rows[row])], layer), percentile=p)
                        for p, (rows, values, positions) in top.levels.items())
         neurons.append(NeuronRecord(
-            neuron, best, levels, views[row], children(ws, state, layer, neuron, order, slugs, read),
+            neuron, best, levels, on_featured[row], children(ws, state, layer, neuron, order, slugs, read),
             {statistic.NAME: statistic.record(arrays[statistic.NAME], row) for statistic in stats.STATISTICS},
             excitations[row]))
     geometry = layer.geometry
@@ -131,4 +131,4 @@ def record(ws: Workspace, state: State) -> Manifest:
         layers=tuple(layer_record(ws, state, layer, slugs, read) for layer in ws.layers),
         featured=tuple(featured_record(ws, item, slug, read) for item, slug in zip(ws.featured, slugs)),
         probe=ProbeRecord(len(probe), len({item.digest for item in probe}), ws.probe_hash,
-                          tuple(ProbeView(item.name, item.view.describe()) for item in probe)))
+                          tuple(ProbeItem(item.name, item.view.describe()) for item in probe)))

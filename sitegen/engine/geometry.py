@@ -108,8 +108,8 @@ class _GeometryMode(TorchFunctionMode):
         self.geos: dict[int, tuple[torch.Tensor, Geometry]] = {id(source): (source, Geometry())}
 
     def of(self, tensor: torch.Tensor) -> Geometry | None:
-        entry = self.geos.get(id(tensor))
-        return entry[1] if entry is not None and entry[0] is tensor else None
+        found = self.geos.get(id(tensor))
+        return found[1] if found is not None and found[0] is tensor else None
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}

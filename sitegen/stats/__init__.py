@@ -9,7 +9,7 @@ A statistic module defines
   set, ``[n, U]`` arrays of the U mapped neurons, chunk by chunk (call it again for another pass);
   ``count`` is the number of probe views.  Returns named arrays with one row per neuron;
 - ``record(arrays, row)``: the JSON record of the neuron in that row;
-- ``view(record)``: what its template part shows.
+- ``context(record)``: what its template part shows (as ``stat.context``).
 
 The build computes and caches each statistic in its own stage (``build/stages/statistics.py``), with
 memory that does not grow with the probe set.  No torch here: the site half imports this too.

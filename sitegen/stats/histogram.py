@@ -41,7 +41,7 @@ def record(arrays: dict[str, np.ndarray], row: int) -> dict:
             "counts": arrays["counts"][row].tolist()}
 
 
-def view(record: dict, width: int = 240, height: int = 60) -> dict:
+def context(record: dict, width: int = 240, height: int = 60) -> dict:
     """Bars for an inline SVG, and where zero is when the range spans it."""
     counts = record["counts"]
     peak = max(counts) or 1

@@ -40,24 +40,26 @@ class FeaturedRecord:
 
 
 @dataclass(frozen=True)
-class ProbeView:
+class ProbeItem:
+    """A probe image file seen through one view."""
+
     name: str  # the file
     view: str  # the view, in words ("whole image", "zoom 0.6 at the centre, mirrored")
 
 
 @dataclass(frozen=True)
 class ProbeRecord:
-    count: int  # views
+    count: int  # items: files times views
     files: int
     hash: str
-    views: tuple[ProbeView, ...]
+    items: tuple[ProbeItem, ...]
 
 
 @dataclass(frozen=True)
 class PatchRecord:
-    """One probe view shown for a neuron: a top patch (``rank``) or the one nearest a ``percentile``."""
+    """One probe item shown for a neuron: a top patch (``rank``) or the one nearest a ``percentile``."""
 
-    view: int  # index into the probe set's views
+    item: int  # index into the probe set's items
     value: float
     box: tuple[int, int, int, int]  # the receptive field: top, left, bottom, right (inclusive)
     key: str  # key of the view's patches entry

@@ -26,7 +26,7 @@ def patches_key(ws: Workspace, item: Item, layer: Layer) -> str:
 @dataclass(frozen=True)
 class Patches:
     layer: Layer
-    view: int  # index into the probe set
+    index: int  # of the probe item
     neurons: tuple[int, ...]
     positions: tuple[int, ...]
     patches: bool  # some of the neurons lack their patch
@@ -61,7 +61,7 @@ class PatchesStage(Stage):
 
     def run(self, ws: Workspace, state: State, work: Sequence[Patches], advance: Callable[[int], None]) -> None:
         for w in work:
-            item, layer = ws.probe[w.view], w.layer
+            item, layer = ws.probe[w.index], w.layer
             pixels = ws.pixels(item)
             x = ws.tensor([pixels])[0]
             result = gradients(ws.model.module, x, layer.path, ws.modules[layer.path], list(w.neurons),
@@ -83,4 +83,4 @@ class PatchesStage(Stage):
             advance(len(w.neurons))
 
     def describe(self, ws: Workspace, state: State, work: list[Patches]) -> str:
-        return f"top patches: {sum(w.size for w in work)} to compute over {len({w.view for w in work})} probe views"
+        return f"top patches: {sum(w.size for w in work)} to compute over {len({w.index for w in work})} probe views"

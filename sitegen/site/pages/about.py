@@ -12,7 +12,7 @@ from ..model import Page
 def build(atlas: Atlas) -> list[Page]:
     manifest = atlas.manifest
     _, extra = atlas.content.note("about.md")
-    used = {f.name for f in manifest.featured} | {view.name for view in manifest.probe.views}
+    used = {f.name for f in manifest.featured} | {item.name for item in manifest.probe.items}
     return [Page("about.html", "about.html", "About", {
         "extra": extra, "model": manifest.model, "definitions": DEFINITIONS,
         "methods": [{"name": m, "title": BY_NAME[m].title, "text": BY_NAME[m].definition} for m in manifest.methods],

@@ -13,6 +13,8 @@ from ..model import File
 
 
 def optimized(layer: LayerRecord) -> dict | None:
+    """The layer's optimized images: how they were made, their check, and each neuron's figures; "entry"
+    is the key of the cache entry that holds the images."""
     if layer.optimized is None:
         return None
     o = layer.optimized
@@ -40,7 +42,7 @@ def build(atlas: Atlas) -> list[File]:
             "neurons": [{
                 "neuron": record.neuron, "page": neuron_url(layer.name, record.neuron),
                 "top_patches": [{"rank": p.rank, "value": p.value, "box": list(p.box),
-                                 "source": probe.views[p.view].name, "view": probe.views[p.view].view}
+                                 "source": probe.items[p.item].name, "view": probe.items[p.item].view}
                                 for p in record.top]}
                 for record in layer.neurons]} for layer in manifest.layers],
     }

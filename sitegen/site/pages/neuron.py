@@ -32,8 +32,8 @@ def patches(atlas: Atlas, layer: LayerRecord, record: NeuronRecord, chosen) -> l
     """Top patches or patches below the top, each its photo beside its guided-backprop picture."""
     out = []
     for patch in chosen:
-        view = atlas.manifest.probe.views[patch.view]
-        out.append({"rank": patch.rank, "value": patch.value, "source": view.name, "view": view.view,
+        item = atlas.manifest.probe.items[patch.item]
+        out.append({"rank": patch.rank, "value": patch.value, "source": item.name, "view": item.view,
                     "percentile": f"{patch.percentile:g}" if patch.percentile is not None else None,
                     "img": atlas.assets.patch(layer.name, record.neuron, patch, "img"),
                     "gb": atlas.assets.patch(layer.name, record.neuron, patch, "gb")})
@@ -73,7 +73,7 @@ def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
     return Page(neuron_url(name, neuron), "neuron.html", f"{name}/{neuron}", {
         "layer": atlas.layer_summary(layer), "neuron": neuron, "label": label, "notes": notes,
         "rows": featured_rows(atlas, layer, record), "methods": atlas.methods,
-        "stats": [{"name": stat.NAME, "view": stat.view(record.stats[stat.NAME])}
+        "stats": [{"name": stat.NAME, "context": stat.context(record.stats[stat.NAME])}
                   for stat in stats.STATISTICS if stat.NAME in record.stats],
         "patches": patches(atlas, layer, record, record.top), "levels": patches(atlas, layer, record, record.levels),
         "optimized": optimized, "top_k": manifest.top_k, "edges": edge_sections(atlas, layer, record),

@@ -13,17 +13,17 @@ from ..model import File, Page
 
 def build(atlas: Atlas) -> list[Page | File]:
     manifest = atlas.manifest
-    entries = [{"t": f"Layer {layer.name}", "d": layer.path, "u": layer_url(layer.name)} for layer in atlas.layers]
+    results = [{"t": f"Layer {layer.name}", "d": layer.path, "u": layer_url(layer.name)} for layer in atlas.layers]
     for layer in atlas.layers:
         for record in layer.neurons:
             label, notes = atlas.labels[(layer.name, record.neuron)]
-            sources = sorted({manifest.probe.views[patch.view].name for patch in record.top})
-            entries.append({"t": f"{layer.name}/{record.neuron}" + (f" {label}" if label else ""),
+            sources = sorted({manifest.probe.items[patch.item].name for patch in record.top})
+            results.append({"t": f"{layer.name}/{record.neuron}" + (f" {label}" if label else ""),
                             "d": " ".join([re.sub(r"<[^>]+>", " ", notes)] + sources).strip(),
                             "u": neuron_url(layer.name, record.neuron)})
     for featured in manifest.featured:
-        entries.append({"t": featured.name, "d": " ".join(p.label for p in featured.predictions),
+        results.append({"t": featured.name, "d": " ".join(p.label for p in featured.predictions),
                         "u": image_url(featured.slug)})
-    text = json.dumps(entries, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(results, ensure_ascii=False, separators=(",", ":"))
     return [Page("search.html", "search.html", "Search", {}),
             File("search-index.js", f"window.SITEGEN_INDEX = {text};\n".encode("utf-8"))]

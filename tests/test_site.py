@@ -1,0 +1,136 @@
+"""The site half on its own: pages built from a hand-written manifest (tests/handmade.py), no computing,
+and no torch: this module imports none, and rendering is checked in a process that never loads it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import handmade
+from sitegen.config import parse
+from sitegen.site import build_site_model
+from sitegen.site.model import Asset
+from sitegen.store.manifest import dump, load
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture
+def site(tmp_path):
+    (tmp_path / "neurons" / "conv").mkdir(parents=True)
+    (tmp_path / "neurons" / "conv" / "1.md").write_text("# Whiskers\n\nFires on *whiskers*.\n")
+    (tmp_path / "notes.md").write_text("# Notes\n\nA page of its own.\n")
+    config = parse('[layers]\nuse = ["conv", "fc"]\n[site]\ntree_width = 1\n', tmp_path / "atlas.toml")
+    return build_site_model(handmade.manifest(), config)
+
+
+def pages(site):
+    return {page.path: page for page in site.pages}
+
+
+def test_every_page_type_makes_its_pages(site):
+    assert set(pages(site)) == {
+        "index.html", "about.html", "search.html", "pages/notes.html", "images/cat.html", "layers/conv.html",
+        "layers/fc.html", *(f"layers/conv/{n}.html" for n in range(4)), "layers/fc/0.html", "layers/fc/2.html"}
+    assert set(site.files) == {"manifest.json", "search-index.js"}
+    assert [item["title"] for item in site.nav] == ["Atlas", "conv", "fc", "About"]
+
+
+def test_labels_come_from_notes_and_class_names(site):
+    conv = pages(site)["layers/conv/1.html"].context
+    assert conv["label"] == "Whiskers" and "<em>whiskers</em>" in conv["notes"]
+    assert pages(site)["layers/fc/2.html"].context["label"] == "bird"
+
+
+def test_parents_are_the_inverted_children_strongest_first(site):
+    edges = pages(site)["layers/conv/1.html"].context["edges"]
+    on_cat = edges["per_image"][0]["parents"]
+    assert [(p["neuron"], p["weight"]) for p in on_cat] == [(2, 0.4), (0, 0.25)]
+    assert [(p["neuron"], p["count"]) for p in edges["dataset"]["parents"]] == [(0, 2), (2, 1)]
+    assert edges["lower"] is None and edges["per_image"][0]["children"] == []
+    fc = pages(site)["layers/fc/0.html"].context["edges"]
+    assert [c["neuron"] for c in fc["per_image"][0]["children"]] == [2, 1] and fc["upper"] is None
+
+
+def test_a_neuron_page_shows_its_records(site):
+    context = pages(site)["layers/conv/2.html"].context
+    row = context["rows"][0]
+    assert row["value"] == 1.5 and row["position"] == "(1, 0)" and row["specificity"] == 0.5
+    assert row["photo_zoom"] == "assets/vis/conv/2/cat-guided-img.webp"
+    assert [p["src"] for p in row["pictures"]] == ["assets/vis/conv/2/cat-guided.webp",
+                                                   "assets/vis/conv/2/cat-gradient.webp"]
+    assert [(p["rank"], p["value"], p["source"]) for p in context["patches"]] == [
+        (1, 4.0, "photos/dog.png"), (2, 1.0, "photos/cat.png")]
+    assert context["levels"][0]["percentile"] == "99"
+    assert context["stats"][0]["name"] == "histogram" and context["stats"][0]["context"]["zero"] is not None
+    assert (context["prev"], context["next"]) == (1, 3)
+    optimized = pages(site)["layers/fc/2.html"].context["optimized"]
+    assert optimized["own"] == 22.0 and optimized["other"] == 7.0 and optimized["objective"] == "its value"
+
+
+def test_assets_name_their_cache_members(site):
+    assert Asset("assets/patches/conv/1/1-gb.webp", "patch", "patch-1", "1-gb.webp") in site.assets
+    assert Asset("assets/patches/conv/1/p99-img.webp", "patch", "patch-2", "1-img.webp") in site.assets
+    assert Asset("assets/vis/conv/3/cat-guided-box.webp", "vis", "vis-conv-guided", "3-box.webp") in site.assets
+    assert Asset("assets/optimized/fc/2.png", "opt", "opt-fc", "2.png") in site.assets
+    assert Asset("assets/photos/cat.jpg", "photo", "photo-cat", "photo.jpg") in site.assets
+
+
+def test_the_image_tree_starts_at_the_top_class_and_follows_the_children(site):
+    context = pages(site)["images/cat.html"].context
+    tree = context["tree"]
+    assert (tree["layer"], tree["neuron"], tree["label"]) == ("fc", 0, "cat")
+    assert [(c["layer"], c["neuron"], c["weight"]) for c in tree["children"]] == [("conv", 2, 0.5)]  # tree_width 1
+    conv = context["layers"][0]["neurons"]
+    assert [n["neuron"] for n in conv] == [1, 2, 0, 3]  # most active first
+
+
+def test_manifest_json_and_the_search_index(site):
+    data = json.loads(site.files["manifest.json"])
+    fc = data["layers"][1]
+    assert fc["optimize"]["neurons"]["2"] == {"own": 22.0, "other": 7.0, "probe": 9.0}
+    assert fc["neurons"][0]["top_patches"][0] == {"rank": 1, "value": 9.0, "box": [0, 0, 2, 2],
+                                                  "source": "photos/cat.png", "view": "whole image"}
+    assert data["featured"][0]["predictions"][0] == {"class": 0, "label": "cat", "prob": 0.7}
+    assert set(data["definitions"]) >= {"guided", "deconv", "gradient", "optimize", "activation", "patch"}
+    index = site.files["search-index.js"].decode()
+    entries = json.loads(index[len("window.SITEGEN_INDEX = "):].rstrip().rstrip(";"))
+    assert {"t": "conv/1 Whiskers", "u": "layers/conv/1.html"}.items() <= entries[3].items()
+
+
+def test_the_manifest_survives_json():
+    manifest = handmade.manifest()
+    assert load(json.loads(json.dumps(dump(manifest)))) == manifest
+    with pytest.raises(ValueError):
+        load({"layers": []})  # an older manifest
+
+
+RENDER = """
+import sys
+sys.path.insert(0, {here!r})
+import handmade
+from sitegen.check import check_site
+from sitegen.config import parse
+from sitegen.render import render
+from sitegen.site import build_site_model
+from sitegen.store.cache import Cache
+from pathlib import Path
+
+root = Path({root!r})
+site = build_site_model(handmade.manifest(), parse('[layers]\\nuse = ["conv", "fc"]\\n', root / "atlas.toml"))
+cache = Cache(root / "cache")
+for asset in site.assets:
+    cache.add(asset.kind, asset.key, {{asset.member: b"pixels"}})
+render(site, root / "site", cache)
+assert check_site(root / "site")[1] == []
+assert "torch" not in sys.modules, "the site half imported torch"
+"""
+
+
+def test_rendering_needs_no_torch(tmp_path):
+    script = RENDER.format(here=str(HERE), root=str(tmp_path))
+    subprocess.run([sys.executable, "-c", script], check=True)
+    neuron = (tmp_path / "site" / "layers" / "conv" / "1.html").read_text()
+    assert "Hand-made &lt;atlas&gt;" in neuron and "Activation over 3 probe views" in neuron

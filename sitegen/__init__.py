@@ -1,6 +1,6 @@
 """sitegen: a neuron atlas of a convolutional network, as a static site."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__", "edges", "optimize", "visualize"]
 

@@ -229,7 +229,7 @@ def coarsen(picture: np.ndarray) -> np.ndarray:
 
 ENCODINGS = {  # kind: (format, options, what is done to the pixels first)
     "photo": ("JPEG", {"quality": 88}, None),                               # the featured photos
-    "crop": ("WEBP", {"quality": 85, "method": 4}, None),                   # photo crops beside pictures
+    "patch": ("WEBP", {"quality": 85, "method": 4}, None),                  # photos cut to a box, beside pictures
     "exact": ("PNG", {"optimize": False, "compress_level": 6}, None),       # optimized images
     "gradient": ("WEBP", {"lossless": True, "method": 1}, coarsen),         # gradient pictures
 }

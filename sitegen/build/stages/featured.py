@@ -50,8 +50,8 @@ def _pictures(ws: Workspace, w: Featured, pixels, positions, result, chunk: list
             if zoom:  # cut from the whole-size picture: the receptive field keeps every pixel
                 box = ws.box(w.layer, int(positions[neuron]))
                 jobs[method, members.picture_zoom(neuron)] = (fit(cut(picture, box), PATCH_SIDE), "gradient")
-                if method == ws.config.compute.methods[0]:  # the photo's crop, kept once
-                    jobs[method, members.photo_zoom(neuron)] = (fit(cut(pixels, box), PATCH_SIDE), "crop")
+                if method == ws.config.compute.methods[0]:  # the photo cut to the box, kept once
+                    jobs[method, members.photo_zoom(neuron)] = (fit(cut(pixels, box), PATCH_SIDE), "patch")
     return jobs
 
 

@@ -71,7 +71,7 @@ class PatchesStage(Stage):
                 jobs = {}
                 for neuron, position, picture in zip(w.neurons, w.positions, pictures(result[METHOD])):
                     box = ws.box(layer, int(position))
-                    jobs[members.patch_photo(neuron)] = (fit(cut(pixels, box), PATCH_SIDE), "crop")
+                    jobs[members.patch_photo(neuron)] = (fit(cut(pixels, box), PATCH_SIDE), "patch")
                     jobs[members.patch_guided(neuron)] = (fit(cut(picture, box), PATCH_SIDE), "gradient")
                 ws.write(members.PATCHES, patches_key(ws, item, layer), ws.encode_many(jobs), add=True)
                 ws.count("patches", len(w.neurons))

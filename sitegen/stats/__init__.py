@@ -15,6 +15,6 @@ The build computes and caches each statistic in its own stage (``build/stages/st
 memory that does not grow with the probe set.  No torch here: the site half imports this too.
 """
 
-from . import histogram
+from . import active, histogram
 
-STATISTICS = (histogram,)
+STATISTICS = (histogram, active)

@@ -110,10 +110,11 @@ def test_only_new_work_is_computed(atlas):
     # a new featured image computes only that image's work
     (atlas / "atlas.toml").write_text(CONFIG.replace('"imgs/img1.png"]', '"imgs/img1.png", "imgs/img2.png"]'))
     _, more = compute(load(atlas / "atlas.toml"), cache, quiet=True)
-    # its activations and pictures; its edges for the neurons whose top patches did not already hold
-    # that view (it is also a probe view)
+    # its activations, pictures and their specificity; its edges for the neurons whose top patches did
+    # not already hold that view (it is also a probe view)
     assert more["activations"] == 1 and more["visualizations"] == sum(NEURONS.values()) * 3
-    assert set(more) <= {"activations", "visualizations", "edges"}
+    assert more["specificities"] == len(NEURONS)  # one per layer
+    assert set(more) <= {"activations", "visualizations", "specificities", "edges"}
     assert more.get("edges", 0) <= sum(NEURONS.values()) - NEURONS["features.1"]
 
     # a larger top_k computes only the patches (and their edges) that enter the top 5

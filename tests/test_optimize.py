@@ -159,7 +159,7 @@ def test_an_atlas_with_optimized_images(tmp_path):
     assert computed == {}
     (tmp_path / "atlas.toml").write_text(CONFIG.replace("steps = 48", "steps = 50"))
     _, computed = compute(load(tmp_path / "atlas.toml"), tmp_path / "cache", quiet=True)
-    assert computed == {"optimized images": 13}
+    assert computed == {"optimized images": 13, "optimized image checks": 2}
 
 
 @pytest.mark.parametrize("text,message", [

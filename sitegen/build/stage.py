@@ -48,6 +48,34 @@ class Stage:
         return f"{self.name}: {sum(w.size for w in work)} to compute"
 
 
+class EntryStage(Stage):
+    """A stage each of whose pieces of work makes one whole cache entry of ``kind`` (size 1 each), counted
+    as one ``unit``."""
+
+    kind = ""
+    unit = ""
+
+    def candidates(self, ws: Workspace, state: State) -> list[Any]:
+        """Every piece of work, made or not."""
+        return []
+
+    def key(self, ws: Workspace, state: State, work: Any) -> str:
+        raise NotImplementedError
+
+    def entry(self, ws: Workspace, state: State, work: Any) -> dict[str, Any]:
+        """Compute the members of the entry of ``work``."""
+        raise NotImplementedError
+
+    def plan(self, ws: Workspace, state: State) -> list[Any]:
+        return [w for w in self.candidates(ws, state) if not ws.cache.has(self.kind, self.key(ws, state, w))]
+
+    def run(self, ws: Workspace, state: State, work: Sequence[Any], advance: Callable[[int], None]) -> None:
+        for w in work:
+            ws.write(self.kind, self.key(ws, state, w), self.entry(ws, state, w))
+            ws.count(self.unit)
+            advance(1)
+
+
 def missing(ws: Workspace, kind: str, key: str, neurons: Sequence[int], member: Callable[[int], str]) -> list[int]:
     """The ``neurons`` whose member the entry lacks."""
     names = ws.cache.names(kind, key)

@@ -10,11 +10,12 @@ files from them.  No torch here.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .cache import Cache, manifest_name
 
@@ -171,33 +172,40 @@ class Manifest:
         return next(layer for layer in self.layers if layer.name == name)
 
 
+@functools.lru_cache(maxsize=None)
+def _names(kind: type) -> tuple[str, ...]:
+    return tuple(spec.name for spec in dataclasses.fields(kind))
+
+
 def dump(record: Any) -> Any:
     """A record as JSON data: dataclasses as objects, tuples as lists."""
-    if dataclasses.is_dataclass(record):
-        return {spec.name: dump(getattr(record, spec.name)) for spec in dataclasses.fields(record)}
+    if isinstance(record, (str, int, float)) or record is None:
+        return record
     if isinstance(record, (list, tuple)):
         return [dump(value) for value in record]
     if isinstance(record, Mapping):
         return {str(key): dump(value) for key, value in record.items()}
-    return record
+    return {name: dump(getattr(record, name)) for name in _names(type(record))}
 
 
-def _build(kind: Any, data: Any) -> Any:
+@functools.lru_cache(maxsize=None)
+def _reader(kind: Any) -> Callable[[Any], Any]:
+    """A function that builds a value of type ``kind`` from JSON data (made once per type)."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
-        if data is None:
-            return None
-        kind = next(arg for arg in args if arg is not type(None))
-        origin, args = typing.get_origin(kind), typing.get_args(kind)
+        inner = _reader(next(arg for arg in args if arg is not type(None)))
+        return lambda data: None if data is None else inner(data)
     if dataclasses.is_dataclass(kind):
         hints = typing.get_type_hints(kind)
-        return kind(**{spec.name: _build(hints[spec.name], data[spec.name])
-                       for spec in dataclasses.fields(kind) if spec.name in data})
+        fields = [(spec.name, _reader(hints[spec.name])) for spec in dataclasses.fields(kind)]
+        return lambda data: kind(**{name: read(data[name]) for name, read in fields if name in data})
     if origin is tuple:
-        return tuple(_build(args[0], value) for value in data)
+        element = _reader(args[0])
+        return lambda data: tuple(element(value) for value in data)
     if origin is not None:  # Mapping[str, X]
-        return {key: _build(args[1], value) for key, value in data.items()}
-    return data
+        value_reader = _reader(args[1])
+        return lambda data: {key: value_reader(value) for key, value in data.items()}
+    return lambda data: data
 
 
 def load(data: Any) -> Manifest:
@@ -205,7 +213,7 @@ def load(data: Any) -> Manifest:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError("the manifest is of another format")
     try:
-        return _build(Manifest, data)
+        return _reader(Manifest)(data)
     except (KeyError, TypeError, StopIteration) as error:
         raise ValueError(f"the manifest is damaged: {error}") from None
 

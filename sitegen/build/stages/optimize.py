@@ -14,7 +14,7 @@ from PIL import Image
 from ...engine.optimization import Recipe, excitation, optimize
 from ...model.layers import Layer
 from ...store import members
-from ..stage import Stage, State, missing, require
+from ..stage import EntryStage, Stage, State, missing, require
 from ..workspace import Workspace
 
 
@@ -100,18 +100,18 @@ class Check:
     size = 1
 
 
-class ExcitationStage(Stage):
+class ExcitationStage(EntryStage):
     name = "optimized images' check"
     title = "optimized images' check (layers)"
     needs = ("activations", "optimized images")
+    kind = members.EXCITATIONS
+    unit = "optimized image checks"
 
-    def plan(self, ws: Workspace, state: State) -> list[Check]:
-        return [Check(layer) for layer in optimized_layers(ws)
-                if not ws.cache.has(members.EXCITATIONS, excitation_key(ws, layer, state.units[layer.name]))]
+    def candidates(self, ws: Workspace, state: State) -> list[Check]:
+        return [Check(layer) for layer in optimized_layers(ws)]
 
-    def run(self, ws: Workspace, state: State, work: Sequence[Check], advance: Callable[[int], None]) -> None:
-        for w in work:
-            units = state.units[w.layer.name]
-            ws.write(members.EXCITATIONS, excitation_key(ws, w.layer, units),
-                     {members.EXCITATION: check(ws, w.layer, units)})
-            advance(1)
+    def key(self, ws: Workspace, state: State, work: Check) -> str:
+        return excitation_key(ws, work.layer, state.units[work.layer.name])
+
+    def entry(self, ws: Workspace, state: State, work: Check) -> dict:
+        return {members.EXCITATION: check(ws, work.layer, state.units[work.layer.name])}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -14,7 +14,7 @@ from PIL import Image
 from ...images import STORAGE, WHOLE_SIDE, Item
 from ...model.layers import Layer
 from ...store import members
-from ..stage import Stage, State, require
+from ..stage import EntryStage, State, require
 from ..workspace import Workspace
 from .featured import pictures_key
 
@@ -52,19 +52,19 @@ class Specificity:
     size = 1
 
 
-class SpecificityStage(Stage):
+class SpecificityStage(EntryStage):
     name = "specificity"
     title = "specificity (images x layers)"
     needs = ("activations", "featured images")
+    kind = members.SPECIFICITIES
+    unit = "specificities"
 
-    def plan(self, ws: Workspace, state: State) -> list[Specificity]:
+    def candidates(self, ws: Workspace, state: State) -> list[Specificity]:
         return [Specificity(item, layer) for item in ws.featured for layer in ws.layers
-                if applies(ws, state.units[layer.name]) and not ws.cache.has(
-                    members.SPECIFICITIES, specificity_key(ws, item, layer, state.units[layer.name]))]
+                if applies(ws, state.units[layer.name])]
 
-    def run(self, ws: Workspace, state: State, work: Sequence[Specificity], advance: Callable[[int], None]) -> None:
-        for w in work:
-            units = state.units[w.layer.name]
-            ws.write(members.SPECIFICITIES, specificity_key(ws, w.item, w.layer, units),
-                     {members.SPECIFICITY: specificity(ws, w.item, w.layer, units)})
-            advance(1)
+    def key(self, ws: Workspace, state: State, work: Specificity) -> str:
+        return specificity_key(ws, work.item, work.layer, state.units[work.layer.name])
+
+    def entry(self, ws: Workspace, state: State, work: Specificity) -> dict:
+        return {members.SPECIFICITY: specificity(ws, work.item, work.layer, state.units[work.layer.name])}

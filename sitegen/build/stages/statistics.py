@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ... import stats
 from ...model.layers import Layer
 from ...store import members
-from ..stage import Stage, State
+from ..stage import EntryStage, State
 from ..workspace import Workspace
 from .activations import probe_values
 
@@ -43,21 +43,21 @@ class Statistic:
     size = 1
 
 
-class StatisticsStage(Stage):
+class StatisticsStage(EntryStage):
     name = "statistics"
     title = "statistics (layers)"
     needs = ("activations",)
+    kind = members.STATISTICS
+    unit = "statistics"
 
-    def plan(self, ws: Workspace, state: State) -> list[Statistic]:
-        return [Statistic(layer, statistic) for layer in ws.layers for statistic in stats.STATISTICS
-                if not ws.cache.has(members.STATISTICS, statistic_key(ws, layer, state.units[layer.name], statistic))]
+    def candidates(self, ws: Workspace, state: State) -> list[Statistic]:
+        return [Statistic(layer, statistic) for layer in ws.layers for statistic in stats.STATISTICS]
 
-    def run(self, ws: Workspace, state: State, work: Sequence[Statistic], advance: Callable[[int], None]) -> None:
-        for w in work:
-            units = state.units[w.layer.name]
-            ws.write(members.STATISTICS, statistic_key(ws, w.layer, units, w.statistic),
-                     compute(ws, w.layer, units, w.statistic))
-            advance(1)
+    def key(self, ws: Workspace, state: State, work: Statistic) -> str:
+        return statistic_key(ws, work.layer, state.units[work.layer.name], work.statistic)
+
+    def entry(self, ws: Workspace, state: State, work: Statistic) -> dict:
+        return compute(ws, work.layer, state.units[work.layer.name], work.statistic)
 
     def describe(self, ws: Workspace, state: State, work: list[Statistic]) -> str:
         return f"statistics: {len(work)} of {len(ws.layers) * len(stats.STATISTICS)} (layer, statistic) to compute"

@@ -66,3 +66,8 @@ def optimized(neuron: int) -> str:
 def array(name: str) -> str:
     """One array of a per-neuron statistic over the probe set (statistics entry: one per statistic and layer)."""
     return f"{name}.npy"
+
+
+def arrays(entry: dict) -> dict:
+    """A statistics entry's arrays, by name."""
+    return {member.removesuffix(".npy"): value for member, value in entry.items()}

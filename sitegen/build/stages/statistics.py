@@ -33,7 +33,7 @@ def read(ws: Workspace, layer: Layer, units: Sequence[int], statistic: ModuleTyp
     if entry is None:
         entry = compute(ws, layer, units, statistic)
         ws.cache.put(members.STATISTICS, key, entry)
-    return {name.removesuffix(".npy"): value for name, value in entry.items()}
+    return members.arrays(entry)
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def workspace(config_path: Path, cache: Path):
     from sitegen.store.cache import Cache
 
     with Workspace.open(load(config_path), Cache(cache), quiet=True) as ws:
-        yield ws, State(units={layer.name: tuple(range(layer.count)) for layer in ws.layers})
+        yield ws, State(mapped={layer.name: tuple(range(layer.count)) for layer in ws.layers})
 
 
 def mine(ws, state) -> None:
@@ -86,7 +86,7 @@ def mine_only(config_path: Path, cache: Path) -> None:
     with workspace(config_path, cache) as (ws, state):
         mine(ws, state)
         for layer in ws.layers:
-            top_k(ws, layer, state.units[layer.name])
+            top_k(ws, layer, state.mapped[layer.name])
     gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, gpu)
 

@@ -70,7 +70,7 @@ def optimize(model: nn.Module, layer: str, neurons: Sequence[int], steps: int = 
     The objective is a channel's mean over positions (a unit's value); the
     image is parameterized in decorrelated colour and scaled Fourier space and
     randomly jittered, scaled and rotated at every step (see
-    :mod:`sitegen.optimization`).  ``mean`` and ``std`` are the model's input
+    :mod:`sitegen.engine.optimization`).  ``mean`` and ``std`` are the model's input
     normalisation (ImageNet's by default; EfficientNet-Lite wants 0.5 and
     0.5).  All neurons are optimized together in one batch; the same seed
     gives the same images.  The model is left as it was given.

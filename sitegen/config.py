@@ -166,20 +166,20 @@ def _fits(value: Any, kind: type) -> Any:
 
 
 def _check(key: str, value: Any, spec: dataclasses.Field, annotation: Any, errors: list[str]) -> Any:
-    kind, item = _expected(annotation)
+    kind, element_kind = _expected(annotation)
     checked = _fits(value, kind)
     if checked is None:
         errors.append(f"{key}: expected {_type_name(kind)}, got {value!r}")
         return spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
-    if item is not None:
-        items = []
+    if element_kind is not None:
+        elements = []
         for index, element in enumerate(checked):
-            fitted = _fits(element, item)
+            fitted = _fits(element, element_kind)
             if fitted is None:
-                errors.append(f"{key}[{index}]: expected {_type_name(item)}, got {element!r}")
+                errors.append(f"{key}[{index}]: expected {_type_name(element_kind)}, got {element!r}")
             else:
-                items.append(fitted)
-        checked = tuple(items)
+                elements.append(fitted)
+        checked = tuple(elements)
     values = checked if isinstance(checked, tuple) else [checked]
     choices, minimum = spec.metadata["choices"], spec.metadata["minimum"]
     for element in values:
@@ -216,10 +216,10 @@ def _table(data: dict, prefix: str, cls: type, errors: list[str], also: tuple[st
 def _credits(data: Any, errors: list[str]) -> tuple[Credit, ...]:
     if data is None:
         return ()
-    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+    if not isinstance(data, list) or not all(isinstance(table, dict) for table in data):
         errors.append("credits: expected an array of tables ([[credits]])")
         return ()
-    return tuple(_table(item, f"credits[{index}].", Credit, errors) for index, item in enumerate(data))
+    return tuple(_table(table, f"credits[{index}].", Credit, errors) for index, table in enumerate(data))
 
 
 def _layer_neurons(layers: LayersConfig, errors: list[str]) -> dict[str, Any]:
@@ -238,8 +238,8 @@ def _layer_neurons(layers: LayersConfig, errors: list[str]) -> dict[str, Any]:
     return chosen
 
 
-def _cross_checks(data: dict, tables: dict[str, Any], errors: list[str]) -> None:
-    """Problems that involve more than one option."""
+def _cross_checks(data: dict, tables: dict[str, Any], errors: list[str]) -> dict[str, Any]:
+    """Problems that involve more than one option; returns layers.neurons, checked."""
     model, layers, images, compute = tables["model"], tables["layers"], tables["images"], tables["compute"]
     for name in ("mean", "std"):
         values = getattr(model, name)
@@ -251,6 +251,7 @@ def _cross_checks(data: dict, tables: dict[str, Any], errors: list[str]) -> None
         errors.append("layers.use: a layer is listed twice")
     if not layers.use and "layers.use: required" not in errors:
         errors.append("layers.use: list at least one layer")
+    neurons = _layer_neurons(layers, errors)
     for zoom in images.probe_zooms:
         if not 0 < zoom <= 1:
             errors.append(f"images.probe_zooms: {zoom!r} is not in (0, 1]")
@@ -265,6 +266,7 @@ def _cross_checks(data: dict, tables: dict[str, Any], errors: list[str]) -> None
     for name in tables["optimize"].layers or ():
         if name not in layers.use:
             errors.append(f"optimize.layers: {name!r} is not in layers.use")
+    return neurons
 
 
 def parse(text: str, path: Path) -> Config:
@@ -274,7 +276,7 @@ def parse(text: str, path: Path) -> Config:
     except tomllib.TOMLDecodeError as error:
         raise SitegenError(f"{path}: not valid TOML: {error}") from None
     errors: list[str] = []
-    tables = {"": _table(data, "", TopConfig, errors, also=(*SCHEMA, "credits"))}
+    tables = {}
     for name, cls in SCHEMA.items():
         if name:
             section = data.get(name, {})
@@ -282,10 +284,10 @@ def parse(text: str, path: Path) -> Config:
                 errors.append(f"{name}: expected a table ([{name}])")
                 section = {}
             tables[name] = _table(section, f"{name}.", cls, errors)
+    tables[""] = _table(data, "", TopConfig, errors, also=(*SCHEMA, "credits"))
     credits = _credits(data.get("credits"), errors)
-    _cross_checks(data, tables, errors)
+    neurons = _cross_checks(data, tables, errors)
     layers, compute, optimize = tables["layers"], tables["compute"], tables["optimize"]
-    neurons = _layer_neurons(layers, errors)
     if errors:
         raise SitegenError(f"{path}: {len(errors)} problem(s) in the config:\n" +
                            "\n".join(f"  - {e}" for e in errors))

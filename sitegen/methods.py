@@ -45,3 +45,6 @@ RULE_METHODS = tuple(method.name for method in METHODS if method.relu_rule)
 OPTIMIZE = "optimize"
 # The true gradient: edge weights are computed with it, whichever pictures are shown.
 TRUE_GRADIENT = "gradient"
+# Guided backprop, the study's: top patches and the specificity are its pictures, and thumbnails are where
+# it is computed.
+GUIDED = "guided"

@@ -258,11 +258,28 @@ def test_status_says_what_would_be_computed_and_why(atlas):
     assert run("compute", "-c", atlas / "atlas.toml", "--cache", cache, "-q")[0] == 0
     code, output = run("status", "-c", atlas / "atlas.toml", "--cache", cache)
     assert "activations: 0 of 50 views" in output and "top patches: 0 to compute" in output
+    assert "optimized" not in output  # nothing of a product the config does not have
     (atlas / "atlas.toml").write_text(CONFIG.replace("top_k = 4", "top_k = 6")
                                       .replace('"imgs/img1.png"]', '"imgs/img1.png", "imgs/img2.png"]'))
     code, output = run("status", "-c", atlas / "atlas.toml", "--cache", cache)
     assert "top_k changed: 4 -> 6" in output and "new featured images: imgs/img2.png" in output
     assert "activations: 1 of 51 views" in output
+
+
+def test_damaged_statistics_and_specificity_are_recomputed_in_one_build(atlas):
+    site, cache = atlas / "site", atlas / "cache"
+    assert run("build", "-c", atlas / "atlas.toml", "-o", site, "--cache", cache, "-q")[0] == 0
+    before = {p: p.read_bytes() for p in site.rglob("*") if p.is_file()}
+    victims = [sorted((cache / kind).rglob("*.zip"))[0] for kind in ("stats", "spec")]
+    for victim in victims:  # a flipped byte in a member's data: its checksum no longer matches
+        data = bytearray(victim.read_bytes())
+        data[40] ^= 0xFF
+        victim.write_bytes(bytes(data))
+    code, output = run("build", "-c", atlas / "atlas.toml", "-o", site, "--cache", cache, "-q")
+    assert code == 0, output
+    for victim in victims:
+        assert f"warning: damaged cache entry {victim} was recomputed" in output
+    assert before == {p: p.read_bytes() for p in site.rglob("*") if p.is_file()}
 
 
 def test_new_weights_recompute_and_switching_back_costs_nothing(atlas):

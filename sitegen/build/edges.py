@@ -13,12 +13,13 @@ import numpy as np
 
 from ..images import Item
 from ..model.layers import Layer
+from ..store import members
 from ..store.manifest import Edge
 from .workspace import Workspace
 
 
 def edges_key(ws: Workspace, item: Item, layer: Layer) -> str:
-    return ws.key("edges", layer.path, layer.lower.path, item.digest, item.view.spec)
+    return ws.key(members.EDGES, layer.path, layer.lower.path, item.digest, item.view.spec)
 
 
 def strongest(weights: np.ndarray, lower_units: Sequence[int], k: int) -> tuple[Edge, ...]:

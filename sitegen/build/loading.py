@@ -22,7 +22,7 @@ def collect_items(config: Config, cache: Cache | None = None) -> tuple[list[Item
 
     Every file is decoded once to see that it can be used; the answer is cached by its bytes."""
     def usable(path: Path, digest: str) -> str | None:
-        key = make_key("image", digest, MAX_PIXELS)
+        key = make_key(members.IMAGE_CHECKS, digest, MAX_PIXELS)
         if cache is not None:
             entry = cache.get(members.IMAGE_CHECKS, key)
             if entry is not None:

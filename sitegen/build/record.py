@@ -15,8 +15,8 @@ from . import edges
 from .stage import State, require
 from .stages import activations, optimize, patches, specificity, statistics
 from .stages.featured import pictures_key
+from .stages.mapped import selection_text
 from .stages.photos import photo_key, predictions_key
-from .stages.units import selection_text
 from .workspace import Workspace
 
 
@@ -52,12 +52,12 @@ def featured_record(ws: Workspace, item: Item, slug: str, read: Reader) -> Featu
                            for layer in ws.layers})
 
 
-def optimized_record(ws: Workspace, layer: Layer, units: tuple[int, ...],
-                     ) -> tuple[OptimizedRecord | None, list[Excitation | None]]:
+def optimized_record(ws: Workspace, state: State,
+                     layer: Layer) -> tuple[OptimizedRecord | None, list[Excitation | None]]:
     """The layer's optimized images and their check, and each neuron's excitation."""
     if layer not in optimize.optimized_layers(ws):
-        return None, [None] * len(units)
-    rows = require(ws, members.EXCITATIONS, optimize.excitation_key(ws, layer, units))[members.EXCITATION]
+        return None, [None] * len(state.mapped[layer.name])
+    rows = optimize.ExcitationStage().value(ws, state, optimize.Check(layer))[members.EXCITATION]
     count = max(1, len(rows))
     record = OptimizedRecord(optimize.optimized_key(ws, layer), optimize.recipe(ws).as_dict(), ws.config.compute.seed,
                              float((rows[:, 0] > rows[:, 2]).sum() / count),
@@ -66,15 +66,16 @@ def optimized_record(ws: Workspace, layer: Layer, units: tuple[int, ...],
     return record, [Excitation(float(a), float(b) if np.isfinite(b) else None, float(c)) for a, b, c in rows.tolist()]
 
 
-def seen(ws: Workspace, layer: Layer, units: tuple[int, ...], slugs: list[str]) -> list[dict[str, Seen]]:
+def seen(ws: Workspace, state: State, layer: Layer, slugs: list[str]) -> list[dict[str, Seen]]:
     """Per mapped neuron: its value, position and specificity on each featured image."""
+    units = state.mapped[layer.name]
     per_neuron: list[dict[str, Seen]] = [{} for _ in units]
     for item, slug in zip(ws.featured, slugs):
         values, positions = activations.read_featured(ws, item, layer)
         spec = None
         if specificity.applies(ws, units):
-            key = specificity.specificity_key(ws, item, layer, units)
-            spec = require(ws, members.SPECIFICITIES, key)[members.SPECIFICITY]
+            work = specificity.Specificity(item, layer)
+            spec = specificity.SpecificityStage().value(ws, state, work)[members.SPECIFICITY]
         for row, neuron in enumerate(units):
             per_neuron[row][slug] = Seen(float(values[neuron]), int(positions[neuron]),
                                          float(spec[row]) if spec is not None else None)
@@ -86,7 +87,7 @@ def children(ws: Workspace, state: State, layer: Layer, neuron: int, order: list
     """The strongest children on each featured image, and over the neuron's top-patch images."""
     if layer.lower is None:
         return {}
-    lower, k = state.units[layer.lower.name], ws.config.compute.children
+    lower, k = state.mapped[layer.lower.name], ws.config.compute.children
     found = {slug: edges.strongest(read.edge_row(item, layer, neuron), lower, k)
              for item, slug in zip(ws.featured, slugs)}
     rows = np.stack([read.edge_row(ws.probe[index], layer, neuron) for index in order])
@@ -95,10 +96,10 @@ def children(ws: Workspace, state: State, layer: Layer, neuron: int, order: list
 
 
 def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], read: Reader) -> LayerRecord:
-    units, top = state.units[layer.name], state.tops[layer.name]
-    arrays = {statistic.NAME: statistics.read(ws, layer, units, statistic) for statistic in stats.STATISTICS}
-    optimized, excitations = optimized_record(ws, layer, units)
-    on_featured = seen(ws, layer, units, slugs)
+    units, top = state.mapped[layer.name], state.tops[layer.name]
+    arrays = {statistic.NAME: statistics.read(ws, state, layer, statistic) for statistic in stats.STATISTICS}
+    optimized, excitations = optimized_record(ws, state, layer)
+    on_featured = seen(ws, state, layer, slugs)
     neurons = []
     for row, neuron in enumerate(units):
         order = top.order[row].tolist()

@@ -1,15 +1,18 @@
 """The runner: every stage in turn (plan, share between torchrun ranks, run, write, progress), then the
 manifest.  ``status`` is the same plans, counted and not run.
 
-Cache entries (DESIGN §3; every key also holds the compute version; the member names are in
-``store/members.py``), each written by the stage of the same name:
+Cache entries (DESIGN §3; every key also holds the compute version; the kinds and member names are in
+``store/members.py``) and the stages that write them:
 
-- ``acts``     per featured view, and per chunk of probe views, and layer: activations and positions;
-- ``photo``, ``preds``  per featured view: the pixels the model sees, the top predictions;
-- ``vis``      per featured view, layer and method: every neuron's picture (and ``edges`` per view and layer);
-- ``stats``    per layer and statistic, over the probe set;
-- ``patch``    per probe view and layer: photo crops and guided patches of the neurons that show that view;
-- ``opt``, ``optcheck``  per layer: optimized images and their check; ``spec`` per featured view and layer.
+- ``acts`` (activations): per featured item, and per chunk of probe items, and layer: activations and positions;
+- ``photo``, ``preds`` (photos): per featured item: the pixels the model sees, the top predictions;
+- ``vis`` (featured): per featured item, layer and method: every neuron's pictures;
+- ``edges`` (featured and patches): per item and layer: every neuron's edge weights;
+- ``stats`` (statistics): per layer and statistic, over the probe set;
+- ``patch`` (patches): per probe item and layer: photo and guided patches of the neurons that show it;
+- ``opt``, ``optcheck`` (optimize): per layer, optimized images and their check;
+- ``spec`` (specificity): per featured item and layer; ``image`` (the loader): per image file, whether it can
+  be used.
 """
 
 from __future__ import annotations
@@ -27,16 +30,16 @@ from .record import record
 from .stage import Stage, State
 from .stages.activations import ActivationsStage
 from .stages.featured import FeaturedStage
+from .stages.mapped import MappedStage
 from .stages.optimize import ExcitationStage, OptimizeStage
 from .stages.patches import PatchesStage
 from .stages.photos import PhotosStage
 from .stages.selection import SelectionStage
 from .stages.specificity import SpecificityStage
 from .stages.statistics import StatisticsStage
-from .stages.units import UnitsStage
 from .workspace import Workspace
 
-STAGES: tuple[Stage, ...] = (ActivationsStage(), UnitsStage(), PhotosStage(), FeaturedStage(), StatisticsStage(),
+STAGES: tuple[Stage, ...] = (ActivationsStage(), MappedStage(), PhotosStage(), FeaturedStage(), StatisticsStage(),
                              SelectionStage(), PatchesStage(), OptimizeStage(), SpecificityStage(), ExcitationStage())
 
 

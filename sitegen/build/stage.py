@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 class State:
     """What earlier stages decided, for the plans of later ones."""
 
-    units: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # layer name -> mapped neurons
+    mapped: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # layer name -> its mapped neurons
     tops: Mapping[str, TopPatches] = field(default_factory=dict)  # layer name -> its top and percentile patches
 
 
@@ -49,11 +49,11 @@ class Stage:
 
 
 class EntryStage(Stage):
-    """A stage each of whose pieces of work makes one whole cache entry of ``kind`` (size 1 each), counted
-    as one ``unit``."""
+    """A stage each of whose pieces of work makes one whole cache entry of ``kind`` (size 1 each); what
+    it made is counted as ``counted``."""
 
     kind = ""
-    unit = ""
+    counted = ""
 
     def candidates(self, ws: Workspace, state: State) -> list[Any]:
         """Every piece of work, made or not."""
@@ -72,8 +72,21 @@ class EntryStage(Stage):
     def run(self, ws: Workspace, state: State, work: Sequence[Any], advance: Callable[[int], None]) -> None:
         for w in work:
             ws.write(self.kind, self.key(ws, state, w), self.entry(ws, state, w))
-            ws.count(self.unit)
+            ws.count(self.counted)
             advance(1)
+
+    def value(self, ws: Workspace, state: State, work: Any) -> dict[str, Any]:
+        """The entry of ``work``, computed again if it was damaged since the stage wrote it."""
+        entry = ws.cache.get(self.kind, self.key(ws, state, work))
+        if entry is None:
+            entry = self.entry(ws, state, work)
+            ws.cache.put(self.kind, self.key(ws, state, work), entry)
+        return entry
+
+    def describe(self, ws: Workspace, state: State, work: list[Any]) -> str:
+        if not self.candidates(ws, state):
+            return ""  # nothing of this kind in this atlas
+        return super().describe(ws, state, work)
 
 
 def missing(ws: Workspace, kind: str, key: str, neurons: Sequence[int], member: Callable[[int], str]) -> list[int]:

@@ -97,9 +97,6 @@ class Workspace:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     # -- layers ----------------------------------------------------------------
-    def layer(self, name: str) -> Layer:
-        return next(layer for layer in self.layers if layer.name == name)
-
     def box(self, layer: Layer, position: int) -> tuple[int, int, int, int]:
         """The receptive field of a neuron at ``position`` on the model's input."""
         return layer.box(position, self.model.preprocess.crop)

@@ -7,8 +7,8 @@ This module and everything the site half imports run without torch.
 from __future__ import annotations
 
 from ..config import Config
-from ..methods import BY_NAME
-from ..store.manifest import Edge, FeaturedRecord, LayerRecord, Manifest, NeuronRecord
+from ..methods import BY_NAME, GUIDED
+from ..store.manifest import Edge, FeaturedRecord, LayerRecord, Manifest, NeuronRecord, classifier_output
 from .content import Content
 from .links import Assets, layer_url, neuron_url, safe_name
 
@@ -22,7 +22,7 @@ class Atlas:
         self.layers = manifest.layers
         self.methods = [{"name": m, "title": BY_NAME[m].title} for m in manifest.methods]
         # the method of small pictures (thumbnails, trees): guided backprop where it is computed
-        self.thumbnail_method = "guided" if "guided" in manifest.methods else manifest.methods[0]
+        self.thumbnail_method = GUIDED if GUIDED in manifest.methods else manifest.methods[0]
         self._index = {layer.name: index for index, layer in enumerate(self.layers)}
         self._records = {(layer.name, record.neuron): record for layer in self.layers for record in layer.neurons}
         self.labels = self._labels()
@@ -42,8 +42,7 @@ class Atlas:
 
     def is_logits(self, layer: LayerRecord) -> bool:
         """Whether the layer is the classifier's output, one unit per class."""
-        categories = self.manifest.model.categories
-        return len(layer.shape) == 1 and bool(categories) and layer.count == len(categories)
+        return classifier_output(layer.shape, self.manifest.model.categories)
 
     def _labels(self) -> dict[tuple[str, int], tuple[str, str]]:
         """(layer, neuron) -> (label, notes as HTML): a note's '# Label', else the class of a logit."""

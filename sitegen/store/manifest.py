@@ -177,6 +177,11 @@ def _names(kind: type) -> tuple[str, ...]:
     return tuple(spec.name for spec in dataclasses.fields(kind))
 
 
+def classifier_output(shape: tuple[int, ...], categories: tuple[str, ...] | None) -> bool:
+    """Whether a layer of this output shape is the classifier's output, one unit per class."""
+    return len(shape) == 1 and bool(categories) and shape[0] == len(categories)
+
+
 def dump(record: Any) -> Any:
     """A record as JSON data: dataclasses as objects, tuples as lists."""
     if isinstance(record, (str, int, float)) or record is None:

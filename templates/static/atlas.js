@@ -43,7 +43,7 @@
   var list = document.getElementById("search-results");
   if (input && list && window.SITEGEN_INDEX) {
     var index = window.SITEGEN_INDEX.map(function (e) {
-      return { entry: e, title: e.t.toLowerCase(), text: (e.t + " " + e.d).toLowerCase() };
+      return { result: e, title: e.t.toLowerCase(), text: (e.t + " " + e.d).toLowerCase() };
     });
     var show = function () {
       var words = input.value.toLowerCase().split(/\s+/).filter(Boolean);
@@ -59,13 +59,13 @@
       hits.slice(0, 100).forEach(function (hit) {
         var item = document.createElement("li");
         var link = document.createElement("a");
-        link.href = hit.entry.u;
-        link.textContent = hit.entry.t;
+        link.href = hit.result.u;
+        link.textContent = hit.result.t;
         item.appendChild(link);
-        if (hit.entry.d) {
+        if (hit.result.d) {
           var detail = document.createElement("span");
           detail.className = "muted";
-          detail.textContent = " " + hit.entry.d.slice(0, 140);
+          detail.textContent = " " + hit.result.d.slice(0, 140);
           item.appendChild(detail);
         }
         list.appendChild(item);

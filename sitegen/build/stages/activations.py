@@ -26,11 +26,12 @@ CHUNK = 256  # probe views per entry
 
 
 def featured_key(ws: Workspace, item: Item, layer: Layer) -> str:
-    return ws.key("acts", layer.path, item.digest, item.view.spec)
+    return ws.key(members.ACTIVATIONS, layer.path, item.digest, item.view.spec)
 
 
 def chunk_key(ws: Workspace, items: Sequence[Item], layer: Layer) -> str:
-    return ws.key("acts-chunk", layer.path, [(item.digest, item.view.spec) for item in items])
+    # the same kind of entry as a featured view's, under keys of their own
+    return ws.key(members.ACTIVATIONS + "-chunk", layer.path, [(item.digest, item.view.spec) for item in items])
 
 
 def chunks(ws: Workspace) -> list[tuple[int, tuple[Item, ...]]]:

@@ -24,7 +24,7 @@ from .activations import read_featured
 
 
 def pictures_key(ws: Workspace, item: Item, layer: Layer, method: str) -> str:
-    return ws.key("vis", layer.path, method, PATCH_SIDE, WHOLE_SIDE, STORAGE, item.digest, item.view.spec)
+    return ws.key(members.PICTURES, layer.path, method, PATCH_SIDE, WHOLE_SIDE, STORAGE, item.digest, item.view.spec)
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class FeaturedStage(Stage):
         work = []
         for item in ws.featured:
             for layer in ws.layers:
-                units = state.units[layer.name]
+                units = state.mapped[layer.name]
                 todo = {m: missing(ws, members.PICTURES, pictures_key(ws, item, layer, m), units, members.picture)
                         for m in ws.config.compute.methods}
                 todo = {m: n for m, n in todo.items() if n}

@@ -30,11 +30,11 @@ def optimized_layers(ws: Workspace) -> list[Layer]:
 
 
 def optimized_key(ws: Workspace, layer: Layer) -> str:
-    return ws.key("opt", layer.path, recipe(ws).as_dict(), ws.config.compute.seed)
+    return ws.key(members.OPTIMIZED, layer.path, recipe(ws).as_dict(), ws.config.compute.seed)
 
 
 def excitation_key(ws: Workspace, layer: Layer, units: Sequence[int]) -> str:
-    return ws.key("optcheck", optimized_key(ws, layer), ws.probe_hash, list(units))
+    return ws.key(members.EXCITATIONS, optimized_key(ws, layer), ws.probe_hash, list(units))
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class OptimizeStage(Stage):
     def plan(self, ws: Workspace, state: State) -> list[Optimize]:
         size, work = ws.config.compute.batch_size, []
         for layer in optimized_layers(ws):
-            todo = missing(ws, members.OPTIMIZED, optimized_key(ws, layer), state.units[layer.name], members.optimized)
+            todo = missing(ws, members.OPTIMIZED, optimized_key(ws, layer), state.mapped[layer.name], members.optimized)
             work += [Optimize(layer, tuple(todo[start:start + size])) for start in range(0, len(todo), size)]
         return work
 
@@ -73,7 +73,7 @@ class OptimizeStage(Stage):
 
     def describe(self, ws: Workspace, state: State, work: list[Optimize]) -> str:
         return "\n".join(f"optimized images, {layer.name}: {sum(w.size for w in work if w.layer == layer)} of "
-                         f"{len(state.units[layer.name])} to compute" for layer in optimized_layers(ws))
+                         f"{len(state.mapped[layer.name])} to compute" for layer in optimized_layers(ws))
 
 
 def check(ws: Workspace, layer: Layer, units: Sequence[int]) -> np.ndarray:
@@ -105,13 +105,13 @@ class ExcitationStage(EntryStage):
     title = "optimized images' check (layers)"
     needs = ("activations", "optimized images")
     kind = members.EXCITATIONS
-    unit = "optimized image checks"
+    counted = "optimized image checks"
 
     def candidates(self, ws: Workspace, state: State) -> list[Check]:
         return [Check(layer) for layer in optimized_layers(ws)]
 
     def key(self, ws: Workspace, state: State, work: Check) -> str:
-        return excitation_key(ws, work.layer, state.units[work.layer.name])
+        return excitation_key(ws, work.layer, state.mapped[work.layer.name])
 
     def entry(self, ws: Workspace, state: State, work: Check) -> dict:
-        return {members.EXCITATION: check(ws, work.layer, state.units[work.layer.name])}
+        return {members.EXCITATION: check(ws, work.layer, state.mapped[work.layer.name])}

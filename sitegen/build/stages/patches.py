@@ -10,17 +10,17 @@ from typing import Callable, Sequence
 from ...engine.passes import gradients
 from ...engine.pictures import pictures
 from ...images import PATCH_SIDE, STORAGE, Item, cut, fit
+from ...methods import GUIDED
 from ...model.layers import Layer
 from ...store import members
 from ..edges import edges_key
 from ..stage import Stage, State, missing
 from ..workspace import Workspace
 
-METHOD = "guided"  # a patch's picture
 
 
 def patches_key(ws: Workspace, item: Item, layer: Layer) -> str:
-    return ws.key("patch", layer.path, PATCH_SIDE, STORAGE, item.digest, item.view.spec)
+    return ws.key(members.PATCHES, layer.path, PATCH_SIDE, STORAGE, item.digest, item.view.spec)
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,11 @@ class PatchesStage(Stage):
             pixels = ws.pixels(item)
             x = ws.tensor([pixels])[0]
             result = gradients(ws.model.module, x, layer.path, ws.modules[layer.path], list(w.neurons),
-                               list(w.positions), [METHOD] if w.patches else [], ws.config.compute.batch_size,
+                               list(w.positions), [GUIDED] if w.patches else [], ws.config.compute.batch_size,
                                *ws.crop_args(layer, x), lower=ws.modules[layer.lower.path] if w.edges else None)
             if w.patches:
                 jobs = {}
-                for neuron, position, picture in zip(w.neurons, w.positions, pictures(result[METHOD])):
+                for neuron, position, picture in zip(w.neurons, w.positions, pictures(result[GUIDED])):
                     box = ws.box(layer, int(position))
                     jobs[members.patch_photo(neuron)] = (fit(cut(pixels, box), PATCH_SIDE), "patch")
                     jobs[members.patch_guided(neuron)] = (fit(cut(picture, box), PATCH_SIDE), "gradient")

@@ -15,11 +15,11 @@ from ..workspace import Workspace
 
 def photo_key(ws: Workspace, item: Item) -> str:
     p = ws.model.preprocess  # the pixels depend on the preprocessing, not on the weights
-    return make_key("photo", p.resize, p.crop, p.interpolation, item.digest, item.view.spec)
+    return make_key(members.PHOTOS, p.resize, p.crop, p.interpolation, item.digest, item.view.spec)
 
 
 def predictions_key(ws: Workspace, item: Item) -> str:
-    return ws.key("preds", ws.config.site.top_predictions, item.digest, item.view.spec)
+    return ws.key(members.PREDICTIONS, ws.config.site.top_predictions, item.digest, item.view.spec)
 
 
 @dataclass(frozen=True)

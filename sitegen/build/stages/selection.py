@@ -23,7 +23,7 @@ class TopPatches:
     """A layer's chosen probe views: [U, k] arrays for the top k, best first, and per percentile
     ([U] probe index, value, position) of the view nearest it."""
 
-    units: tuple[int, ...]
+    mapped: tuple[int, ...]
     order: np.ndarray  # probe indices
     values: np.ndarray
     positions: np.ndarray
@@ -32,7 +32,7 @@ class TopPatches:
     def wanted(self) -> dict[int, dict[int, int]]:
         """probe index -> {neuron whose top k holds it: its position there}."""
         wanted: dict[int, dict[int, int]] = {}
-        for neuron, rows, positions in zip(self.units, self.order.tolist(), self.positions.tolist()):
+        for neuron, rows, positions in zip(self.mapped, self.order.tolist(), self.positions.tolist()):
             for index, position in zip(rows, positions):
                 wanted.setdefault(index, {})[neuron] = position
         return wanted
@@ -41,7 +41,7 @@ class TopPatches:
         """probe index -> {neuron shown at a lower level there: its position}."""
         wanted: dict[int, dict[int, int]] = {}
         for rows, _, positions in self.levels.values():
-            for neuron, index, position in zip(self.units, rows.tolist(), positions.tolist()):
+            for neuron, index, position in zip(self.mapped, rows.tolist(), positions.tolist()):
                 wanted.setdefault(index, {})[neuron] = position
         return wanted
 
@@ -74,12 +74,12 @@ def targets(counts: np.ndarray, low: np.ndarray, high: np.ndarray, percentiles: 
     return out
 
 
-def levels(ws: Workspace, layer: Layer, units: Sequence[int]) -> dict[float, tuple]:
+def levels(ws: Workspace, state: State, layer: Layer) -> dict[float, tuple]:
     """For each configured percentile, each neuron's probe view nearest it (the first of equals); one pass."""
-    percentiles = list(ws.config.compute.percentiles)
+    percentiles, units = list(ws.config.compute.percentiles), state.mapped[layer.name]
     if not percentiles:
         return {}
-    shape = statistics.read(ws, layer, units, histogram)
+    shape = statistics.read(ws, state, layer, histogram)
     wanted = targets(shape["counts"], shape["low"], shape["high"], percentiles)
     best, rows = np.full(wanted.shape, np.inf), np.zeros(wanted.shape, dtype=np.int64)
     values, positions = np.zeros(wanted.shape), np.zeros(wanted.shape, dtype=np.int64)
@@ -98,18 +98,18 @@ def levels(ws: Workspace, layer: Layer, units: Sequence[int]) -> dict[float, tup
     return {p: (rows[i], values[i], positions[i]) for i, p in enumerate(percentiles)}
 
 
-def select(ws: Workspace, layer: Layer, units: Sequence[int]) -> TopPatches:
-    top = top_k(ws, layer, units)
-    return TopPatches(tuple(units), top.rows.T.copy(), top.values.T.copy(), top.positions.T.copy(),
-                      levels(ws, layer, units))
+def select(ws: Workspace, state: State, layer: Layer) -> TopPatches:
+    top = top_k(ws, layer, state.mapped[layer.name])
+    return TopPatches(state.mapped[layer.name], top.rows.T.copy(), top.values.T.copy(), top.positions.T.copy(),
+                      levels(ws, state, layer))
 
 
 class SelectionStage(Stage):
-    name = "top patches"
+    name = "selection"
     needs = ("activations", "statistics")
 
     def derive(self, ws: Workspace, state: State) -> State:
-        return replace(state, tops={layer.name: select(ws, layer, state.units[layer.name]) for layer in ws.layers})
+        return replace(state, tops={layer.name: select(ws, state, layer) for layer in ws.layers})
 
     def describe(self, ws: Workspace, state: State, work: list) -> str:
         return ""

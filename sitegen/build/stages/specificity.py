@@ -12,27 +12,28 @@ import numpy as np
 from PIL import Image
 
 from ...images import STORAGE, WHOLE_SIDE, Item
+from ...methods import GUIDED
 from ...model.layers import Layer
 from ...store import members
 from ..stage import EntryStage, State, require
 from ..workspace import Workspace
 from .featured import pictures_key
 
-METHOD = "guided"
 SIDE = 56
 
 
 def applies(ws: Workspace, units: Sequence[int]) -> bool:
-    return METHOD in ws.config.compute.methods and len(units) >= 2
+    return GUIDED in ws.config.compute.methods and len(units) >= 2
 
 
 def specificity_key(ws: Workspace, item: Item, layer: Layer, units: Sequence[int]) -> str:
-    return ws.key("spec", layer.path, SIDE, WHOLE_SIDE, STORAGE, item.digest, item.view.spec, list(units))
+    return ws.key(members.SPECIFICITIES, layer.path, SIDE, WHOLE_SIDE, STORAGE, item.digest, item.view.spec,
+                  list(units))
 
 
 def specificity(ws: Workspace, item: Item, layer: Layer, units: Sequence[int]) -> np.ndarray:
     """[U] float32, from the stored pictures."""
-    stored = require(ws, members.PICTURES, pictures_key(ws, item, layer, METHOD))
+    stored = require(ws, members.PICTURES, pictures_key(ws, item, layer, GUIDED))
     rows = []
     for neuron in units:
         picture = Image.open(io.BytesIO(stored[members.picture(neuron)])).convert("RGB")
@@ -57,14 +58,14 @@ class SpecificityStage(EntryStage):
     title = "specificity (images x layers)"
     needs = ("activations", "featured images")
     kind = members.SPECIFICITIES
-    unit = "specificities"
+    counted = "specificities"
 
     def candidates(self, ws: Workspace, state: State) -> list[Specificity]:
         return [Specificity(item, layer) for item in ws.featured for layer in ws.layers
-                if applies(ws, state.units[layer.name])]
+                if applies(ws, state.mapped[layer.name])]
 
     def key(self, ws: Workspace, state: State, work: Specificity) -> str:
-        return specificity_key(ws, work.item, work.layer, state.units[work.layer.name])
+        return specificity_key(ws, work.item, work.layer, state.mapped[work.layer.name])
 
     def entry(self, ws: Workspace, state: State, work: Specificity) -> dict:
-        return {members.SPECIFICITY: specificity(ws, work.item, work.layer, state.units[work.layer.name])}
+        return {members.SPECIFICITY: specificity(ws, work.item, work.layer, state.mapped[work.layer.name])}

@@ -8,6 +8,7 @@ import numpy as np
 
 from ...errors import SitegenError
 from ...model.layers import Layer
+from ...store.manifest import classifier_output
 from ..stage import Stage, State
 from ..workspace import Workspace
 from .activations import read_featured
@@ -39,19 +40,17 @@ def selection_text(ws: Workspace, layer: Layer) -> str:
     if choice == "all":
         return ""
     if isinstance(choice, int):
-        categories = ws.model.categories
-        what = ("predicted classes" if len(layer.shape) == 1 and categories and layer.count == len(categories)
-                else "most active neurons")
+        what = "predicted classes" if classifier_output(layer.shape, ws.model.categories) else "most active neurons"
         return f"the top {choice} {what} of each featured image"
     return "the neurons chosen in the config"
 
 
-class UnitsStage(Stage):
+class MappedStage(Stage):
     name = "mapped neurons"
     needs = ("activations",)
 
     def derive(self, ws: Workspace, state: State) -> State:
-        return replace(state, units={layer.name: select(ws, layer) for layer in ws.layers})
+        return replace(state, mapped={layer.name: select(ws, layer) for layer in ws.layers})
 
     def describe(self, ws: Workspace, state: State, work: list) -> str:
         return ""

@@ -1,0 +1,66 @@
+"""How legible a built atlas's pictures are: can a reader see anything in them?
+
+For each layer, over the guided-backprop pictures a reader is shown (every
+neuron's top patches and its zooms on the featured images, or its whole
+pictures where a layer has no zoom), the median share of pixels more than 16
+levels from mid-grey, and the median 99th percentile of |pixel - 128|.  A flat
+grey square with a speck scores near 0 on both.  Goal: share >= 0.20 and 99th
+percentile >= 80 in every layer.
+
+The pictures are found through the site's manifest.json (each top patch's
+"guided" file, each neuron's "featured" pictures); a site made before those
+fields existed is read by its file names.
+
+Run: .venv/bin/python bench/legibility.py [SITE]   (default: site/)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+GOAL_SHARE, GOAL_P99 = 0.20, 80.0
+
+
+def measure(path: Path) -> tuple[float, float]:
+    """(share of pixels more than 16 levels from grey, 99th percentile of |pixel - 128|), over all channels."""
+    offset = np.abs(np.asarray(Image.open(path).convert("RGB"), dtype=np.int16) - 128).max(axis=2)
+    return float((offset > 16).mean()), float(np.percentile(offset, 99))
+
+
+def shown(site: Path, layer: dict) -> list[Path]:
+    """The guided pictures the layer's pages show: top patches, and zooms (or whole pictures) on the
+    featured images."""
+    files = []
+    for neuron in layer["neurons"]:
+        files += [site / p["guided"] for p in neuron["top_patches"] if "guided" in p]
+        files += [site / (f["zoom"] or f["picture"]) for f in neuron.get("featured", []) if f["method"] == "guided"]
+        if "guided" not in (neuron["top_patches"] or [{}])[0]:  # an older site: by file name
+            folder = site / "assets" / "patches" / layer["name"] / str(neuron["neuron"])
+            files += sorted(p for p in folder.glob("*-gb.webp") if p.name[0].isdigit())
+            vis = site / "assets" / "vis" / layer["name"] / str(neuron["neuron"])
+            files += sorted(vis.glob("*-guided-box.webp")) or sorted(vis.glob("*-guided.webp"))
+    return files
+
+
+def main() -> None:
+    site = Path(sys.argv[1] if len(sys.argv) > 1 else "site")
+    manifest = json.loads((site / "manifest.json").read_text())
+    print(f"{'layer':<10} {'pictures':>8} {'share > 16':>10} {'p99 |x-128|':>12}  goal: share >= {GOAL_SHARE}, "
+          f"p99 >= {GOAL_P99:g}")
+    met = True
+    for layer in manifest["layers"]:
+        values = np.array([measure(path) for path in shown(site, layer)])
+        share, p99 = np.median(values[:, 0]), np.median(values[:, 1])
+        ok = share >= GOAL_SHARE and p99 >= GOAL_P99
+        met &= ok
+        print(f"{layer['name']:<10} {len(values):>8} {share:>10.3f} {p99:>12.1f}  {'met' if ok else 'NOT met'}")
+    print("goal met in every layer" if met else "goal not met")
+
+
+if __name__ == "__main__":
+    main()

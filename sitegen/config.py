@@ -56,12 +56,17 @@ class LayersConfig:
     neurons: Mapping[str, Any] = option({}, "Per layer (as named in use), which neurons to map: \"all\" (the "
                                             "default), a list of indices, or N: the N most active on each featured "
                                             "image (on a classifier's logits, its top-N predicted classes).")
+    methods: Mapping[str, Any] = option({}, "Per layer (as named in use), the visualization methods its featured "
+                                            "pictures show, instead of compute.methods (say, no deconvnet where "
+                                            "it shows only its lattice).")
 
 
 @dataclass(frozen=True)
 class ImagesConfig:
     featured: tuple[str, ...] = option((), "Featured images: files or globs.")
     probe: tuple[str, ...] = option((), "Probe images for the top patches: files, folders (recursive) or globs.")
+    featured_in_probe: bool = option(False, "Also count the featured images as probe images (they are left "
+                                            "out by default, so that top patches come from other photos).")
     probe_flip: bool = option(False, "Also count the mirror image of every probe view.")
     probe_zooms: tuple[float, ...] = option((1.0,), "Zoomed views of each probe image: 1.0 is the whole image; a "
                                                     "zoom below 1 takes that fraction of each side at the centre "
@@ -120,7 +125,8 @@ class Config:
     path: Path  # the config file
     title: str
     model: ModelConfig
-    layers: LayersConfig  # layers.neurons holds "all", an int or a tuple of indices per listed layer
+    layers: LayersConfig  # layers.neurons holds "all", an int or a tuple of indices per listed layer;
+    # layers.methods a tuple of ReLU-rule methods for every listed layer (compute.methods where not given)
     images: ImagesConfig
     compute: ComputeConfig  # compute.methods: the ReLU-rule methods only, each once
     optimize: OptimizeConfig | None  # None unless compute.methods lists "optimize"; layers always set
@@ -238,6 +244,21 @@ def _layer_neurons(layers: LayersConfig, errors: list[str]) -> dict[str, Any]:
     return chosen
 
 
+def _layer_methods(layers: LayersConfig, compute: ComputeConfig, errors: list[str]) -> dict[str, tuple[str, ...]]:
+    """Each listed layer's methods: its own where layers.methods gives them, else compute.methods'."""
+    default = tuple(m for m in dict.fromkeys(compute.methods) if m != OPTIMIZE)
+    chosen = {name: default for name in layers.use}
+    for name, methods in layers.methods.items():
+        key = f"layers.methods.{name}"
+        if name not in layers.use:
+            errors.append(f"{key}: {name!r} is not in layers.use")
+        elif not isinstance(methods, list) or not methods or not all(m in RULE_METHODS for m in methods):
+            errors.append(f"{key}: expected a list of {', '.join(RULE_METHODS)}, got {methods!r}")
+        else:
+            chosen[name] = tuple(dict.fromkeys(methods))
+    return chosen
+
+
 def _cross_checks(data: dict, tables: dict[str, Any], errors: list[str]) -> dict[str, Any]:
     """Problems that involve more than one option; returns layers.neurons, checked."""
     model, layers, images, compute = tables["model"], tables["layers"], tables["images"], tables["compute"]
@@ -288,12 +309,13 @@ def parse(text: str, path: Path) -> Config:
     credits = _credits(data.get("credits"), errors)
     neurons = _cross_checks(data, tables, errors)
     layers, compute, optimize = tables["layers"], tables["compute"], tables["optimize"]
+    methods = _layer_methods(layers, compute, errors)
     if errors:
         raise SitegenError(f"{path}: {len(errors)} problem(s) in the config:\n" +
                            "\n".join(f"  - {e}" for e in errors))
     return Config(
         path=path.resolve(), title=tables[""].title, model=tables["model"],
-        layers=dataclasses.replace(layers, neurons=neurons), images=tables["images"],
+        layers=dataclasses.replace(layers, neurons=neurons, methods=methods), images=tables["images"],
         compute=dataclasses.replace(compute, methods=tuple(m for m in dict.fromkeys(compute.methods)
                                                            if m != OPTIMIZE)),
         optimize=dataclasses.replace(optimize, layers=optimize.layers or layers.use)

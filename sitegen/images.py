@@ -85,14 +85,15 @@ def expand(patterns: tuple[str, ...], root: Path, key: str) -> list[Path]:
     return found
 
 
-def make_items(paths: list[Path], root: Path, views: list[View],
-               usable=lambda path, digest: None) -> tuple[list[Item], list[tuple[str, str]]]:
-    """One item per file and view; a file whose bytes repeat an earlier file's is used once.
+def make_items(paths: list[Path], root: Path, views: list[View], usable=lambda path, digest: None,
+               leave_out: set[str] = frozenset()) -> tuple[list[Item], list[tuple[str, str]]]:
+    """One item per file and view; a file whose bytes repeat an earlier file's (or one of ``leave_out``'s
+    digests) is used once.
 
     ``usable(path, digest)`` says why a file cannot be used (or None); such files are
     left out and returned as (name, reason) pairs.
     """
-    items, seen, skipped = [], set(), []
+    items, seen, skipped = [], set(leave_out), []
     for path in paths:
         try:
             name = path.resolve().relative_to(root.resolve()).as_posix()
@@ -215,35 +216,30 @@ def fit(pixels: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).resize(size, Image.BOX))
 
 
-GRADIENT_STEP = 4  # gradient pictures keep every 4th level (see coarsen)
-
-
-def coarsen(picture: np.ndarray) -> np.ndarray:
-    """A gradient picture with its levels GRADIENT_STEP apart, counted from mid-grey so that zero stays
-    exactly grey: no value moves by more than 2 of 255.  Deep neurons' pictures are mostly faint noise,
-    which no lossless format compresses; with a quarter of the levels they take 2.5 to 4 times less
-    room, and unlike a lossy format's smoothing nothing faint is lost."""
-    offset = picture.astype(np.int16) - 128
-    return ((offset + GRADIENT_STEP // 2) // GRADIENT_STEP * GRADIENT_STEP + 128).clip(0, 255).astype(np.uint8)
-
-
-ENCODINGS = {  # kind: (format, options, what is done to the pixels first)
-    "photo": ("JPEG", {"quality": 88}, None),                               # the featured photos
-    "patch": ("WEBP", {"quality": 85, "method": 4}, None),                  # photos cut to a box, beside pictures
-    "exact": ("PNG", {"optimize": False, "compress_level": 6}, None),       # optimized images
-    "gradient": ("WEBP", {"lossless": True, "method": 1}, coarsen),         # gradient pictures
+ENCODINGS = {  # kind: (format, options)
+    "photo": ("JPEG", {"quality": 88}),                           # the featured photos
+    "patch": ("WEBP", {"quality": 85, "method": 4}),              # photos cut to a box, beside pictures
+    "exact": ("PNG", {"optimize": False, "compress_level": 6}),   # optimized images
+    # gradient pictures, each on its own scale, at most SMALL pixels a side: lossless (small pictures are
+    # mostly fine detail, which lossy WebP smooths towards grey) ...
+    "picture": ("WEBP", {"lossless": True, "method": 1}),
+    # ... and larger: lossy WebP at quality 90 (zero stays exactly grey) in a fifth of the room, effort 2 of 6
+    "large picture": ("WEBP", {"quality": 90, "method": 2}),
 }
+SMALL = 64
 
 
 PATCH_SIDE = 128  # patches larger than this are stored shrunk to it (the grid shows them at about 100 px)
 WHOLE_SIDE = 160  # whole-image pictures are stored at the size the neuron page shows them
 # how pictures are stored, part of their cache keys: a change of encoding stores them anew
-STORAGE = repr([(kind, fmt, options) for kind, (fmt, options, _) in ENCODINGS.items()]) + f" step {GRADIENT_STEP}"
+STORAGE = repr([(kind, fmt, options) for kind, (fmt, options) in ENCODINGS.items()]) + f" small {SMALL}"
 
 
 def encode(pixels: np.ndarray, kind: str) -> bytes:
-    """Pixels [H, W, 3] uint8 stored as one of the ENCODINGS."""
-    fmt, options, prepare = ENCODINGS[kind]
+    """Pixels [H, W, 3] uint8 stored as one of the ENCODINGS (a "picture" larger than SMALL as a large one)."""
+    if kind == "picture" and max(pixels.shape[:2]) > SMALL:
+        kind = "large picture"
+    fmt, options = ENCODINGS[kind]
     buffer = io.BytesIO()
-    Image.fromarray(prepare(pixels) if prepare else pixels).save(buffer, format=fmt, **options)
+    Image.fromarray(pixels).save(buffer, format=fmt, **options)
     return buffer.getvalue()

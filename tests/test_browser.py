@@ -239,3 +239,23 @@ def test_pages_pass_a_basic_accessibility_check(browser, site, width):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"a11y-{width}-{path.replace('/', '-')}.png"), full_page=True)
     page.close()
+
+
+def test_a_phone_sees_every_picture_and_the_header_scrolls_away(browser, site):
+    """At 375 px: the featured pictures fit the screen (two to a row, none hidden behind a scroll), and the
+    header does not stay on top of the page."""
+    page = browser.new_page(viewport={"width": 375, "height": 800})
+    page.goto((site / "atlas" / "layers" / "features.4" / "1.html").as_uri())
+    page.wait_for_load_state("load")
+    outside = page.evaluate("""() => Array.from(document.querySelectorAll('table.vis img'))
+        .filter(i => { const r = i.getBoundingClientRect(); return r.left < 0 || r.right > window.innerWidth; })
+        .map(i => i.alt)""")
+    assert outside == [], outside
+    assert page.evaluate("(() => { const t = document.querySelector('table.vis'); "
+                         "return t.scrollWidth <= t.clientWidth + 1; })()")
+    page.evaluate("window.scrollTo(0, 600)")
+    bottom = page.evaluate("document.querySelector('header.top').getBoundingClientRect().bottom")
+    assert bottom <= 0, "the header stays on screen"
+    page.goto((site / "atlas" / "index.html").as_uri())
+    assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
+    page.close()

@@ -38,6 +38,7 @@ NEURONS = {"features.1": 6, "features.4": 8, "features.7": 10, "fc": 5}
 @pytest.fixture
 def atlas(tmp_path):
     write_images(tmp_path / "imgs", 4)
+    write_images(tmp_path / "extra", 1, seed=5)  # a photo that is not a probe image
     (tmp_path / "atlas.toml").write_text(CONFIG)
     notes = tmp_path / "neurons" / "features.4"
     notes.mkdir(parents=True)
@@ -102,26 +103,25 @@ def test_only_new_work_is_computed(atlas):
     cache = atlas / "cache"
     config = load(atlas / "atlas.toml")
     _, first = compute(config, cache, quiet=True)
-    # 2 featured images, and 4 files x (whole + centre and 4 corners at zoom 0.5) x 2 flips
-    assert first["activations"] == 2 + 4 * 6 * 2
+    # 2 featured images, and the other 2 files x (whole + centre and 4 corners at zoom 0.5) x 2 flips
+    assert first["activations"] == 2 + 2 * 6 * 2
     _, again = compute(config, cache, quiet=True)
     assert again == {}
 
-    # a new featured image computes only that image's work
-    (atlas / "atlas.toml").write_text(CONFIG.replace('"imgs/img1.png"]', '"imgs/img1.png", "imgs/img2.png"]'))
+    # a new featured image (not a probe image) computes only that image's work: its activations, pictures,
+    # their specificity (one per layer), activation maps (of the channels) and edges (of the layers with one below)
+    (atlas / "atlas.toml").write_text(CONFIG.replace('"imgs/img1.png"]', '"imgs/img1.png", "extra/img0.png"]'))
     _, more = compute(load(atlas / "atlas.toml"), cache, quiet=True)
-    # its activations, pictures and their specificity; its edges for the neurons whose top patches did
-    # not already hold that view (it is also a probe view)
-    assert more["activations"] == 1 and more["visualizations"] == sum(NEURONS.values()) * 3
-    assert more["specificities"] == len(NEURONS)  # one per layer
-    assert set(more) <= {"activations", "visualizations", "specificities", "edges"}
-    assert more.get("edges", 0) <= sum(NEURONS.values()) - NEURONS["features.1"]
+    assert more == {"activations": 1, "visualizations": sum(NEURONS.values()) * 3, "specificities": len(NEURONS),
+                    "activation maps": sum(NEURONS.values()) - NEURONS["fc"],
+                    "edges": sum(NEURONS.values()) - NEURONS["features.1"]}
 
-    # a larger top_k computes only the patches (and their edges) that enter the top 5
+    # a larger top_k computes only the patches (and their edges) that enter the top 5, and the percentile
+    # patches that leave it for another view
     (atlas / "atlas.toml").write_text(CONFIG.replace("top_k = 4", "top_k = 5"))
     _, patches = compute(load(atlas / "atlas.toml"), cache, quiet=True)
     mapped = sum(NEURONS.values())
-    assert set(patches) <= {"patches", "edges"} and 0 < patches["patches"] <= mapped
+    assert set(patches) <= {"patches", "edges"} and 0 < patches["patches"] <= 3 * mapped
     assert patches.get("edges", 0) <= mapped - NEURONS["features.1"]
 
 
@@ -168,7 +168,7 @@ def test_config_errors_are_one_clear_message(atlas):
 
     (atlas / "atlas.toml").write_text(CONFIG.replace("top_k = 4", "top_k = 400"))
     code, output = run("compute", "-c", atlas / "atlas.toml", "--cache", atlas / "c", "-q")
-    assert code == 1 and "compute.top_k is 400 but the probe set has only 48 views" in output
+    assert code == 1 and "compute.top_k is 400 but the probe set has only 24 views" in output
 
     (atlas / "atlas.toml").write_text(CONFIG.replace('weights = "none"', 'weights = "missing.pth"'))
     code, output = run("compute", "-c", atlas / "atlas.toml", "--cache", atlas / "c", "-q")
@@ -185,7 +185,7 @@ def test_manifest_records_provenance(atlas):
     cache = atlas / "cache"
     manifest, _ = compute(load(atlas / "atlas.toml"), cache, quiet=True)
     assert manifest.model.fingerprint.startswith("tinynet:build:")
-    assert manifest.probe.count == 48
+    assert manifest.probe.count == 24  # the featured images are not probe images
     top = manifest.layers[1].neurons[3].top
     assert [p.rank for p in top] == [1, 2, 3, 4]
     assert all(a.value >= b.value for a, b in zip(top, top[1:]))
@@ -253,17 +253,17 @@ def test_pipeline_edges_equal_the_api_on_the_same_image(atlas):
 def test_status_says_what_would_be_computed_and_why(atlas):
     cache = atlas / "cache"
     code, output = run("status", "-c", atlas / "atlas.toml", "--cache", cache)
-    assert code == 0 and "nothing computed yet" in output and "activations: 50 of 50 views" in output
+    assert code == 0 and "nothing computed yet" in output and "activations: 26 of 26 views" in output
     assert not (cache / "vis").exists()  # status computes nothing
     assert run("compute", "-c", atlas / "atlas.toml", "--cache", cache, "-q")[0] == 0
     code, output = run("status", "-c", atlas / "atlas.toml", "--cache", cache)
-    assert "activations: 0 of 50 views" in output and "top patches: 0 to compute" in output
+    assert "activations: 0 of 26 views" in output and "top patches: 0 to compute" in output
     assert "optimized" not in output  # nothing of a product the config does not have
     (atlas / "atlas.toml").write_text(CONFIG.replace("top_k = 4", "top_k = 6")
-                                      .replace('"imgs/img1.png"]', '"imgs/img1.png", "imgs/img2.png"]'))
+                                      .replace('"imgs/img1.png"]', '"imgs/img1.png", "extra/img0.png"]'))
     code, output = run("status", "-c", atlas / "atlas.toml", "--cache", cache)
-    assert "top_k changed: 4 -> 6" in output and "new featured images: imgs/img2.png" in output
-    assert "activations: 1 of 51 views" in output
+    assert "top_k changed: 4 -> 6" in output and "new featured images: extra/img0.png" in output
+    assert "activations: 1 of 27 views" in output
 
 
 def test_damaged_statistics_and_specificity_are_recomputed_in_one_build(atlas):
@@ -305,7 +305,7 @@ def test_provenance_manifest_and_search_index(atlas):
     site = atlas / "site"
     assert run("build", "-c", atlas / "atlas.toml", "-o", site, "--cache", atlas / "cache", "-q")[0] == 0
     manifest = json.loads((site / "manifest.json").read_text())
-    assert manifest["model"]["fingerprint"].startswith("tinynet:build:") and manifest["probe"]["count"] == 48
+    assert manifest["model"]["fingerprint"].startswith("tinynet:build:") and manifest["probe"]["count"] == 24
     layer = next(layer for layer in manifest["layers"] if layer["name"] == "features.4")
     patch = layer["neurons"][3]["top_patches"][0]
     assert patch["rank"] == 1 and patch["source"].startswith("imgs/img") and "value" in patch

@@ -178,7 +178,7 @@ def test_optimize_config_errors(tmp_path, text, message):
 
 
 def test_one_mapped_neuron_has_no_other_image(tmp_path):
-    write_images(tmp_path / "imgs", 3)
+    write_images(tmp_path / "imgs", 4)
     text = CONFIG.replace('use = ["features.1", "features.4", "fc"]',
                           'use = ["features.1", "fc"]\nneurons = { fc = [2] }')
     (tmp_path / "atlas.toml").write_text(text.replace('layers = ["features.4", "fc"]', 'layers = ["fc"]')

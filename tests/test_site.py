@@ -92,7 +92,16 @@ def test_manifest_json_and_the_search_index(site):
     fc = data["layers"][1]
     assert fc["optimize"]["neurons"]["2"] == {"own": 22.0, "other": 7.0, "probe": 9.0}
     assert fc["neurons"][0]["top_patches"][0] == {"rank": 1, "value": 9.0, "box": [0, 0, 2, 2],
-                                                  "source": "photos/cat.png", "view": "whole image"}
+                                                  "source": "photos/cat.png", "view": "whole image", "scale": 0.5,
+                                                  "photo": "assets/patches/fc/0/1-img.webp",
+                                                  "guided": "assets/patches/fc/0/1-gb.webp"}
+    conv = data["layers"][0]["neurons"][2]
+    assert conv["featured"][0] == {"image": "photos/cat.png", "method": "guided", "scale": 0.1, "zoom_scale": 0.2,
+                                   "picture": "assets/vis/conv/2/cat-guided.webp",
+                                   "zoom": "assets/vis/conv/2/cat-guided-box.webp"}
+    assert data["layers"][0]["effective_receptive_field"] == 3
+    assert {p for p in conv["top_patches"][0].values() if isinstance(p, str) and p.startswith("assets/")} <= {
+        a.path for a in site.assets}
     assert data["featured"][0]["predictions"][0] == {"class": 0, "label": "cat", "prob": 0.7}
     assert set(data["definitions"]) >= {"guided", "deconv", "gradient", "optimize", "activation", "patch"}
     index = site.files["search-index.js"].decode()

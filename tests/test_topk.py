@@ -60,10 +60,19 @@ top_k = 5
     whole, _ = compute(config, tmp_path / "a", quiet=True)
     monkeypatch.setattr(activations, "CHUNK", 7)
     chunked, _ = compute(config, tmp_path / "b", quiet=True)
-    assert [layer.neurons for layer in whole.layers] == [layer.neurons for layer in chunked.layers]
+    # the same choices everywhere; values equal up to float32 rounding (a batch's size can change a
+    # convolution's last bit, and chunks of 7 make batches of 7)
+    for one, other in zip(whole.layers, chunked.layers):
+        for a, b in zip(one.neurons, other.neurons):
+            assert [p.item for p in a.top] == [p.item for p in b.top]
+            assert [p.item for p in a.levels] == [p.item for p in b.levels]
+            assert [p.value for p in a.top] == pytest.approx([p.value for p in b.top], rel=1e-5)
+            assert a.stats["histogram"]["counts"] == b.stats["histogram"]["counts"]
+            assert a.stats["histogram"]["mean"] == pytest.approx(b.stats["histogram"]["mean"], rel=1e-5)
+            assert a.children.keys() == b.children.keys()
     for layer in whole.layers:
         for record in layer.neurons:
             stats = record.stats["histogram"]
-            assert sum(stats["counts"]) == whole.probe.count == 48
+            assert sum(stats["counts"]) == whole.probe.count == 36  # 3 files, the featured one left out
             assert stats["low"] <= stats["mean"] <= stats["high"] and 0 <= stats["firing"] <= 1
             assert stats["high"] == pytest.approx(record.top[0].value)  # the best patch is the maximum

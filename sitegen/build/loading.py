@@ -35,11 +35,14 @@ def collect_items(config: Config, cache: Cache | None = None) -> tuple[list[Item
     images = config.images
     featured, skipped = make_items(expand(images.featured, config.root, "images.featured"), config.root,
                                    [View()], usable)
+    leave_out = set() if images.featured_in_probe else {item.digest for item in featured}
     probe, skipped_probe = make_items(expand(images.probe, config.root, "images.probe"), config.root,
-                                      probe_views(images.probe_flip, images.probe_zooms), usable)
+                                      probe_views(images.probe_flip, images.probe_zooms), usable, leave_out)
     skipped += [pair for pair in skipped_probe if pair not in skipped]
     if not probe:
-        raise SitegenError("images.probe: no readable probe images; top patches need at least one"
+        also = (" (featured images are left out of the probe set unless images.featured_in_probe = true)"
+                if leave_out else "")
+        raise SitegenError(f"images.probe: no readable probe images; top patches need at least one{also}"
                            + "".join(f"\n  - {name}: {reason}" for name, reason in skipped))
     if config.compute.top_k > len(probe):
         raise SitegenError(f"compute.top_k is {config.compute.top_k} but the probe set has only {len(probe)} views")

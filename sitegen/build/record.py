@@ -14,8 +14,10 @@ from ..store.manifest import (Excitation, FeaturedRecord, LayerRecord, Manifest,
 from . import edges
 from .stage import State, require
 from .stages import activations, optimize, patches, specificity, statistics
+from .stages.effective import patch_box
 from .stages.featured import pictures_key
 from .stages.mapped import selection_text
+from .stages.maps import maps_key
 from .stages.photos import photo_key, predictions_key
 from .workspace import Workspace
 
@@ -28,8 +30,9 @@ class Reader:
         self.entries: dict[tuple[str, str], dict] = {}
 
     def __call__(self, kind: str, key: str) -> dict:
+        """An entry's arrays (every member this module reads is an array)."""
         if (kind, key) not in self.entries:
-            self.entries[(kind, key)] = require(self.ws, kind, key)
+            self.entries[(kind, key)] = require(self.ws, kind, key, arrays_only=True)
         return self.entries[(kind, key)]
 
     def edge_row(self, item: Item, layer: Layer, neuron: int) -> np.ndarray:
@@ -40,16 +43,18 @@ class Reader:
         return entry[members.edges(neuron)]
 
 
-def featured_record(ws: Workspace, item: Item, slug: str, read: Reader) -> FeaturedRecord:
+def featured_record(ws: Workspace, state: State, item: Item, slug: str, read: Reader) -> FeaturedRecord:
     categories = ws.model.categories
     predictions = ()
     if categories:
         entry = read(members.PREDICTIONS, predictions_key(ws, item))
         predictions = tuple(Prediction(int(index), categories[int(index)], float(prob)) for prob, index in
                             zip(entry[members.PROBS].tolist(), entry[members.CLASSES].tolist()))
+    methods = ws.config.layers.methods
     return FeaturedRecord(slug, item.name, photo_key(ws, item), predictions,
-                          {layer.name: {m: pictures_key(ws, item, layer, m) for m in ws.config.compute.methods}
-                           for layer in ws.layers})
+                          {layer.name: {m: pictures_key(ws, state, item, layer, m) for m in methods[layer.listed]}
+                           for layer in ws.layers},
+                          {layer.name: maps_key(ws, item, layer) for layer in ws.layers if len(layer.shape) == 3})
 
 
 def optimized_record(ws: Workspace, state: State,
@@ -66,20 +71,34 @@ def optimized_record(ws: Workspace, state: State,
     return record, [Excitation(float(a), float(b) if np.isfinite(b) else None, float(c)) for a, b, c in rows.tolist()]
 
 
-def seen(ws: Workspace, state: State, layer: Layer, slugs: list[str]) -> list[dict[str, Seen]]:
-    """Per mapped neuron: its value, position and specificity on each featured image."""
-    units = state.mapped[layer.name]
+def seen(ws: Workspace, state: State, layer: Layer, slugs: list[str], read: Reader) -> list[dict[str, Seen]]:
+    """Per mapped neuron: its value, position, pictures' scales and specificity on each featured image."""
+    units, methods = state.mapped[layer.name], ws.config.layers.methods[layer.listed]
     per_neuron: list[dict[str, Seen]] = [{} for _ in units]
     for item, slug in zip(ws.featured, slugs):
         values, positions = activations.read_featured(ws, item, layer)
         spec = None
-        if specificity.applies(ws, units):
+        if specificity.applies(ws, layer, units):
             work = specificity.Specificity(item, layer)
             spec = specificity.SpecificityStage().value(ws, state, work)[members.SPECIFICITY]
+        pictures = {m: read(members.PICTURES, pictures_key(ws, state, item, layer, m)) for m in methods}
         for row, neuron in enumerate(units):
-            per_neuron[row][slug] = Seen(float(values[neuron]), int(positions[neuron]),
+            scales = {}
+            for method in methods:
+                whole, zoom = pictures[method][members.picture_scales(neuron)].tolist()
+                scales[method] = (whole, zoom if np.isfinite(zoom) else None)
+            per_neuron[row][slug] = Seen(float(values[neuron]), int(positions[neuron]), scales,
                                          float(spec[row]) if spec is not None else None)
     return per_neuron
+
+
+def signed(ws: Workspace, state: State, layer: Layer, arrays: dict, read: Reader) -> bool:
+    """Whether the layer's outputs can be negative: anywhere in its maps on the featured images, or (a flat
+    layer, or no featured image) in its activations over the probe set."""
+    if any(arrays["histogram"]["low"] < 0):
+        return True
+    return len(layer.shape) == 3 and any(bool((read(members.MAPS, maps_key(ws, item, layer))[members.MINIMA] < 0).any())
+                                         for item in ws.featured)
 
 
 def children(ws: Workspace, state: State, layer: Layer, neuron: int, order: list[int], slugs: list[str],
@@ -95,29 +114,37 @@ def children(ws: Workspace, state: State, layer: Layer, neuron: int, order: list
     return found
 
 
+def patch(ws: Workspace, state: State, layer: Layer, neuron: int, index: int, value: float, position: int,
+          read: Reader, **which) -> PatchRecord:
+    """One probe item shown for a neuron: a top patch (``rank``) or a percentile patch (``percentile``)."""
+    key = patches.patches_key(ws, state, ws.probe[index], layer)
+    scale = float(read(members.PATCHES, key)[members.patch_scale(neuron)][0])
+    return PatchRecord(index, value, patch_box(ws, state, layer, position), key, scale, **which)
+
+
 def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], read: Reader) -> LayerRecord:
     units, top = state.mapped[layer.name], state.tops[layer.name]
     arrays = {statistic.NAME: statistics.read(ws, state, layer, statistic) for statistic in stats.STATISTICS}
     optimized, excitations = optimized_record(ws, state, layer)
-    on_featured = seen(ws, state, layer, slugs)
+    on_featured = seen(ws, state, layer, slugs, read)
     neurons = []
     for row, neuron in enumerate(units):
         order = top.order[row].tolist()
-        best = tuple(PatchRecord(index, float(top.values[row, rank - 1]),
-                                 ws.box(layer, int(top.positions[row, rank - 1])),
-                                 patches.patches_key(ws, ws.probe[index], layer), rank=rank)
+        best = tuple(patch(ws, state, layer, neuron, index, float(top.values[row, rank - 1]),
+                           int(top.positions[row, rank - 1]), read, rank=rank)
                      for rank, index in enumerate(order, start=1))
-        levels = tuple(PatchRecord(int(rows[row]), float(values[row]), ws.box(layer, int(positions[row])),
-                                   patches.patches_key(ws, ws.probe[int(rows[row])], layer), percentile=p)
-                       for p, (rows, values, positions) in top.levels.items())
+        levels = tuple(patch(ws, state, layer, neuron, int(rows[row]), float(values[row]), int(positions[row]), read,
+                             percentile=p) for p, (rows, values, positions) in top.levels.items())
         neurons.append(NeuronRecord(
             neuron, best, levels, on_featured[row], children(ws, state, layer, neuron, order, slugs, read),
             {statistic.NAME: statistic.record(arrays[statistic.NAME], row) for statistic in stats.STATISTICS},
             excitations[row]))
     geometry = layer.geometry
     return LayerRecord(layer.name, layer.path, layer.shape, selection_text(ws, layer),
-                       layer.lower.name if layer.lower is not None else None, geometry.as_dict(), ws.zoomable(layer),
-                       None if geometry.whole else geometry.size, tuple(neurons), optimized)
+                       layer.lower.name if layer.lower is not None else None, ws.config.layers.methods[layer.listed],
+                       geometry.as_dict(), None if geometry.whole else geometry.size,
+                       state.effective.get(layer.name), signed(ws, state, layer, arrays, read), tuple(neurons),
+                       optimized)
 
 
 def record(ws: Workspace, state: State) -> Manifest:
@@ -130,6 +157,6 @@ def record(ws: Workspace, state: State) -> Manifest:
                           model.preprocess.as_dict(), model.preprocess.describe(), tuple(model.categories or ())),
         methods=ws.config.compute.methods, top_k=ws.config.compute.top_k, children=ws.config.compute.children,
         layers=tuple(layer_record(ws, state, layer, slugs, read) for layer in ws.layers),
-        featured=tuple(featured_record(ws, item, slug, read) for item, slug in zip(ws.featured, slugs)),
+        featured=tuple(featured_record(ws, state, item, slug, read) for item, slug in zip(ws.featured, slugs)),
         probe=ProbeRecord(len(probe), len({item.digest for item in probe}), ws.probe_hash,
                           tuple(ProbeItem(item.name, item.view.describe()) for item in probe)))

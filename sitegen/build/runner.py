@@ -29,8 +29,10 @@ from ..store.manifest import Manifest
 from .record import record
 from .stage import Stage, State
 from .stages.activations import ActivationsStage
+from .stages.effective import EffectiveStage
 from .stages.featured import FeaturedStage
 from .stages.mapped import MappedStage
+from .stages.maps import MapsStage
 from .stages.optimize import ExcitationStage, OptimizeStage
 from .stages.patches import PatchesStage
 from .stages.photos import PhotosStage
@@ -39,8 +41,9 @@ from .stages.specificity import SpecificityStage
 from .stages.statistics import StatisticsStage
 from .workspace import Workspace
 
-STAGES: tuple[Stage, ...] = (ActivationsStage(), MappedStage(), PhotosStage(), FeaturedStage(), StatisticsStage(),
-                             SelectionStage(), PatchesStage(), OptimizeStage(), SpecificityStage(), ExcitationStage())
+STAGES: tuple[Stage, ...] = (ActivationsStage(), MappedStage(), StatisticsStage(), SelectionStage(), EffectiveStage(),
+                             PhotosStage(), FeaturedStage(), MapsStage(), PatchesStage(), OptimizeStage(),
+                             SpecificityStage(), ExcitationStage())
 
 
 def _progress(quiet: bool) -> Progress:

@@ -27,6 +27,8 @@ class State:
 
     mapped: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # layer name -> its mapped neurons
     tops: Mapping[str, TopPatches] = field(default_factory=dict)  # layer name -> its top and percentile patches
+    # layer name -> the side of its effective receptive field in pixels; None where patches are the whole image
+    effective: Mapping[str, int | None] = field(default_factory=dict)
 
 
 class Stage:
@@ -95,9 +97,10 @@ def missing(ws: Workspace, kind: str, key: str, neurons: Sequence[int], member: 
     return [n for n in neurons if member(n) not in names]
 
 
-def require(ws: Workspace, kind: str, key: str) -> dict[str, Any]:
-    """An entry that an earlier stage wrote; a damaged one is removed, and the next build computes it again."""
-    entry = ws.cache.get(kind, key)
+def require(ws: Workspace, kind: str, key: str, arrays_only: bool = False) -> dict[str, Any]:
+    """An entry that an earlier stage wrote (its arrays alone, if asked); a damaged one is removed, and the
+    next build computes it again."""
+    entry = ws.cache.get(kind, key, arrays_only)
     if entry is None:
         raise SitegenError(f"cache entry {kind}/{key} was damaged and has been removed; run `sitegen compute` "
                            f"again to recompute it")

@@ -97,13 +97,6 @@ class Workspace:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     # -- layers ----------------------------------------------------------------
-    def box(self, layer: Layer, position: int) -> tuple[int, int, int, int]:
-        """The receptive field of a neuron at ``position`` on the model's input."""
-        return layer.box(position, self.model.preprocess.crop)
-
-    def zoomable(self, layer: Layer) -> bool:
-        return layer.zoomable(self.model.preprocess.crop)
-
     def crop_args(self, layer: Layer, image: torch.Tensor) -> tuple[Geometry | None, int]:
         """Receptive-field crops for this layer (its geometry and width), once checked exact on ``image``;
         (None, width) where they are not."""

@@ -52,6 +52,10 @@ class Geometry:
             left, right = 0, width - 1
         return (top, left, bottom, right)
 
+    def centre(self, i: int, j: int) -> tuple[int, int]:
+        """The input pixel at the centre of position (i, j)'s receptive field (rounded down)."""
+        return ((self.lo[0] + self.hi[0]) // 2 + i * self.jump[0], (self.lo[1] + self.hi[1]) // 2 + j * self.jump[1])
+
     def as_dict(self) -> dict:
         return {"jump": list(self.jump), "lo": list(self.lo), "hi": list(self.hi), "whole": self.whole}
 
@@ -173,3 +177,25 @@ def receptive_fields(model: nn.Module, modules: dict[str, nn.Module], input_size
             geo = mode.of(out)
             result[name] = geo if geo is not None and out.dim() == 4 else WHOLE
     return result
+
+
+def mass_sides(grads: torch.Tensor, centres: list[tuple[int, int]], share: float = 0.9) -> list[int]:
+    """For each picture [3, H, W] of ``grads``, the side (odd) of the smallest square centred on its
+    centre that holds ``share`` of its mass (|g| summed over the colour channels; DESIGN §2, effective
+    receptive field).  A square may reach past the image; a picture with no mass gets side 1."""
+    mass = grads.abs().sum(dim=1).double()  # [N, H, W]
+    n, height, width = mass.shape
+    integral = torch.zeros(n, height + 1, width + 1, dtype=mass.dtype, device=mass.device)
+    integral[:, 1:, 1:] = mass.cumsum(1).cumsum(2)
+    radius = torch.arange(max(height, width) + 1, device=mass.device)
+    centre = torch.as_tensor(centres, device=mass.device).view(n, 2, 1)
+    y0 = (centre[:, 0] - radius).clamp(0, height)
+    y1 = (centre[:, 0] + radius + 1).clamp(0, height)
+    x0 = (centre[:, 1] - radius).clamp(0, width)
+    x1 = (centre[:, 1] + radius + 1).clamp(0, width)
+    rows = torch.arange(n, device=mass.device).view(n, 1)
+    inside = (integral[rows, y1, x1] - integral[rows, y0, x1] - integral[rows, y1, x0] + integral[rows, y0, x0])
+    enough = inside >= share * integral[:, -1, -1].view(n, 1)
+    first = torch.where(enough.any(dim=1), enough.float().argmax(dim=1), torch.full((n,), len(radius) - 1,
+                                                                                    device=mass.device))
+    return (2 * first + 1).tolist()

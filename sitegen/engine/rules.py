@@ -23,27 +23,28 @@ from torch.overrides import TorchFunctionMode
 
 from ..methods import RULE_METHODS
 
-# A rule gets the gradient arriving at a ReLU's output and the ReLU's state (int8: -1 where its input
-# was at or below 0, 1 where at or above its upper bound, 0 where it was open) and returns the gradient
-# it passes back to its input.
+# A rule gets the gradient arriving at a ReLU's output and where the ReLU was open (bool: 0 < input, and
+# input < its upper bound for ReLU6), and returns the gradient it passes back to its input.  Each is one or
+# two element-wise passes: they run at every ReLU of every backward pass.
 
 
-def _guided(grad: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-    return grad * (state == 0) * (grad > 0)
+def _guided(grad: torch.Tensor, open_: torch.Tensor) -> torch.Tensor:
+    return grad.clamp(min=0).mul_(open_)
 
 
-def _deconv(grad: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+def _deconv(grad: torch.Tensor, open_: torch.Tensor) -> torch.Tensor:
     return grad.clamp(min=0)
 
 
-def _gradient(grad: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-    return grad * (state == 0)
+def _gradient(grad: torch.Tensor, open_: torch.Tensor) -> torch.Tensor:
+    return grad * open_
 
 
 def _redirected(grad: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
     """The true gradient, except for an image whose true gradient is zero everywhere: there a closed ReLU
     passes back what would open it (descending on a loss, a negative gradient raises x below the range, a
-    positive one lowers it above).  Lucid's redirected ReLU, for optimizing an image from noise."""
+    positive one lowers it above).  Lucid's redirected ReLU, for optimizing an image from noise.  It needs to
+    know on which side a ReLU was closed: ``state`` is int8, -1 below the open range, 1 above it, 0 open."""
     mask = state == 0
     out = grad * mask
     opening = mask | ((state < 0) & (grad < 0)) | ((state > 0) & (grad > 0))
@@ -56,9 +57,8 @@ RULES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "guided": _guided, "deconv": _deconv, "gradient": _gradient}
 if set(RULES) != set(RULE_METHODS):
     raise ImportError(f"engine/rules.py has rules for {sorted(RULES)}, methods.py lists {sorted(RULE_METHODS)}")
-# Not a method: for optimizing an image (engine/optimization.py).
+# Not a method: for optimizing an image (engine/optimization.py); it must be in force in the forward pass too.
 REDIRECTED = "redirected"
-_ALL_RULES = {**RULES, REDIRECTED: _redirected}
 
 # The rule in force.  A plain global, not a context variable: on CUDA the
 # autograd engine runs backward functions in its own threads.
@@ -66,21 +66,31 @@ _rule = {"method": "gradient"}
 
 
 class _ReLUWithRule(torch.autograd.Function):
-    """max(0, x) (or min(max(0, x), upper)) with a switchable backward."""
+    """max(0, x) (or min(max(0, x), upper)) with a switchable backward.  The forward saves one byte per
+    element, in one pass (two for ReLU6) over its output: where the ReLU was open."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, upper: float | None, fn: Callable[[torch.Tensor], torch.Tensor]):
-        # -1 below the open range (x <= 0), 1 above it (x >= upper), 0 open: one byte per element
-        state = -(x <= 0).to(torch.int8)
-        if upper is not None:
-            state += (x >= upper).to(torch.int8)
-        ctx.save_for_backward(state)
-        return fn(x)
+        out = fn(x)
+        ctx.redirected = _rule["method"] == REDIRECTED
+        if ctx.redirected:  # which side each closed ReLU is on
+            state = -(out <= 0).to(torch.int8)
+            if upper is not None:
+                state += (out >= upper).to(torch.int8)
+            ctx.save_for_backward(state)
+        else:
+            ctx.save_for_backward(out > 0 if upper is None else (out > 0) & (out < upper))
+        return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        (state,) = ctx.saved_tensors
-        return _ALL_RULES[_rule["method"]](grad, state), None, None
+        (saved,) = ctx.saved_tensors
+        method = _rule["method"]
+        if ctx.redirected:
+            return (_redirected(grad, saved) if method == REDIRECTED else RULES[method](grad, saved == 0)), None, None
+        if method == REDIRECTED:
+            raise RuntimeError("the redirected rule must be in force during the forward pass too")
+        return RULES[method](grad, saved), None, None
 
 
 def arg(args: tuple, kwargs: dict, index: int, name: str, default):
@@ -146,7 +156,7 @@ def current_rule() -> str:
 
 @contextlib.contextmanager
 def backward_rule(method: str) -> Iterator[None]:
-    if method not in _ALL_RULES:
+    if method not in RULES and method != REDIRECTED:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(RULES)}")
     previous = _rule["method"]
     _rule["method"] = method

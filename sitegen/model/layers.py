@@ -112,16 +112,6 @@ class Layer:
         """Positions per row of its map (1 for a flat layer)."""
         return self.shape[2] if len(self.shape) == 3 else 1
 
-    def box(self, position: int, size: int) -> tuple[int, int, int, int]:
-        """The receptive field of the neuron at flat ``position`` on a ``size`` x ``size`` input."""
-        i, j = divmod(position, self.width)
-        return self.geometry.box(i, j, size, size)
-
-    def zoomable(self, size: int) -> bool:
-        """Whether a neuron's receptive field is smaller than a ``size`` px image, so that a zoomed view
-        adds to the whole."""
-        return not self.geometry.whole and min(self.geometry.size) < size
-
 
 def resolve_layers(config: Config, loaded: LoadedModel) -> tuple[Layer, ...]:
     """The layers of ``layers.use``, lowest first, each knowing the one below; every problem at once."""

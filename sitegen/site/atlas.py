@@ -20,9 +20,6 @@ class Atlas:
         self.content = Content(config.root)
         self.assets = Assets()
         self.layers = manifest.layers
-        self.methods = [{"name": m, "title": BY_NAME[m].title} for m in manifest.methods]
-        # the method of small pictures (thumbnails, trees): guided backprop where it is computed
-        self.thumbnail_method = GUIDED if GUIDED in manifest.methods else manifest.methods[0]
         self._index = {layer.name: index for index, layer in enumerate(self.layers)}
         self._records = {(layer.name, record.neuron): record for layer in self.layers for record in layer.neurons}
         self.labels = self._labels()
@@ -72,6 +69,17 @@ class Atlas:
                 rows.sort(key=lambda edge: (-edge.weight, edge.neuron))
         return parents
 
+    @staticmethod
+    def methods(layer: LayerRecord) -> list[dict]:
+        """The methods of the layer's featured pictures, with what each shows and when it misleads."""
+        return [{"name": m, "title": BY_NAME[m].title, "shows": BY_NAME[m].shows, "misleads": BY_NAME[m].misleads}
+                for m in layer.methods]
+
+    @staticmethod
+    def thumbnail_method(layer: LayerRecord) -> str:
+        """The method of the layer's small pictures (thumbnails, trees): guided backprop where it is shown."""
+        return GUIDED if GUIDED in layer.methods else layer.methods[0]
+
     # -- small views ---------------------------------------------------------
     def layer_summary(self, layer: LayerRecord) -> dict:
         rf = layer.rf_size
@@ -79,7 +87,9 @@ class Atlas:
                 "mapped": len(layer.neurons), "selection": layer.selection,
                 "shape": " x ".join(str(s) for s in layer.shape),
                 "kind": "channels" if len(layer.shape) == 3 else "units",
-                "rf": f"{rf[0]} x {rf[1]} px" if rf else "whole image"}
+                "rf": f"{rf[0]} x {rf[1]} px" if rf else "whole image",
+                "effective": f"{layer.effective} x {layer.effective} px" if layer.effective else "whole image",
+                "signed": layer.signed}
 
     def tile(self, layer: str, neuron: int) -> dict:
         """A neuron in brief: its best patch, label and link."""
@@ -93,8 +103,8 @@ class Atlas:
 
     def thumbnail(self, featured: FeaturedRecord, layer: str, neuron: int) -> str:
         """The neuron's picture on an image: its receptive field where that is smaller than the image."""
-        return self.assets.picture(featured, layer, neuron, self.thumbnail_method,
-                                   "box" if self.layer(layer).zoom else "")
+        record = self.layer(layer)
+        return self.assets.picture(featured, layer, neuron, self.thumbnail_method(record), "box" if record.zoom else "")
 
     def relatives(self, edges: tuple[Edge, ...] | list[Edge], layer: str,
                   featured: FeaturedRecord | None) -> list[dict]:

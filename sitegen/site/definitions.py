@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-from ..images import GRADIENT_STEP
 from ..methods import METHODS
 
 TERMS = {
     "activation": ("A channel's activation on an image is its maximum over positions, and its position is "
                    "where that maximum is (the first one in reading order). A unit of a flat layer has one "
                    "value."),
-    "picture": ("Each picture shows g / max|g| * 0.5 + 0.5, one maximum over the whole picture, so zero is "
-                "mid-grey and colours keep their balance. The whole image is shown, grey where the neuron "
-                f"cannot see. Pictures are stored with levels {GRADIENT_STEP} apart, counted from mid-grey, so "
-                f"no value is more than {GRADIENT_STEP // 2} of 255 from the exact picture; this keeps faint "
-                "detail that a lossy format would smooth away."),
+    "picture": ("Each picture is shown on its own scale: clip(g / s, -1, 1) * 0.5 + 0.5, where s is the 99.5th "
+                "percentile of |g| over the pixels the picture covers where g is not zero, all colour channels "
+                "together. Zero is mid-grey, colours keep their balance, and at most 0.5 % of the values are "
+                "clipped. The whole picture, each zoom and each patch has its own s (in its hover text and in "
+                "manifest.json), so compare brightness within a picture, not between two. Pictures are stored as "
+                "WebP at quality 90."),
     "other": ("Only ReLU and ReLU6 change their backward pass; every other function (pooling, batch norm, "
               "sigmoid, swish) keeps its true gradient."),
-    "patch": ("A patch is the neuron's receptive field at its position: the box of input pixels that can "
-              "affect it, from the layers' kernels, strides and padding, grey where it leaves the image. "
-              "Where the box is larger than the image, the whole image is shown. The guided patch is the "
-              "same box cut from the guided-backprop picture. Patches larger than 128 pixels are shown "
-              "shrunk to 128."),
+    "patch": ("A patch is where the neuron looks: its effective receptive field at its position, the square "
+              "centred there that holds 90 % of its guided-backprop mass, averaged over the best patches of up "
+              "to 32 of its layer's neurons (Luo et al., 2016). In deep layers it is much smaller than the "
+              "theoretical receptive field, the box of input pixels that can affect the neuron at all (from the "
+              "layers' kernels, strides and padding). Grey where it leaves the image; where it covers more than "
+              "three quarters of the image, the whole image is shown. The guided patch is the same box cut from "
+              "the guided-backprop picture. Patches larger than 128 pixels are shown shrunk to 128."),
+    "map": ("An activation map shows where on an image a channel fires: its output at every position, "
+            "upsampled (bilinear) to the model's input and laid over the faded photo, clear at or below 0 and "
+            "red at its maximum on that image, which a ring marks (the neuron's position)."),
     "top": ("Top patches: the probe views with the highest activation, one patch per view, ties broken by "
-            "the order of the probe set."),
+            "the order of the probe set. The featured images are not probe images unless the config says so."),
 }
 
 # every term and every method, by name

@@ -58,6 +58,10 @@ class Assets:
         return self._add(f"assets/patches/{safe_name(layer)}/{neuron}/{name}-{which}.webp", members.PATCHES,
                          patch.key, member)
 
+    def activation_map(self, featured: FeaturedRecord, layer: str, neuron: int) -> str:
+        return self._add(f"assets/maps/{safe_name(layer)}/{neuron}/{featured.slug}.webp", members.MAPS,
+                         featured.maps[layer], members.activation_map(neuron))
+
     def optimized(self, layer: str, neuron: int, optimized: OptimizedRecord) -> str:
         return self._add(f"assets/optimized/{safe_name(layer)}/{neuron}.png", members.OPTIMIZED, optimized.key,
                          members.optimized(neuron))

@@ -9,7 +9,8 @@ A statistic module defines
   set, ``[n, U]`` arrays of the U mapped neurons, chunk by chunk (call it again for another pass);
   ``count`` is the number of probe views.  Returns named arrays with one row per neuron;
 - ``record(arrays, row)``: the JSON record of the neuron in that row;
-- ``context(record)``: what its template part shows (as ``stat.context``).
+- ``context(record)``: what its template part shows (as ``stat.context``; the part also sees the page's
+  ``layer`` summary and ``probe`` record).
 
 The build computes and caches each statistic in its own stage (``build/stages/statistics.py``), with
 memory that does not grow with the probe set.  No torch here: the site half imports this too.

@@ -66,13 +66,16 @@ class Cache:
     def has(self, kind: str, key: str) -> bool:
         return bool(self.names(kind, key))
 
-    def get(self, kind: str, key: str) -> dict[str, Any] | None:
-        """The entry's members (arrays for ``.npy`` names, bytes otherwise), or None if absent or damaged."""
+    def get(self, kind: str, key: str, arrays_only: bool = False) -> dict[str, Any] | None:
+        """The entry's members (arrays for ``.npy`` names, bytes otherwise; with ``arrays_only``, its arrays
+        alone), or None if absent or damaged."""
         path = self.path(kind, key)
         try:
             with zipfile.ZipFile(path) as archive:
                 members = {}
                 for name in archive.namelist():
+                    if arrays_only and not name.endswith(".npy"):
+                        continue
                     data = archive.read(name)  # checks the CRC
                     members[name] = np.load(io.BytesIO(data), allow_pickle=False) if name.endswith(".npy") else data
                 return members

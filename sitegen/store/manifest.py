@@ -38,6 +38,7 @@ class FeaturedRecord:
     photo: str  # key of its photo entry
     predictions: tuple[Prediction, ...]
     pictures: Mapping[str, Mapping[str, str]]  # layer name -> method -> key of its pictures entry
+    maps: Mapping[str, str]  # layer name -> key of its activation maps entry (layers with positions)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class PatchRecord:
     value: float
     box: tuple[int, int, int, int]  # the receptive field: top, left, bottom, right (inclusive)
     key: str  # key of the view's patches entry
+    scale: float  # of its guided picture: |g| shown at full contrast
     rank: int | None = None
     percentile: float | None = None
 
@@ -81,6 +83,7 @@ class Seen:
 
     value: float
     position: int  # flat index into its layer's map
+    scales: Mapping[str, tuple[float, float | None]]  # method -> scales of its whole picture and its zoom
     specificity: float | None = None
 
 
@@ -122,11 +125,18 @@ class LayerRecord:
     shape: tuple[int, ...]  # output per image: [C, H, W] or [C]
     selection: str  # which neurons are mapped, in words ("" for all)
     lower: str | None  # the configured layer below: where children are
+    methods: tuple[str, ...]  # the methods of its featured pictures
     geometry: Mapping[str, Any]
-    zoom: bool  # whether the receptive field is smaller than the image
-    rf_size: tuple[int, int] | None  # None: the whole image
+    rf_size: tuple[int, int] | None  # the theoretical receptive field; None: the whole image
+    effective: int | None  # the side of its effective receptive field; None: patches are the whole image
+    signed: bool  # whether its outputs can be negative (seen on the featured images, or the probe set)
     neurons: tuple[NeuronRecord, ...]  # the mapped neurons, in order
     optimized: OptimizedRecord | None = None
+
+    @property
+    def zoom(self) -> bool:
+        """Whether its neurons look at part of the image: patches and zooms are cut to that part."""
+        return self.effective is not None
 
     @property
     def count(self) -> int:

@@ -13,6 +13,8 @@ IMAGE_CHECKS = "image"
 STATISTICS = "stats"
 SPECIFICITIES = "spec"
 EXCITATIONS = "optcheck"
+RECEPTIVE_FIELDS = "erf"
+MAPS = "maps"  # activation maps of the featured images
 
 # activations of one featured view ([C]) or of a chunk of probe views ([n, C])
 VALUES = "values.npy"
@@ -26,11 +28,20 @@ PROBLEM = "problem.txt"
 # statistics: one array per layer and featured view (specificity), per layer (the optimized images' check)
 SPECIFICITY = "specificity.npy"
 EXCITATION = "check.npy"
+# a layer's effective receptive field: the side measured on each sampled patch
+SIDES = "sides.npy"
+# the featured views' activation maps: each channel's least value over the map (per layer and view)
+MINIMA = "minima.npy"
 
 
 def picture(neuron: int) -> str:
     """A gradient picture of the whole view (pictures entry: one per view, layer and method)."""
     return f"{neuron}.webp"
+
+
+def picture_scales(neuron: int) -> str:
+    """The scales of the whole picture and of its zoom (NaN where there is none), float32 [2]."""
+    return f"{neuron}-scales.npy"
 
 
 def picture_zoom(neuron: int) -> str:
@@ -51,6 +62,17 @@ def patch_photo(neuron: int) -> str:
 def patch_guided(neuron: int) -> str:
     """The guided-backprop picture cut to the same box."""
     return f"{neuron}-gb.webp"
+
+
+def patch_scale(neuron: int) -> str:
+    """The scale of that picture, float32 [1]."""
+    return f"{neuron}-scale.npy"
+
+
+def activation_map(neuron: int) -> str:
+    """The neuron's activation map over the faded photo, its maximum marked (maps entry: one per view and
+    layer)."""
+    return f"{neuron}-map.webp"
 
 
 def edges(neuron: int) -> str:

@@ -1,10 +1,12 @@
-"""The featured images' pictures: every mapped neuron by every method, with its edges in the same passes.
+"""The featured images' pictures: every mapped neuron by each of its layer's methods, with its edges in the
+same passes.
 
-One forward per batch of neurons serves a backward pass per method (the
-ReLU rule is read when the backward runs); the edge weights ride on the
-true-gradient pass.  Pictures are stored whole (shrunk to the size the page
-shows) and, where the receptive field is smaller than the image, cut to it
-before shrinking, with the photo cut to the same box.
+One forward per batch of neurons serves a backward pass per method (the ReLU
+rule is read when the backward runs); the edge weights ride on the
+true-gradient pass.  Each picture is shown on its own scale
+(``engine/pictures.py``): the whole picture, shrunk to the size the page
+shows, and, where the layer's effective receptive field is part of the image,
+the picture cut to it (scaled on its own) and the photo cut to the same box.
 """
 
 from __future__ import annotations
@@ -12,19 +14,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
+
 from ...engine.passes import gradients
-from ...engine.pictures import pictures
-from ...images import PATCH_SIDE, STORAGE, WHOLE_SIDE, Item, cut, fit
+from ...engine.pictures import cut as cut_gradients
+from ...engine.pictures import display
+from ...images import STORAGE, WHOLE_SIDE, Item, cut, fit
 from ...model.layers import Layer
 from ...store import members
 from ..edges import edges_key
 from ..stage import Stage, State, missing
 from ..workspace import Workspace
 from .activations import read_featured
+from .effective import box
 
 
-def pictures_key(ws: Workspace, item: Item, layer: Layer, method: str) -> str:
-    return ws.key(members.PICTURES, layer.path, method, PATCH_SIDE, WHOLE_SIDE, STORAGE, item.digest, item.view.spec)
+def pictures_key(ws: Workspace, state: State, item: Item, layer: Layer, method: str) -> str:
+    return ws.key(members.PICTURES, layer.path, method, WHOLE_SIDE, STORAGE, state.effective.get(layer.name),
+                  item.digest, item.view.spec)
 
 
 @dataclass(frozen=True)
@@ -40,33 +47,39 @@ class Featured:
         return len(self.neurons)
 
 
-def _pictures(ws: Workspace, w: Featured, pixels, positions, result, chunk: list[int]) -> dict:
-    """Encoding jobs for one batch's pictures: ``{(method, member): (pixels, encoding)}``."""
-    jobs = {}
-    zoom = ws.zoomable(w.layer)
+def _pictures(ws: Workspace, state: State, w: Featured, pixels: np.ndarray, positions: np.ndarray,
+              result: dict, chunk: list[int]) -> tuple[dict, dict]:
+    """One batch's pictures: encoding jobs ``{(method, member): (pixels, encoding)}`` and their scales
+    ``{(method, member): [whole, zoom]}`` (NaN for no zoom)."""
+    jobs, scales = {}, {}
+    boxes = [box(ws, state, w.layer, int(positions[n])) for n in chunk]
+    zoom = boxes[0] is not None
     for method in w.methods:
-        for neuron, picture in zip(chunk, pictures(result[method])):
-            jobs[method, members.picture(neuron)] = (fit(picture, WHOLE_SIDE), "gradient")
-            if zoom:  # cut from the whole-size picture: the receptive field keeps every pixel
-                box = ws.box(w.layer, int(positions[neuron]))
-                jobs[method, members.picture_zoom(neuron)] = (fit(cut(picture, box), PATCH_SIDE), "gradient")
-                if method == ws.config.compute.methods[0]:  # the photo cut to the box, kept once
-                    jobs[method, members.photo_zoom(neuron)] = (fit(cut(pixels, box), PATCH_SIDE), "patch")
-    return jobs
+        whole, whole_scales = display(result[method], WHOLE_SIDE)
+        zoomed, zoom_scales = display(cut_gradients(result[method], boxes), WHOLE_SIDE) if zoom else (None, None)
+        for k, neuron in enumerate(chunk):
+            jobs[method, members.picture(neuron)] = (whole[k], "picture")
+            scales[method, members.picture_scales(neuron)] = np.array(
+                [whole_scales[k], zoom_scales[k] if zoom else np.nan], dtype=np.float32)
+            if zoom:
+                jobs[method, members.picture_zoom(neuron)] = (zoomed[k], "picture")
+                if method == ws.config.layers.methods[w.layer.listed][0]:  # the photo cut to the box, kept once
+                    jobs[method, members.photo_zoom(neuron)] = (fit(cut(pixels, boxes[k]), WHOLE_SIDE), "patch")
+    return jobs, scales
 
 
 class FeaturedStage(Stage):
     name = "featured images"
     title = "featured images (neurons)"
-    needs = ("activations",)
+    needs = ("activations", "statistics", "receptive fields")
 
     def plan(self, ws: Workspace, state: State) -> list[Featured]:
         work = []
         for item in ws.featured:
             for layer in ws.layers:
                 units = state.mapped[layer.name]
-                todo = {m: missing(ws, members.PICTURES, pictures_key(ws, item, layer, m), units, members.picture)
-                        for m in ws.config.compute.methods}
+                todo = {m: missing(ws, members.PICTURES, pictures_key(ws, state, item, layer, m), units,
+                                   members.picture) for m in ws.config.layers.methods[layer.listed]}
                 todo = {m: n for m, n in todo.items() if n}
                 edges = (missing(ws, members.EDGES, edges_key(ws, item, layer), units, members.edges)
                          if layer.lower is not None else [])
@@ -90,11 +103,13 @@ class FeaturedStage(Stage):
                                    positions[chunk].tolist(), w.methods, size, *ws.crop_args(w.layer, x), lower=lower)
                 if w.edges:
                     weights.update({members.edges(n): row for n, row in zip(chunk, result["edges"].cpu().numpy())})
-                for (method, name), data in ws.encode_many(_pictures(ws, w, pixels, positions, result, chunk)).items():
+                jobs, scales = _pictures(ws, state, w, pixels, positions, result, chunk)
+                for (method, name), data in [*ws.encode_many(jobs).items(), *scales.items()]:
                     written[method][name] = data
                 advance(len(chunk))
             for method in w.methods:
-                ws.write(members.PICTURES, pictures_key(ws, w.item, w.layer, method), written[method], add=True)
+                ws.write(members.PICTURES, pictures_key(ws, state, w.item, w.layer, method), written[method],
+                         add=True)
                 ws.count("visualizations", len(w.neurons))
             if w.edges:
                 ws.write(members.EDGES, edges_key(ws, w.item, w.layer), weights, add=True)

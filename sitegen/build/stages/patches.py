@@ -1,14 +1,17 @@
-"""Patches: for each neuron's top and percentile views, the photo and the guided-backprop picture cut to its
-receptive field; the top views' edges ride on the same passes.  One gradient call per probe view and layer
-serves every neuron that shows that view."""
+"""Patches: for each neuron's top and percentile items, the photo and the guided-backprop picture cut to its
+effective receptive field (or the whole image), the picture on its own scale; the top items' edges ride on
+the same passes.  One gradient call per probe item and layer serves every neuron that shows that item."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
+
 from ...engine.passes import gradients
-from ...engine.pictures import pictures
+from ...engine.pictures import cut as cut_gradients
+from ...engine.pictures import display
 from ...images import PATCH_SIDE, STORAGE, Item, cut, fit
 from ...methods import GUIDED
 from ...model.layers import Layer
@@ -16,11 +19,12 @@ from ...store import members
 from ..edges import edges_key
 from ..stage import Stage, State, missing
 from ..workspace import Workspace
+from .effective import patch_box
 
 
-
-def patches_key(ws: Workspace, item: Item, layer: Layer) -> str:
-    return ws.key(members.PATCHES, layer.path, PATCH_SIDE, STORAGE, item.digest, item.view.spec)
+def patches_key(ws: Workspace, state: State, item: Item, layer: Layer) -> str:
+    return ws.key(members.PATCHES, layer.path, PATCH_SIDE, STORAGE, state.effective.get(layer.name), item.digest,
+                  item.view.spec)
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class Patches:
 class PatchesStage(Stage):
     name = "top patches"
     title = "top patches (neurons)"
-    needs = ("activations", "statistics")
+    needs = ("activations", "statistics", "receptive fields")
 
     def plan(self, ws: Workspace, state: State) -> list[Patches]:
         work = []
@@ -49,7 +53,7 @@ class PatchesStage(Stage):
             wanted, levels = top.wanted(), top.wanted_levels()
             for index in sorted(set(wanted) | set(levels)):
                 item, where = ws.probe[index], {**levels.get(index, {}), **wanted.get(index, {})}
-                patches = missing(ws, members.PATCHES, patches_key(ws, item, layer), sorted(where),
+                patches = missing(ws, members.PATCHES, patches_key(ws, state, item, layer), sorted(where),
                                   members.patch_guided)
                 edges = (missing(ws, members.EDGES, edges_key(ws, item, layer), sorted(wanted.get(index, {})),
                                  members.edges) if layer.lower is not None else [])
@@ -68,12 +72,15 @@ class PatchesStage(Stage):
                                list(w.positions), [GUIDED] if w.patches else [], ws.config.compute.batch_size,
                                *ws.crop_args(layer, x), lower=ws.modules[layer.lower.path] if w.edges else None)
             if w.patches:
-                jobs = {}
-                for neuron, position, picture in zip(w.neurons, w.positions, pictures(result[GUIDED])):
-                    box = ws.box(layer, int(position))
-                    jobs[members.patch_photo(neuron)] = (fit(cut(pixels, box), PATCH_SIDE), "patch")
-                    jobs[members.patch_guided(neuron)] = (fit(cut(picture, box), PATCH_SIDE), "gradient")
-                ws.write(members.PATCHES, patches_key(ws, item, layer), ws.encode_many(jobs), add=True)
+                boxes = [patch_box(ws, state, layer, int(position)) for position in w.positions]
+                shown, scales = display(cut_gradients(result[GUIDED], boxes), PATCH_SIDE)
+                jobs, written = {}, {}
+                for k, neuron in enumerate(w.neurons):
+                    jobs[members.patch_photo(neuron)] = (fit(cut(pixels, boxes[k]), PATCH_SIDE), "patch")
+                    jobs[members.patch_guided(neuron)] = (shown[k], "picture")
+                    written[members.patch_scale(neuron)] = np.array([scales[k]], dtype=np.float32)
+                ws.write(members.PATCHES, patches_key(ws, state, item, layer), {**ws.encode_many(jobs), **written},
+                         add=True)
                 ws.count("patches", len(w.neurons))
             if w.edges:
                 ws.write(members.EDGES, edges_key(ws, item, layer),

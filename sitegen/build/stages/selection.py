@@ -1,6 +1,6 @@
-"""Which probe views each neuron shows: its top k, and the view nearest each configured percentile of its
-activations (read off its histogram).  Decided from the cached activations, streamed chunk by chunk; under
-torchrun each rank takes its own chunks and the top k are merged exactly."""
+"""Which probe items each neuron shows: its top k, and the item nearest each configured percentile of its
+activations (read off its histogram) that is not among its top k.  Decided from the cached activations,
+streamed chunk by chunk; under torchrun each rank takes its own chunks and the top k are merged exactly."""
 
 from __future__ import annotations
 
@@ -74,10 +74,11 @@ def targets(counts: np.ndarray, low: np.ndarray, high: np.ndarray, percentiles: 
     return out
 
 
-def levels(ws: Workspace, state: State, layer: Layer) -> dict[float, tuple]:
-    """For each configured percentile, each neuron's probe view nearest it (the first of equals); one pass."""
+def levels(ws: Workspace, state: State, layer: Layer, order: np.ndarray) -> dict[float, tuple]:
+    """For each configured percentile, each neuron's probe item nearest it (the first of equals) among those
+    not in its top k (``order``, [U, k]); one pass.  Nothing where the top k are the whole probe set."""
     percentiles, units = list(ws.config.compute.percentiles), state.mapped[layer.name]
-    if not percentiles:
+    if not percentiles or order.shape[1] >= len(ws.probe):
         return {}
     shape = statistics.read(ws, state, layer, histogram)
     wanted = targets(shape["counts"], shape["low"], shape["high"], percentiles)
@@ -87,8 +88,10 @@ def levels(ws: Workspace, state: State, layer: Layer) -> dict[float, tuple]:
     for start, items in chunks(ws):
         chunk_values, chunk_positions = read_chunk(ws, items, layer)
         chunk_values, chunk_positions = chunk_values[:, units], chunk_positions[:, units]
+        numbers = np.arange(start, start + len(chunk_values))
+        in_top = (numbers[:, None, None] == order[None, :, :]).any(axis=2)  # [n, U]
         for row in range(len(percentiles)):
-            distance = np.abs(chunk_values - wanted[row][None, :])
+            distance = np.where(in_top, np.inf, np.abs(chunk_values - wanted[row][None, :]))
             nearest = distance.argmin(axis=0)
             better = distance[nearest, columns] < best[row]
             best[row] = np.where(better, distance[nearest, columns], best[row])
@@ -100,8 +103,9 @@ def levels(ws: Workspace, state: State, layer: Layer) -> dict[float, tuple]:
 
 def select(ws: Workspace, state: State, layer: Layer) -> TopPatches:
     top = top_k(ws, layer, state.mapped[layer.name])
-    return TopPatches(state.mapped[layer.name], top.rows.T.copy(), top.values.T.copy(), top.positions.T.copy(),
-                      levels(ws, state, layer))
+    order = top.rows.T.copy()
+    return TopPatches(state.mapped[layer.name], order, top.values.T.copy(), top.positions.T.copy(),
+                      levels(ws, state, layer, order))
 
 
 class SelectionStage(Stage):

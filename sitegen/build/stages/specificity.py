@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from ...images import STORAGE, WHOLE_SIDE, Item
+from ...images import Item
 from ...methods import GUIDED
 from ...model.layers import Layer
 from ...store import members
@@ -22,18 +22,20 @@ from .featured import pictures_key
 SIDE = 56
 
 
-def applies(ws: Workspace, units: Sequence[int]) -> bool:
-    return GUIDED in ws.config.compute.methods and len(units) >= 2
+def applies(ws: Workspace, layer: Layer, units: Sequence[int]) -> bool:
+    return GUIDED in ws.config.layers.methods[layer.listed] and len(units) >= 2
 
 
-def specificity_key(ws: Workspace, item: Item, layer: Layer, units: Sequence[int]) -> str:
-    return ws.key(members.SPECIFICITIES, layer.path, SIDE, WHOLE_SIDE, STORAGE, item.digest, item.view.spec,
-                  list(units))
+def specificity_key(ws: Workspace, state: State, item: Item, layer: Layer) -> str:
+    """The key of the pictures it reads, and the neurons it compares."""
+    return ws.key(members.SPECIFICITIES, pictures_key(ws, state, item, layer, GUIDED), SIDE,
+                  list(state.mapped[layer.name]))
 
 
-def specificity(ws: Workspace, item: Item, layer: Layer, units: Sequence[int]) -> np.ndarray:
+def specificity(ws: Workspace, state: State, item: Item, layer: Layer) -> np.ndarray:
     """[U] float32, from the stored pictures."""
-    stored = require(ws, members.PICTURES, pictures_key(ws, item, layer, GUIDED))
+    units = state.mapped[layer.name]
+    stored = require(ws, members.PICTURES, pictures_key(ws, state, item, layer, GUIDED))
     rows = []
     for neuron in units:
         picture = Image.open(io.BytesIO(stored[members.picture(neuron)])).convert("RGB")
@@ -56,16 +58,16 @@ class Specificity:
 class SpecificityStage(EntryStage):
     name = "specificity"
     title = "specificity (images x layers)"
-    needs = ("activations", "featured images")
+    needs = ("activations", "statistics", "receptive fields", "featured images")
     kind = members.SPECIFICITIES
     counted = "specificities"
 
     def candidates(self, ws: Workspace, state: State) -> list[Specificity]:
         return [Specificity(item, layer) for item in ws.featured for layer in ws.layers
-                if applies(ws, state.mapped[layer.name])]
+                if applies(ws, layer, state.mapped[layer.name])]
 
     def key(self, ws: Workspace, state: State, work: Specificity) -> str:
-        return specificity_key(ws, work.item, work.layer, state.mapped[work.layer.name])
+        return specificity_key(ws, state, work.item, work.layer)
 
     def entry(self, ws: Workspace, state: State, work: Specificity) -> dict:
-        return {members.SPECIFICITY: specificity(ws, work.item, work.layer, state.mapped[work.layer.name])}
+        return {members.SPECIFICITY: specificity(ws, state, work.item, work.layer)}

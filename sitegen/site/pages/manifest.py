@@ -1,11 +1,12 @@
 """``manifest.json``: where every picture came from, for other tools to read without parsing HTML: the
-model, the definitions, and per neuron its page and top patches (source image, value, rank, box)."""
+model, the definitions, and per neuron its page, its top patches (source image, value, rank, box, the files
+shown and the guided picture's scale) and its pictures on the featured images (files and scales)."""
 
 from __future__ import annotations
 
 import json
 
-from ...store.manifest import LayerRecord
+from ...store.manifest import LayerRecord, NeuronRecord
 from ..atlas import Atlas
 from ..definitions import DEFINITIONS
 from ..links import image_url, neuron_url
@@ -24,6 +25,27 @@ def optimized(layer: LayerRecord) -> dict | None:
             "specific": o.specific, "neurons": neurons}
 
 
+def featured(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> list[dict]:
+    """The neuron's pictures on the featured images: the whole picture, its zoom, and the whole picture's scale."""
+    out = []
+    for image in atlas.manifest.featured:
+        for method in layer.methods:
+            scale, zoom_scale = record.featured[image.slug].scales[method]
+            out.append({"image": image.name, "method": method, "scale": scale,
+                        "picture": atlas.assets.picture(image, layer.name, record.neuron, method),
+                        "zoom": atlas.assets.picture(image, layer.name, record.neuron, method, "box")
+                        if layer.zoom else None, "zoom_scale": zoom_scale})
+    return out
+
+
+def top_patches(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> list[dict]:
+    items = atlas.manifest.probe.items
+    return [{"rank": p.rank, "value": p.value, "box": list(p.box), "source": items[p.item].name,
+             "view": items[p.item].view, "scale": p.scale,
+             "photo": atlas.assets.patch(layer.name, record.neuron, p, "img"),
+             "guided": atlas.assets.patch(layer.name, record.neuron, p, "gb")} for p in record.top]
+
+
 def build(atlas: Atlas) -> list[File]:
     manifest = atlas.manifest
     model, probe = manifest.model, manifest.probe
@@ -37,14 +59,13 @@ def build(atlas: Atlas) -> list[File]:
                       "predictions": [{"class": p.category, "label": p.label, "prob": p.prob} for p in f.predictions]}
                      for f in manifest.featured],
         "layers": [{
-            "name": layer.name, "module": layer.path, "shape": list(layer.shape),
-            "receptive_field": list(layer.rf_size) if layer.rf_size else None, "optimize": optimized(layer),
-            "neurons": [{
-                "neuron": record.neuron, "page": neuron_url(layer.name, record.neuron),
-                "top_patches": [{"rank": p.rank, "value": p.value, "box": list(p.box),
-                                 "source": probe.items[p.item].name, "view": probe.items[p.item].view}
-                                for p in record.top]}
-                for record in layer.neurons]} for layer in manifest.layers],
+            "name": layer.name, "module": layer.path, "shape": list(layer.shape), "methods": list(layer.methods),
+            "receptive_field": list(layer.rf_size) if layer.rf_size else None,
+            "effective_receptive_field": layer.effective, "optimize": optimized(layer),
+            "neurons": [{"neuron": record.neuron, "page": neuron_url(layer.name, record.neuron),
+                         "top_patches": top_patches(atlas, layer, record),
+                         "featured": featured(atlas, layer, record)}
+                        for record in layer.neurons]} for layer in manifest.layers],
     }
     return [File("manifest.json",
                  (json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))]

@@ -11,20 +11,27 @@ from ..model import Page
 
 
 def featured_rows(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> list[dict]:
-    """One row per featured image: the photo, the neuron's value there, and its picture by each method."""
-    rows, assets, neuron, first = [], atlas.assets, record.neuron, atlas.manifest.methods[0]
+    """One row per featured image: the photo, where the neuron fires on it, its value there, and its
+    picture by each of the layer's methods (each on its own scale)."""
+    rows, assets, neuron, first = [], atlas.assets, record.neuron, layer.methods[0]
+    channels = len(layer.shape) == 3
     for featured in atlas.manifest.featured:
         seen = record.featured[featured.slug]
         row, col = divmod(seen.position, layer.width)
+        pictures = []
+        for m in atlas.methods(layer):
+            whole, zoomed = seen.scales[m["name"]]
+            pictures.append({"method": m["name"], "title": m["title"], "scale": whole, "zoom_scale": zoomed,
+                             "src": assets.picture(featured, layer.name, neuron, m["name"]),
+                             "zoom": assets.picture(featured, layer.name, neuron, m["name"], "box")
+                             if layer.zoom else None})
         rows.append({
             "slug": featured.slug, "name": featured.name, "url": image_url(featured.slug),
             "photo": assets.photo(featured), "value": seen.value, "specificity": seen.specificity,
-            "position": f"({row}, {col})" if len(layer.shape) == 3 else "",
+            "position": f"({row}, {col})" if channels else "",
+            "map": assets.activation_map(featured, layer.name, neuron) if channels else None,
             "photo_zoom": assets.picture(featured, layer.name, neuron, first, "img") if layer.zoom else None,
-            "pictures": [{"method": m["name"], "title": m["title"],
-                          "src": assets.picture(featured, layer.name, neuron, m["name"]),
-                          "zoom": assets.picture(featured, layer.name, neuron, m["name"], "box") if layer.zoom
-                          else None} for m in atlas.methods]})
+            "pictures": pictures})
     return rows
 
 
@@ -34,6 +41,7 @@ def patches(atlas: Atlas, layer: LayerRecord, record: NeuronRecord, chosen) -> l
     for patch in chosen:
         item = atlas.manifest.probe.items[patch.item]
         out.append({"rank": patch.rank, "value": patch.value, "source": item.name, "view": item.view,
+                    "scale": patch.scale,
                     "percentile": f"{patch.percentile:g}" if patch.percentile is not None else None,
                     "img": atlas.assets.patch(layer.name, record.neuron, patch, "img"),
                     "gb": atlas.assets.patch(layer.name, record.neuron, patch, "gb")})
@@ -72,7 +80,7 @@ def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
     following = mapped[position + 1] if position + 1 < len(mapped) else None
     return Page(neuron_url(name, neuron), "neuron.html", f"{name}/{neuron}", {
         "layer": atlas.layer_summary(layer), "neuron": neuron, "label": label, "notes": notes,
-        "rows": featured_rows(atlas, layer, record), "methods": atlas.methods,
+        "rows": featured_rows(atlas, layer, record), "methods": atlas.methods(layer),
         "stats": [{"name": stat.NAME, "context": stat.context(record.stats[stat.NAME])}
                   for stat in stats.STATISTICS if stat.NAME in record.stats],
         "patches": patches(atlas, layer, record, record.top), "levels": patches(atlas, layer, record, record.levels),

@@ -18,8 +18,8 @@ class Method:
     name: str  # as written in compute.methods and in file names
     title: str  # as pages name it
     definition: str  # one paragraph for the about page and manifest.json
-    shows: str = ""  # one sentence for the neuron page: what its pictures show ...
-    misleads: str = ""  # ... and when they are known to mislead
+    shows: str = ""  # a sentence for the neuron page: what its pictures show ...
+    misleads: str = ""  # ... and one on when they are known to mislead
     relu_rule: bool = True  # a gradient picture under a ReLU rule of the same name (engine/rules.py)
 
 
@@ -28,20 +28,20 @@ METHODS = (
            "Guided backpropagation (Springenberg et al., 2015): the gradient of the neuron's activation at its "
            "position with respect to the input pixels, where every ReLU passes back only positive gradients "
            "and only where its input was positive.",
-           "where the image holds what raises the neuron, in the colours that raise it",
-           "deep in the network it shows the image's own edges more than the neuron, so different neurons' "
-           "pictures look alike (see their specificity); at the class logits it is nearly the same picture for "
-           "every class"),
+           "Shows what in the image raises the neuron, in the colours that raise it.",
+           "Misleads deep in the network: it shows the image's own edges more than the neuron, so that different "
+           "neurons' pictures look alike (see their specificity); at the class logits it is nearly the same "
+           "picture for every class."),
     Method("deconv", "Deconvnet",
            "Deconvnet (Zeiler & Fergus, 2014): as the gradient, but every ReLU passes back the positive part of "
            "the gradient, whatever its input was.",
-           "the pattern the neuron passes back to the input, whatever the image holds there",
-           "deep in the network the strided convolutions stamp a lattice on it, the same for every neuron and "
-           "image"),
+           "Shows the pattern the neuron passes back to the input, whatever the image holds there.",
+           "Misleads deep in the network: the strided convolutions stamp a lattice on it, the same for every "
+           "neuron and image."),
     Method("gradient", "Gradient",
            "The plain gradient (Simonyan et al., 2014): which pixels, if changed, would most change the neuron.",
-           "which pixels, if changed, would raise or lower the neuron most",
-           "it is noisy: it shows how sensitive the neuron is everywhere, not what the image holds"),
+           "Shows which pixels, if changed, would raise or lower the neuron most.",
+           "Noisy: it shows how sensitive the neuron is everywhere, not what the image holds."),
     Method("optimize", "Optimized image",
            "An optimized image (Olah et al., Feature Visualization, 2017) starts from noise and is changed step by "
            "step to raise the neuron's objective: a channel's mean over positions, a unit's value. The image is "

@@ -83,6 +83,9 @@ def test_build_check_and_rebuild(atlas):
     for method in ("guided", "deconv", "gradient"):
         for image in ("img0", "img1"):
             assert f"../../assets/vis/features.4/3/{image}-{method}.webp" in neuron
+    for image in ("img0", "img1"):  # where it fires, on every neuron page of a layer with positions
+        assert f'src="../../assets/maps/features.4/3/{image}.webp"' in neuron
+    assert "assets/maps" not in (site / "layers" / "fc" / "3.html").read_text()  # a unit has no map
     assert neuron.count('alt="Patch ') == 4 + 2  # the top 4, and the 99th and 90th percentile
     assert "Tiny &lt;atlas&gt;" in neuron  # the title is escaped
     assert "Hello <strong>atlas</strong>." in (site / "index.html").read_text()
@@ -331,6 +334,7 @@ def test_patches_below_the_top(atlas):
     for record in manifest.layer("features.7").neurons:
         levels = {level.percentile: level for level in record.levels}
         assert set(levels) == {99.0, 90.0}
+        assert not {level.item for level in record.levels} & {patch.item for patch in record.top}  # never a top patch
         # nearer the top at the 99th than at the 90th percentile, never above the best patch
         assert record.top[0].value >= levels[99.0].value >= levels[90.0].value - 1e-6
         assert record.stats["histogram"]["low"] <= levels[90.0].value
@@ -339,6 +343,32 @@ def test_patches_below_the_top(atlas):
     page = (site / "layers" / "features.7" / "2.html").read_text()
     assert "99th percentile" in page and "90th percentile" in page
     assert check_site(site)[1] == []
+
+
+def test_featured_images_join_the_probe_set_when_asked(atlas):
+    (atlas / "atlas.toml").write_text(CONFIG.replace("probe_flip = true",
+                                                     "probe_flip = true\nfeatured_in_probe = true"))
+    manifest, _ = compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)
+    assert manifest.probe.count == 48
+    assert {"imgs/img0.png", "imgs/img1.png"} <= {item.name for item in manifest.probe.items}
+
+
+def test_manifest_json_names_every_file_a_neuron_page_shows(atlas):
+    site = atlas / "site"
+    assert run("build", "-c", atlas / "atlas.toml", "-o", site, "--cache", atlas / "cache", "-q")[0] == 0
+    data = json.loads((site / "manifest.json").read_text())
+    layer = next(layer for layer in data["layers"] if layer["name"] == "features.4")
+    assert layer["effective_receptive_field"] % 2 == 1  # measured, odd: centred on a pixel
+    neuron = layer["neurons"][3]
+    page = (site / neuron["page"]).read_text()
+    for patch in neuron["top_patches"]:
+        assert (site / patch["photo"]).is_file() and (site / patch["guided"]).is_file() and patch["scale"] > 0
+        assert f'src="../../{patch["guided"]}"' in page  # the same file the page shows
+    assert {(f["image"], f["method"]) for f in neuron["featured"]} == {
+        (image, method) for image in ("imgs/img0.png", "imgs/img1.png") for method in ("guided", "deconv", "gradient")}
+    for picture in neuron["featured"]:
+        assert (site / picture["picture"]).is_file() and (site / picture["zoom"]).is_file() and picture["scale"] > 0
+        assert picture["picture"].split("/")[-1] in page
 
 
 def test_methods_in_another_order(atlas):

@@ -87,3 +87,17 @@ def test_default_config_is_valid():
     config = load(Path(__file__).parent.parent / "content" / "atlas.toml")
     assert config.model.name == "efficientnet_lite0"
     assert config.images.featured[0] == "images/chelsea.png"
+
+
+def test_methods_per_layer_and_the_featured_images_in_the_probe_set(tmp_path):
+    text = GOOD.replace('use = ["conv1", "conv5"]', 'use = ["conv1", "conv5"]\nmethods = { conv5 = ["gradient"] }')
+    config = parse(text, tmp_path / "atlas.toml")
+    assert config.layers.methods == {"conv1": ("guided", "deconv", "gradient"), "conv5": ("gradient",)}
+    assert config.images.featured_in_probe is False  # featured images are not probe images by default
+    with pytest.raises(SitegenError) as info:
+        parse(GOOD.replace('use = ["conv1", "conv5"]', 'use = ["conv1", "conv5"]\nmethods = { conv9 = ["guided"], '
+                           'conv1 = ["lrp"], conv5 = [] }'), tmp_path / "atlas.toml")
+    message = str(info.value)
+    assert "layers.methods.conv9: 'conv9' is not in layers.use" in message
+    assert "layers.methods.conv1: expected a list of guided, deconv, gradient, got ['lrp']" in message
+    assert "layers.methods.conv5: expected a list" in message

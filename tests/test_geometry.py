@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from sitegen.engine.geometry import Geometry, receptive_fields
+from sitegen.engine.geometry import Geometry, mass_sides, receptive_fields
 from sitegen.model.registry import load_model
 
 
@@ -30,6 +30,22 @@ def test_box_is_clipped_only_where_larger_than_the_image():
     assert geo.box(3, 5, 64, 64) == (10, 18, 20, 28)
     big = Geometry((16, 16), (-66, -66), (96, 96))
     assert big.box(0, 0, 64, 64) == (0, 0, 63, 63)
+
+
+def test_the_effective_side_holds_the_share_of_the_mass():
+    grads = torch.zeros(4, 3, 50, 60)
+    grads[0, 0, 20:31, 30:41] = 1  # an 11 x 11 square around (25, 35)
+    grads[1, :, 10, 10] = 1  # a point ...
+    grads[1, 0, 10, 14] = 0.2  # ... and a little mass beside it: 6 % of the whole
+    grads[2, 1] = 1  # everywhere: 90 % of 50 rows x 60 columns needs a 55 px square around (25, 30)
+    grads[3, 2, 0, 0] = -1  # at a corner, the square reaches past the image
+    assert mass_sides(grads, [(25, 35), (10, 10), (25, 30), (0, 0)]) == [11, 1, 55, 1]
+    assert mass_sides(grads[1:2], [(10, 10)], share=0.99) == [9]  # 99 %: the beside too
+
+
+def test_a_position_s_centre():
+    geo = Geometry((4, 4), (-2, -2), (8, 8))
+    assert geo.centre(0, 0) == (3, 3) and geo.centre(2, 5) == (11, 23)
 
 
 def _support(model, module, size, channel=0):

@@ -60,6 +60,7 @@ def run(ws: Workspace) -> Manifest | None:
             if stage.title:
                 task = progress.add_task(stage.title, total=sum(w.size for w in work))
                 stage.run(ws, state, work, lambda n: progress.advance(task, n))
+                progress.stop_task(task)  # its clock stops, also where there was nothing to do
             else:
                 stage.run(ws, state, work, lambda n: None)
             ws.group.flush(ws.cache)

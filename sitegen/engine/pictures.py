@@ -68,8 +68,9 @@ def cut(grads: torch.Tensor, boxes: list[tuple[int, int, int, int]]) -> torch.Te
     return out
 
 
-# how an activation map is drawn: the photo faded towards white, the map in one hue over it, its peak ringed
-MAP_STYLE = {"fade": 0.65, "colour": (214, 48, 20), "opacity": 0.85, "ring": (16, 40, 160), "radius": 7}
+# how an activation map is drawn: the photo faded towards white, the map in one hue over it, as strong as
+# the square of its share of the maximum (so that where it fires strongly stands out), its peak ringed
+MAP_STYLE = {"fade": 0.65, "colour": (214, 48, 20), "opacity": 0.85, "power": 2, "ring": (16, 40, 160), "radius": 7}
 
 
 def activation_map(photo: np.ndarray, channel: torch.Tensor, position: int) -> np.ndarray:
@@ -79,7 +80,8 @@ def activation_map(photo: np.ndarray, channel: torch.Tensor, position: int) -> n
     up = F.interpolate(channel.float()[None, None].cpu(), size=(height, width), mode="bilinear",
                        align_corners=False)[0, 0]
     peak = float(up.max())
-    strength = (up / peak).clamp(0, 1).numpy() if peak > 0 else np.zeros((height, width), dtype=np.float32)
+    strength = ((up / peak).clamp(0, 1) ** MAP_STYLE["power"]).numpy() if peak > 0 else np.zeros(
+        (height, width), dtype=np.float32)
     alpha = (strength * MAP_STYLE["opacity"])[..., None]
     faded = photo * (1 - MAP_STYLE["fade"]) + 255 * MAP_STYLE["fade"]
     picture = Image.fromarray((faded * (1 - alpha) + np.array(MAP_STYLE["colour"]) * alpha).round().astype(np.uint8))

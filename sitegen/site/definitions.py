@@ -24,8 +24,9 @@ TERMS = {
               "three quarters of the image, the whole image is shown. The guided patch is the same box cut from "
               "the guided-backprop picture. Patches larger than 128 pixels are shown shrunk to 128."),
     "map": ("An activation map shows where on an image a channel fires: its output at every position, "
-            "upsampled (bilinear) to the model's input and laid over the faded photo, clear at or below 0 and "
-            "red at its maximum on that image, which a ring marks (the neuron's position)."),
+            "upsampled (bilinear) to the model's input and laid over the faded photo: clear at or below 0, red "
+            "at its maximum on that image (a ring marks it: the neuron's position), and in between as strong as "
+            "the square of its share of that maximum, so that where it fires strongly stands out."),
     "top": ("Top patches: the probe views with the highest activation, one patch per view, ties broken by "
             "the order of the probe set. The featured images are not probe images unless the config says so."),
 }

@@ -36,6 +36,10 @@ methods = ["guided", "deconv", "gradient", "optimize"]
 layers = ["features.4", "fc"]
 steps = 8
 size = 32
+[[credits]]
+files = ["imgs/img0.png"]
+license = "CC0"
+source = "a_file_name_without_a_single_space_long_enough_to_push_a_page_past_a_phone_screen.jpg"
 """
 
 WAIT_FOR_IMAGES = """async () => {

@@ -36,7 +36,8 @@ METHODS = (
            "Deconvnet (Zeiler & Fergus, 2014): as the gradient, but every ReLU passes back the positive part of "
            "the gradient, whatever its input was.",
            "Shows the pattern the neuron passes back to the input, whatever the image holds there.",
-           "Misleads deep in the network: the strided convolutions stamp a lattice on it, the same for every "
+           "Misleads: its colours come from the network's first filters more than from the image (a green "
+           "cast), and deep in the network the strided convolutions stamp a lattice on it, the same for every "
            "neuron and image."),
     Method("gradient", "Gradient",
            "The plain gradient (Simonyan et al., 2014): which pixels, if changed, would most change the neuron.",

@@ -49,6 +49,7 @@ def environment(templates: Path) -> jinja2.Environment:
     env.filters["url"] = url
     env.filters["num"] = lambda value: f"{value:.3g}"
     env.filters["pct"] = lambda value: f"{100 * value:.1f}%"
+    env.filters["pct0"] = lambda value: f"{100 * value:.0f}%"
     return env
 
 

@@ -89,6 +89,8 @@ class Atlas:
                 "kind": "channels" if len(layer.shape) == 3 else "units",
                 "rf": f"{rf[0]} x {rf[1]} px" if rf else "whole image",
                 "effective": f"{layer.effective} x {layer.effective} px" if layer.effective else "whole image",
+                "looks": f"{layer.effective} x {layer.effective} px of the image" if layer.effective
+                else "the whole image",
                 "signed": layer.signed}
 
     def tile(self, layer: str, neuron: int) -> dict:
@@ -106,15 +108,25 @@ class Atlas:
         record = self.layer(layer)
         return self.assets.picture(featured, layer, neuron, self.thumbnail_method(record), "box" if record.zoom else "")
 
+    def photo_there(self, featured: FeaturedRecord, layer: str, neuron: int) -> str:
+        """The photo where the neuron looks on an image (the whole photo where it sees all of it)."""
+        record = self.layer(layer)
+        if not record.zoom:
+            return self.assets.photo(featured)
+        return self.assets.picture(featured, layer, neuron, record.methods[0], "img")
+
     def relatives(self, edges: tuple[Edge, ...] | list[Edge], layer: str,
                   featured: FeaturedRecord | None) -> list[dict]:
-        """Children or parents as tiles with their weight (and count), thumbnails on ``featured``."""
+        """Children or parents as tiles with their weight (and count): their best patch, or (on ``featured``)
+        the photo where each looks there beside its picture there."""
         out = []
         for edge in edges[:self.manifest.children]:
             tile = self.tile(layer, edge.neuron)
             tile["weight"] = edge.weight
             tile["count"] = edge.count
-            tile["vis"] = self.thumbnail(featured, layer, edge.neuron) if featured is not None else None
+            if featured is not None:
+                tile["img"] = self.photo_there(featured, layer, edge.neuron)
+                tile["gb"] = self.thumbnail(featured, layer, edge.neuron)
             out.append(tile)
         return out
 

@@ -42,7 +42,8 @@ class TopPatches:
         wanted: dict[int, dict[int, int]] = {}
         for rows, _, positions in self.levels.values():
             for neuron, index, position in zip(self.mapped, rows.tolist(), positions.tolist()):
-                wanted.setdefault(index, {})[neuron] = position
+                if index >= 0:
+                    wanted.setdefault(index, {})[neuron] = position
         return wanted
 
 
@@ -76,7 +77,8 @@ def targets(counts: np.ndarray, low: np.ndarray, high: np.ndarray, percentiles: 
 
 def levels(ws: Workspace, state: State, layer: Layer, order: np.ndarray) -> dict[float, tuple]:
     """For each configured percentile, each neuron's probe item nearest it (the first of equals) among those
-    not in its top k (``order``, [U, k]); one pass.  Nothing where the top k are the whole probe set."""
+    not in its top k (``order``, [U, k]); one pass.  Nothing where the top k are the whole probe set; -1 where
+    a percentile's item is a higher percentile's too (shown once)."""
     percentiles, units = list(ws.config.compute.percentiles), state.mapped[layer.name]
     if not percentiles or order.shape[1] >= len(ws.probe):
         return {}
@@ -98,6 +100,8 @@ def levels(ws: Workspace, state: State, layer: Layer, order: np.ndarray) -> dict
             rows[row] = np.where(better, start + nearest, rows[row])
             values[row] = np.where(better, chunk_values[nearest, columns], values[row])
             positions[row] = np.where(better, chunk_positions[nearest, columns], positions[row])
+    for i in range(1, len(percentiles)):
+        rows[i] = np.where((rows[i][None, :] == rows[:i]).any(axis=0), -1, rows[i])
     return {p: (rows[i], values[i], positions[i]) for i, p in enumerate(percentiles)}
 
 

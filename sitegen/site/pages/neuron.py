@@ -14,7 +14,7 @@ def featured_rows(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> lis
     """One row per featured image: the photo, where the neuron fires on it, its value there, and its
     picture by each of the layer's methods (each on its own scale)."""
     rows, assets, neuron, first = [], atlas.assets, record.neuron, layer.methods[0]
-    channels = len(layer.shape) == 3
+    channels, best = len(layer.shape) == 3, record.top[0].value
     for featured in atlas.manifest.featured:
         seen = record.featured[featured.slug]
         row, col = divmod(seen.position, layer.width)
@@ -28,6 +28,7 @@ def featured_rows(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> lis
         rows.append({
             "slug": featured.slug, "name": featured.name, "url": image_url(featured.slug),
             "photo": assets.photo(featured), "value": seen.value, "specificity": seen.specificity,
+            "relative": seen.value / best if best > 0 else None,
             "position": f"({row}, {col})" if channels else "",
             "map": assets.activation_map(featured, layer.name, neuron) if channels else None,
             "photo_zoom": assets.picture(featured, layer.name, neuron, first, "img") if layer.zoom else None,
@@ -85,6 +86,7 @@ def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
                   for stat in stats.STATISTICS if stat.NAME in record.stats],
         "patches": patches(atlas, layer, record, record.top), "levels": patches(atlas, layer, record, record.levels),
         "optimized": optimized, "top_k": manifest.top_k, "edges": edge_sections(atlas, layer, record),
+        "featured_in_probe": atlas.config.images.featured_in_probe,
         "prev": previous, "next": following,
         "prev_url": neuron_url(name, previous) if previous is not None else None,
         "next_url": neuron_url(name, following) if following is not None else None,

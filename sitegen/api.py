@@ -11,6 +11,7 @@ from .engine.optimization import Recipe
 from .engine.optimization import optimize as _optimize
 from .engine.passes import edges as _edges
 from .engine.passes import visualize as _visualize
+from .engine.paths import Step, check_paths, path_gradients
 from .errors import SitegenError
 from .methods import RULE_METHODS
 from .model.layers import aliases_for
@@ -27,6 +28,22 @@ def _module(model: nn.Module, layer: str) -> tuple[str, nn.Module]:
     return path, modules[path]
 
 
+def _check_images(images: torch.Tensor) -> None:
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise SitegenError(f"images must be a [N, 3, H, W] tensor, got shape {tuple(images.shape)}")
+
+
+def _steps(model: nn.Module, paths: Sequence[Sequence[tuple[str, int]]]) -> list[list[Step]]:
+    resolved = []
+    for path in paths:
+        steps = []
+        for layer, neuron in path:
+            name, module = _module(model, layer)
+            steps.append(Step(name, module, int(neuron)))
+        resolved.append(steps)
+    return resolved
+
+
 def visualize(model: nn.Module, images: torch.Tensor, layer: str, neurons: Sequence[int],
               method: str = "guided", batch_size: int = 32) -> torch.Tensor:
     """Visualizations ``[N, len(neurons), 3, H, W]`` of ``neurons`` of ``layer`` on ``images``.
@@ -40,8 +57,7 @@ def visualize(model: nn.Module, images: torch.Tensor, layer: str, neurons: Seque
     """
     if method not in RULE_METHODS:
         raise SitegenError(f"unknown method {method!r}; expected one of {', '.join(RULE_METHODS)}")
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise SitegenError(f"images must be a [N, 3, H, W] tensor, got shape {tuple(images.shape)}")
+    _check_images(images)
     path, module = _module(model, layer)
     return _visualize(model, images, path, module, list(neurons), [method], batch_size)[method].cpu()
 
@@ -55,8 +71,7 @@ def edges(model: nn.Module, images: torch.Tensor, lower: str, upper: str, neuron
     position (DESIGN §2).  The layers need not be adjacent: the gradient flows
     through whatever the model computes between them.
     """
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise SitegenError(f"images must be a [N, 3, H, W] tensor, got shape {tuple(images.shape)}")
+    _check_images(images)
     _, low = _module(model, lower)
     path, up = _module(model, upper)
     return _edges(model, images, path, up, low, list(neurons), batch_size).cpu()
@@ -80,3 +95,40 @@ def optimize(model: nn.Module, layer: str, neurons: Sequence[int], steps: int = 
         raise SitegenError("mean and std need one number per colour channel")
     recipe = Recipe(steps=steps, size=size, lr=lr)
     return _optimize(model, path, module, list(neurons), mean, std, recipe, seed).cpu()
+
+
+def visualize_paths(model: nn.Module, images: torch.Tensor, paths: Sequence[Sequence[tuple[str, int]]],
+                    method: str = "guided", batch_size: int = 32) -> torch.Tensor:
+    """Path pictures ``[N, len(paths), 3, H, W]`` (DESIGN §2).
+
+    A path is a list of ``(layer, neuron)`` pairs, root first, each next layer
+    below the one before (aliases or dotted paths).  Its picture is the
+    gradient of the root's activation at its position with respect to the
+    input, under the method's ReLU rule, with the gradient arriving at each
+    later layer of the path zeroed in every channel but the path's neuron
+    there (all its positions kept).  A one-element path is
+    :func:`visualize`'s picture.  All paths with one root layer share each
+    forward and backward pass.  The model is left as it was given.
+    """
+    if method not in RULE_METHODS:
+        raise SitegenError(f"unknown method {method!r}; expected one of {', '.join(RULE_METHODS)}")
+    _check_images(images)
+    steps = _steps(model, paths)
+    check_paths(model, steps, images)
+    return path_gradients(model, images, steps, [method], batch_size=batch_size)[method].cpu()
+
+
+def path_edges(model: nn.Module, images: torch.Tensor, paths: Sequence[Sequence[tuple[str, int]]], lower: str,
+               batch_size: int = 32) -> torch.Tensor:
+    """Path weights ``[N, len(paths), C_lower]`` to every neuron of ``lower`` (DESIGN §2).
+
+    ``w_j = sum over positions of A_j * g_j``, with ``g`` the true gradient of
+    the root's activation arriving at ``lower`` under the path's masks (see
+    :func:`visualize_paths`); ``lower`` must be below the path's last layer.
+    For a one-element path it is :func:`edges`' weight.
+    """
+    _check_images(images)
+    steps = _steps(model, paths)
+    name, module = _module(model, lower)
+    check_paths(model, steps, images, Step(name, module, 0))
+    return path_gradients(model, images, steps, [], lower=module, batch_size=batch_size)["edges"].cpu()

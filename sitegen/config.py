@@ -103,7 +103,6 @@ class OptimizeConfig:
 class SiteConfig:
     top_predictions: int = option(5, "Predictions shown per featured image.", minimum=1)
     active_neurons: int = option(8, "Most active neurons listed per layer on an image page.", minimum=1)
-    tree_width: int = option(4, "Children of each node in an image's tree.", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -115,9 +114,21 @@ class Credit:
     source: str = option("", "Where it came from.")
 
 
+@dataclass(frozen=True)
+class TreesConfig:
+    layers: tuple[str, ...] = option((), "Besides the top predicted class (or, without a classifier, the top "
+                                         "layer's most active neuron), the layers (as named in layers.use) whose "
+                                         "most active neurons on each featured image root a tree of their own.")
+    roots: int = option(1, "Trees per layer of trees.layers: its most active mapped neurons.", minimum=1)
+    widths: tuple[int, ...] = option((4, 3, 2), "Children of a node at each depth below the root, the last for "
+                                                "every depth below: the strongest positive path weights.",
+                                     minimum=1)
+    method: str = option("guided", "The method of the path pictures.", choices=RULE_METHODS)
+
+
 # Each TOML table and the class that declares its options; "" is the top level.  [[credits]] is an array.
 SCHEMA = {"": TopConfig, "model": ModelConfig, "layers": LayersConfig, "images": ImagesConfig,
-          "compute": ComputeConfig, "optimize": OptimizeConfig, "site": SiteConfig}
+          "compute": ComputeConfig, "optimize": OptimizeConfig, "trees": TreesConfig, "site": SiteConfig}
 
 
 @dataclass(frozen=True)
@@ -130,6 +141,7 @@ class Config:
     images: ImagesConfig
     compute: ComputeConfig  # compute.methods: the ReLU-rule methods only, each once
     optimize: OptimizeConfig | None  # None unless compute.methods lists "optimize"; layers always set
+    trees: TreesConfig
     site: SiteConfig
     credits: tuple[Credit, ...]
 
@@ -287,6 +299,11 @@ def _cross_checks(data: dict, tables: dict[str, Any], errors: list[str]) -> dict
     for name in tables["optimize"].layers or ():
         if name not in layers.use:
             errors.append(f"optimize.layers: {name!r} is not in layers.use")
+    for name in tables["trees"].layers:
+        if name not in layers.use:
+            errors.append(f"trees.layers: {name!r} is not in layers.use")
+    if not tables["trees"].widths:
+        errors.append("trees.widths: list at least one width")
     return neurons
 
 
@@ -320,7 +337,7 @@ def parse(text: str, path: Path) -> Config:
                                                            if m != OPTIMIZE)),
         optimize=dataclasses.replace(optimize, layers=optimize.layers or layers.use)
         if OPTIMIZE in compute.methods else None,
-        site=tables["site"], credits=credits)
+        trees=tables["trees"], site=tables["site"], credits=credits)
 
 
 def load(path: str | Path) -> Config:

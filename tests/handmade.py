@@ -6,7 +6,7 @@ two of them mapped; one featured image, three probe views, top 2 patches.
 
 from sitegen.store.manifest import (Edge, Excitation, FeaturedRecord, LayerRecord, Manifest, ModelRecord,
                                     NeuronRecord, OptimizedRecord, PatchRecord, Prediction, ProbeItem, ProbeRecord,
-                                    Seen)
+                                    Seen, TreeNode)
 
 CATEGORIES = ("cat", "dog", "bird")
 
@@ -58,7 +58,10 @@ def manifest() -> Manifest:
     featured = (FeaturedRecord(slug="cat", name="photos/cat.png", photo="photo-cat",
                                predictions=(Prediction(0, "cat", 0.7), Prediction(1, "dog", 0.2)),
                                pictures={layer.name: {m: f"vis-{layer.name}-{m}" for m in ("guided", "gradient")}
-                                         for layer in layers}, maps={"conv": "maps-conv"}),)
+                                         for layer in layers}, maps={"conv": "maps-conv"},
+                               trees=(TreeNode("fc", 0, "tree-0", (0, 0, 3, 3), 1.0, 1.0, 7.0, None, None, (
+                                   TreeNode("conv", 2, "tree-0-2", (1, 1, 2, 2), 0.5, 0.4, 1.5, 0.75, 0.6),
+                                   TreeNode("conv", 3, "tree-0-3", (0, 2, 1, 3), 0.2, 0.1, -1.0, 0.5, 0.4))),)),)
     return Manifest(
         version="0.0.test", title="Hand-made <atlas>", config="atlas.toml",
         model=ModelRecord(name="handmade", weights="none", fingerprint="handmade:0123", license="",

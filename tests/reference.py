@@ -115,3 +115,75 @@ def reference_edges(model, images, lower_path, upper_path, neurons):
             rows.append((state["A"] * grad)[0].reshape(state["A"].shape[1], -1).sum(1).detach())
         results.append(torch.stack(rows))
     return torch.stack(results)
+
+
+def _only(channel):
+    """A forward hook that keeps a layer's value but lets its gradient through one channel alone."""
+    def hook(module, inputs, output):
+        keep = torch.zeros(1, output.shape[1], *[1] * (output.dim() - 2), dtype=output.dtype)
+        keep[0, channel] = 1
+        return output.detach() + (output - output.detach()) * keep
+    return hook
+
+
+def reference_visualize_path(model, images, path, method):
+    """[N, 3, H, W]: one path ([(module path, neuron), ...], root first), one forward + backward per image.
+
+    The masks are written into the forward: each later layer of the path is
+    replaced by ``A.detach() + (A - A.detach()) * one_hot``, the same value
+    with a gradient through the path's channel alone.
+    """
+    ref = swap_relus(model, method)
+    modules = dict(ref.named_modules())
+    (root, neuron), later = path[0], path[1:]
+    out = torch.zeros(images.shape[0], *images.shape[1:], dtype=images.dtype)
+    for n in range(images.shape[0]):
+        x = images[n:n + 1].clone().requires_grad_(True)
+        got = {}
+        handles = [modules[name].register_forward_hook(_only(channel)) for name, channel in later]
+        handles.append(modules[root].register_forward_hook(lambda m, i, o: got.__setitem__("o", o)))
+        try:
+            ref(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        flat = got["o"][0, neuron].reshape(-1)
+        position = int(torch.nonzero(flat == flat.max())[0])
+        (grad,) = torch.autograd.grad(flat[position], x)
+        out[n] = grad[0]
+    return out
+
+
+def reference_path_edges(model, images, path, lower_path):
+    """[N, C_lower]: the path's weights to every neuron of the lower layer, made a leaf (see reference_edges),
+    with the path's masks written into the forward as in reference_visualize_path."""
+    contributions = reference_path_contributions(model, images, path, lower_path)
+    return contributions.reshape(*contributions.shape[:2], -1).sum(2)
+
+
+def reference_path_contributions(model, images, path, lower_path):
+    """[N, C_lower, ...]: activation times gradient of the path's root at each position of the lower layer."""
+    model = copy.deepcopy(model).eval()
+    modules = dict(model.named_modules())
+    (root, neuron), later = path[0], path[1:]
+    rows = []
+    for n in range(images.shape[0]):
+        state = {}
+
+        def take(module, inputs, output, state=state):
+            state["A"] = output.detach().clone().requires_grad_(True)
+            return state["A"]
+
+        handles = [modules[lower_path].register_forward_hook(take)]
+        handles += [modules[name].register_forward_hook(_only(channel)) for name, channel in later]
+        handles.append(modules[root].register_forward_hook(lambda m, i, o, state=state: state.__setitem__("U", o)))
+        try:
+            model(images[n:n + 1])
+        finally:
+            for handle in handles:
+                handle.remove()
+        flat = state["U"][0, neuron].reshape(-1)
+        position = int(torch.nonzero(flat == flat.max())[0])
+        (grad,) = torch.autograd.grad(flat[position], state["A"])
+        rows.append((state["A"] * grad)[0].detach())
+    return torch.stack(rows)

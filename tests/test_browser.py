@@ -142,6 +142,9 @@ def test_walk_the_atlas(browser, site, server, where):
     visit.page.goto(base + "images/img0.html")  # an image tree, down to the first layer
     visit.check()
     assert visit.page.locator("ul.tree a.node").count() > 4
+    assert not visit.page.locator("ul.tree ul ul a.node").first.is_visible()  # deeper nodes start folded
+    visit.page.locator("ul.tree ul details > summary").first.focus()
+    visit.page.keyboard.press("Enter")  # opens the first child's children
     visit.click("ul.tree ul ul a.node >> nth=0")
     assert "/layers/features.4/" in visit.page.url
 

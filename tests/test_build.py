@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from conftest import TINY_MODEL, write_images
@@ -116,6 +117,7 @@ def test_only_new_work_is_computed(atlas):
     # their specificity (one per layer), activation maps (of the channels) and edges (of the layers with one below)
     (atlas / "atlas.toml").write_text(CONFIG.replace('"imgs/img1.png"]', '"imgs/img1.png", "extra/img0.png"]'))
     _, more = compute(load(atlas / "atlas.toml"), cache, quiet=True)
+    assert more.pop("tree nodes") >= 4  # its tree: the root, and its children down to the first layer
     assert more == {"activations": 1, "visualizations": sum(NEURONS.values()) * 3, "specificities": len(NEURONS),
                     "activation maps": sum(NEURONS.values()) - NEURONS["fc"],
                     "edges": sum(NEURONS.values()) - NEURONS["features.1"]}
@@ -386,3 +388,69 @@ def test_methods_in_another_order(atlas):
     assert code == 0, output
     assert check_site(site)[1] == []
     assert "Gradient" not in (site / "layers" / "features.4" / "3.html").read_text().split("<thead>")[1][:200]
+
+
+def test_trees_rank_children_by_path_weights(atlas):
+    """Each node's children are the lower layer's neurons with the largest positive weights under the path
+    from the root: the API's path weights, computed here on the model itself."""
+    import sitegen
+    from sitegen.model.registry import load_model
+
+    manifest, _ = compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)
+    model = load_model("tinynet:build", "none").module
+    x = model_input(atlas, "img0.png")
+    root = manifest.featured[0].trees[0]
+    assert (root.layer, root.weight, root.share, root.relative) == ("fc", None, None, 1.0)
+    widths = {0: 4, 1: 3, 2: 2}
+
+    def check(path, node, depth):
+        if not node.children:
+            return
+        lower = node.children[0].layer
+        weights = sitegen.path_edges(model, x, [[(n.layer, n.neuron) for n in path]], lower)[0, 0]
+        expected = [j for j in sorted(range(len(weights)), key=lambda j: (-float(weights[j]), j))
+                    if weights[j] > 0][:widths[depth]]
+        assert [child.neuron for child in node.children] == expected
+        total = float(weights.clamp(min=0).sum())
+        for child in node.children:
+            assert child.weight == pytest.approx(float(weights[child.neuron]), rel=1e-4, abs=1e-7)
+            assert child.share == pytest.approx(child.weight / total, rel=1e-4)
+            top, left, bottom, right = child.box
+            assert 0 <= top <= bottom < 32 and 0 <= left <= right < 32
+            check(path + [child], child, depth + 1)
+
+    check([root], root, 0)
+    assert root.children and root.children[0].children  # two levels at least
+    site = atlas / "site"
+    assert run("render", "-c", atlas / "atlas.toml", "-o", site, "--cache", atlas / "cache")[0] == 0
+    page = (site / "images" / "img0.html").read_text()
+    child = root.children[0]
+    anchor = f'id="n-fc-{root.neuron}-features.7-{child.neuron}"'
+    assert anchor in page and "of its parent's positive weight" in page
+    neuron = (site / "layers" / "features.7" / f"{child.neuron}.html").read_text()
+    assert f'../../images/img0.html#n-fc-{root.neuron}-features.7-{child.neuron}' in neuron
+    data = json.loads((site / "manifest.json").read_text())
+    tree = data["featured"][0]["trees"][0]
+    assert (tree["layer"], tree["neuron"], tree["weight"]) == ("fc", root.neuron, None)
+    assert [c["neuron"] for c in tree["children"]] == [c.neuron for c in root.children]
+    assert (site / tree["children"][0]["picture"]).is_file()
+
+
+def test_a_tree_node_lies_where_its_neuron_gives_most():
+    """A node's square: where the sum of its positive contributions is highest, at least a quarter of the
+    image's side, moved into the image; the whole image where the layer has no effective field."""
+    from sitegen.build.stages.trees import placed
+    from sitegen.engine.geometry import Geometry
+
+    geometry = Geometry(jump=(4, 4), lo=(-2, -2), hi=(5, 5))  # 8 x 8 fields every 4 pixels of a 64-pixel image
+    contributions = torch.zeros(16, 16)
+    contributions[12, 3] = 5.0  # one strong position ...
+    contributions[2:6, 9:13] = 1.0  # ... outweighed by a block of 16 weaker ones
+    contributions[0, 0] = -50.0  # a negative part pulls nothing
+    top, left, bottom, right = placed(8, geometry, contributions, 64)
+    assert bottom - top + 1 == right - left + 1 == 16  # the field's 8 pixels grown to a quarter of 64
+    # every position of the block has its centre inside
+    assert top <= 2 * 4 + 1 and bottom >= 5 * 4 + 1 and left <= 9 * 4 + 1 and right >= 12 * 4 + 1
+    assert placed(32, geometry, contributions, 64)[2] - placed(32, geometry, contributions, 64)[0] + 1 == 32
+    assert placed(None, geometry, contributions, 64) == (0, 0, 63, 63)
+    assert placed(8, geometry, torch.tensor(3.0), 64) == (0, 0, 63, 63)  # no positions: the whole image

@@ -22,7 +22,7 @@ def site(tmp_path):
     (tmp_path / "neurons" / "conv").mkdir(parents=True)
     (tmp_path / "neurons" / "conv" / "1.md").write_text("# Whiskers\n\nFires on *whiskers*.\n")
     (tmp_path / "notes.md").write_text("# Notes\n\nA page of its own.\n")
-    config = parse('[layers]\nuse = ["conv", "fc"]\n[site]\ntree_width = 1\n', tmp_path / "atlas.toml")
+    config = parse('[layers]\nuse = ["conv", "fc"]\n', tmp_path / "atlas.toml")
     return build_site_model(handmade.manifest(), config)
 
 
@@ -78,11 +78,17 @@ def test_assets_name_their_cache_members(site):
     assert Asset("assets/photos/cat.jpg", "photo", "photo-cat", "photo.jpg") in site.assets
 
 
-def test_the_image_tree_starts_at_the_top_class_and_follows_the_children(site):
+def test_the_image_tree_shows_each_path_where_it_lies(site):
     context = pages(site)["images/cat.html"].context
-    tree = context["tree"]
-    assert (tree["layer"], tree["neuron"], tree["label"]) == ("fc", 0, "cat")
-    assert [(c["layer"], c["neuron"], c["weight"]) for c in tree["children"]] == [("conv", 2, 0.5)]  # tree_width 1
+    tree = context["trees"][0]
+    assert (tree["layer"], tree["neuron"], tree["label"], tree["id"]) == ("fc", 0, "cat", "n-fc-0")
+    child = tree["children"][0]
+    assert (child["layer"], child["neuron"], child["share"], child["id"]) == ("conv", 2, 0.6, "n-fc-0-conv-2")
+    assert child["box"] == {"top": 25.0, "left": 25.0, "height": 50.0, "width": 50.0}  # of a 4 px image
+    assert child["picture"] == "assets/trees/cat/n-fc-0-conv-2-picture.webp"
+    assert Asset(child["photo"], "tree", "tree-0-2", "photo.webp") in site.assets
+    neuron = pages(site)["layers/conv/3.html"].context["edges"]["per_image"][0]
+    assert neuron["paths"] == [{"text": "fc/0 › conv/3", "share": 0.4, "url": "images/cat.html#n-fc-0-conv-3"}]
     conv = context["layers"][0]["neurons"]
     assert [n["neuron"] for n in conv] == [1, 2, 0, 3]  # most active first
 

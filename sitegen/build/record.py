@@ -10,10 +10,10 @@ from ..images import Item, unique_slugs
 from ..model.layers import Layer
 from ..store import members
 from ..store.manifest import (Excitation, FeaturedRecord, LayerRecord, Manifest, ModelRecord, NeuronRecord,
-                              OptimizedRecord, PatchRecord, Prediction, ProbeItem, ProbeRecord, Seen)
+                              OptimizedRecord, PatchRecord, Prediction, ProbeItem, ProbeRecord, Seen, TreeNode)
 from . import edges
 from .stage import State, require
-from .stages import activations, optimize, patches, specificity, statistics
+from .stages import activations, optimize, patches, specificity, statistics, trees
 from .stages.effective import patch_box
 from .stages.featured import pictures_key
 from .stages.mapped import selection_text
@@ -43,6 +43,31 @@ class Reader:
         return entry[members.edges(neuron)]
 
 
+def tree_record(ws: Workspace, state: State, item: Item, root: tuple[Layer, int], read: Reader) -> TreeNode:
+    """A tree as nested records, from its nodes' entries."""
+    values = {layer.name: activations.read_featured(ws, item, layer)[0] for layer in ws.layers}
+
+    def node(path: trees.Path, weight: float | None, share: float | None, root_scale: float | None) -> TreeNode:
+        key = trees.node_key(ws, state, item, path)
+        entry = read(members.TREES, key)
+        facts = entry[members.NODE_FACTS]
+        whole = float(facts[5])
+        root_scale = whole if root_scale is None else root_scale
+        layer, neuron = path[-1]
+        kids = []
+        weights = entry.get(members.NODE_WEIGHTS)
+        if weights is not None:
+            lower = path[-1][0].lower
+            positive = float(np.clip(weights[list(state.mapped[lower.name])], 0, None).sum())
+            kids = [node(path + ((lower, j),), float(weights[j]), float(weights[j]) / positive, root_scale)
+                    for j in trees.children(ws, state, path, weights)]
+        return TreeNode(layer.name, neuron, key, tuple(int(v) for v in facts[:4]), float(facts[4]),
+                        whole / root_scale if root_scale > 0 else 0.0, float(values[layer.name][neuron]), weight,
+                        share, tuple(kids))
+
+    return node((root,), None, None, None)
+
+
 def featured_record(ws: Workspace, state: State, item: Item, slug: str, read: Reader) -> FeaturedRecord:
     categories = ws.model.categories
     predictions = ()
@@ -54,7 +79,8 @@ def featured_record(ws: Workspace, state: State, item: Item, slug: str, read: Re
     return FeaturedRecord(slug, item.name, photo_key(ws, item), predictions,
                           {layer.name: {m: pictures_key(ws, state, item, layer, m) for m in methods[layer.listed]}
                            for layer in ws.layers},
-                          {layer.name: maps_key(ws, item, layer) for layer in ws.layers if len(layer.shape) == 3})
+                          {layer.name: maps_key(ws, item, layer) for layer in ws.layers if len(layer.shape) == 3},
+                          tuple(tree_record(ws, state, item, root, read) for root in trees.roots(ws, state, item)))
 
 
 def optimized_record(ws: Workspace, state: State,

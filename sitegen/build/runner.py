@@ -39,11 +39,12 @@ from .stages.photos import PhotosStage
 from .stages.selection import SelectionStage
 from .stages.specificity import SpecificityStage
 from .stages.statistics import StatisticsStage
+from .stages.trees import TreesStage
 from .workspace import Workspace
 
 STAGES: tuple[Stage, ...] = (ActivationsStage(), MappedStage(), StatisticsStage(), SelectionStage(), EffectiveStage(),
-                             PhotosStage(), FeaturedStage(), MapsStage(), PatchesStage(), OptimizeStage(),
-                             SpecificityStage(), ExcitationStage())
+                             PhotosStage(), FeaturedStage(), MapsStage(), TreesStage(), PatchesStage(),
+                             OptimizeStage(), SpecificityStage(), ExcitationStage())
 
 
 def _progress(quiet: bool) -> Progress:

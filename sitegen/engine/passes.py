@@ -134,12 +134,16 @@ class _LowerLayer:
     def __exit__(self, *exc):
         self.handle.remove()
 
-    def weights(self) -> torch.Tensor:
-        """[B, C_lower]: activation times gradient, summed over positions."""
+    def products(self) -> torch.Tensor:
+        """[B, C_lower, ...]: activation times gradient at each position."""
         if self.value is None or self.grad is None:
             raise SitegenError("the upper layer does not depend on the lower one: list layers lowest first")
-        product = (self.value * self.grad).reshape(self.value.shape[0], self.value.shape[1], -1)
-        return product.sum(dim=2)
+        return self.value * self.grad
+
+    def weights(self) -> torch.Tensor:
+        """[B, C_lower]: activation times gradient, summed over positions."""
+        product = self.products()
+        return product.reshape(product.shape[0], product.shape[1], -1).sum(dim=2)
 
 
 def _crops(geometry: Geometry | None, positions: Sequence[int], out_width: int, height: int, width: int,
@@ -176,11 +180,35 @@ def _seeds(model: nn.Module, batch: torch.Tensor, name: str, module: nn.Module, 
                           torch.as_tensor(where, device=batch.device)].sum()
 
 
+def _restrict(stack: contextlib.ExitStack, keep: Sequence[tuple[nn.Module, Sequence[int | None]]],
+              rows: list[int]) -> None:
+    """Zero the gradient arriving at each path layer of ``keep`` in every channel but the one each copy's
+    path keeps there (all positions of it); a copy whose path does not reach that layer keeps every channel."""
+    for module, channels in keep:
+        kept = [channels[k] for k in rows]
+        if all(channel is None for channel in kept):
+            continue
+
+        def hook(_module, _inputs, output, kept=kept):
+            if not output.requires_grad:
+                return
+            mask = torch.ones(output.shape[:2], dtype=output.dtype, device=output.device)
+            for row, channel in enumerate(kept):
+                if channel is not None:
+                    mask[row] = 0
+                    mask[row, channel] = 1
+            mask = mask.view(*mask.shape, *[1] * (output.dim() - 2))
+            output.register_hook(lambda grad: grad * mask)
+        stack.callback(module.register_forward_hook(hook).remove)
+
+
 def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module,
               neurons: Sequence[int], positions: Sequence[int], methods: Sequence[str],
               batch_size: int = 32, geometry: Geometry | None = None,
               out_width: int = 1, lower: nn.Module | None = None,
-              common: bool | None = None) -> dict[str, torch.Tensor]:
+              common: bool | None = None,
+              keep: Sequence[tuple[nn.Module, Sequence[int | None]]] = (),
+              maps_at: nn.Module | None = None) -> dict[str, torch.Tensor]:
     """Visualizations of many neurons on one image, ``{method: [len(neurons), 3, H, W]}``.
 
     The image is replicated along the batch and each copy is seeded with a
@@ -199,6 +227,15 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
     ``sum over positions of A_j * d a_i / d A_j`` with true gradients
     (DESIGN §2), from the gradient pass when ``methods`` has one and from
     one more backward pass otherwise.
+
+    ``keep`` makes each neuron's result a path's (DESIGN §2, path picture and
+    path weight): for each of its layers (modules below this one), the
+    channel the neuron's path keeps there, or None; the gradient arriving
+    there is zeroed in every other channel, in every backward pass.  Given
+    ``maps_at`` (a module below this one; only without ``geometry``), the
+    result also holds ``"maps"``, ``[len(neurons), C, h, w]``: activation
+    times true gradient at each of its positions, where the path's weight
+    lies.
     """
     for method in methods:
         if method not in RULES:
@@ -210,8 +247,9 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
     crops = _crops(geometry, positions, out_width, height, width, device.type == "cuda" if common is None else common)
     results = {method: torch.zeros(len(neurons), *image.shape, device=device, dtype=image.dtype)
                for method in methods}
-    passes = list(methods) + ([TRUE_GRADIENT] if lower is not None and TRUE_GRADIENT not in methods else [])
-    edges: dict[int, torch.Tensor] = {}
+    recorded = {kind: at for kind, at in (("edges", lower), ("maps", maps_at)) if at is not None}
+    passes = list(methods) + ([TRUE_GRADIENT] if recorded and TRUE_GRADIENT not in methods else [])
+    kept: dict[str, dict[int, torch.Tensor]] = {kind: {} for kind in recorded}
     with inference_state(model):
         for chunk in _batches(crops, batch_size, height, width):
             cuts = [crops[k] for k in chunk]
@@ -221,7 +259,8 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
                 batch = torch.stack([image[:, c.y0:c.y1 + 1, c.x0:c.x1 + 1] for c in cuts])
             batch.requires_grad_(True)
             with contextlib.ExitStack() as stack:
-                recorder = stack.enter_context(_LowerLayer(lower)) if lower is not None else None
+                recorders = {kind: stack.enter_context(_LowerLayer(at)) for kind, at in recorded.items()}
+                _restrict(stack, keep, chunk)
                 seeds = _seeds(model, batch, name, module, [int(neurons[k]) for k in chunk], cuts,
                                [positions[k] for k in chunk])
                 for index, method in enumerate(passes):
@@ -233,12 +272,12 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
                                 results[method][k] = grad[row]
                             else:
                                 results[method][k, :, c.y0:c.y1 + 1, c.x0:c.x1 + 1] = grad[row]
-                if recorder is not None:
-                    for k, weights in zip(chunk, recorder.weights()):
-                        edges[k] = weights.float()
+                for kind, recorder in recorders.items():
+                    values = recorder.weights() if kind == "edges" else recorder.products()
+                    kept[kind].update((k, value.float()) for k, value in zip(chunk, values))
             del seeds, batch
-    if lower is not None:
-        results["edges"] = torch.stack([edges[k] for k in range(len(neurons))])
+    for kind, values in kept.items():
+        results[kind] = torch.stack([values[k] for k in range(len(neurons))])
     return results
 
 

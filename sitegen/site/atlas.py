@@ -10,7 +10,7 @@ from ..config import Config
 from ..methods import BY_NAME, GUIDED
 from ..store.manifest import Edge, FeaturedRecord, LayerRecord, Manifest, NeuronRecord, classifier_output
 from .content import Content
-from .links import Assets, layer_url, neuron_url, safe_name
+from .links import Assets, image_url, layer_url, neuron_url, node_id, safe_name
 
 
 class Atlas:
@@ -24,6 +24,7 @@ class Atlas:
         self._records = {(layer.name, record.neuron): record for layer in self.layers for record in layer.neurons}
         self.labels = self._labels()
         self.parents = self._parents()
+        self.in_trees = self._in_trees()
 
     # -- lookups -------------------------------------------------------------
     def layer(self, name: str) -> LayerRecord:
@@ -79,6 +80,23 @@ class Atlas:
     def thumbnail_method(layer: LayerRecord) -> str:
         """The method of the layer's small pictures (thumbnails, trees): guided backprop where it is shown."""
         return GUIDED if GUIDED in layer.methods else layer.methods[0]
+
+    def _in_trees(self) -> dict[tuple[str, int], dict[str, list[dict]]]:
+        """(layer, neuron) -> {featured slug: the paths of that image's trees that end at it, as links}."""
+        found: dict[tuple[str, int], dict[str, list[dict]]] = {}
+
+        def walk(featured: FeaturedRecord, path: list) -> None:
+            here = path[-1]
+            found.setdefault((here.layer, here.neuron), {}).setdefault(featured.slug, []).append(
+                {"text": " › ".join(f"{n.layer}/{n.neuron}" for n in path), "share": here.share,
+                 "url": f"{image_url(featured.slug)}#{node_id(path)}"})
+            for child in here.children:
+                walk(featured, path + [child])
+
+        for featured in self.manifest.featured:
+            for root in featured.trees:
+                walk(featured, [root])
+        return found
 
     # -- small views ---------------------------------------------------------
     def layer_summary(self, layer: LayerRecord) -> dict:

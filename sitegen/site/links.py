@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from ..store import members
-from ..store.manifest import FeaturedRecord, OptimizedRecord, PatchRecord
+from ..store.manifest import FeaturedRecord, OptimizedRecord, PatchRecord, TreeNode
 from .model import Asset
 
 
@@ -28,6 +28,11 @@ def neuron_url(layer: str, neuron: int) -> str:
 
 def image_url(slug: str) -> str:
     return f"images/{slug}.html"
+
+
+def node_id(path: list[TreeNode]) -> str:
+    """The anchor of a tree node on its image's page, from its path."""
+    return "n-" + "-".join(f"{safe_name(node.layer)}-{node.neuron}" for node in path)
 
 
 class Assets:
@@ -61,6 +66,12 @@ class Assets:
     def activation_map(self, featured: FeaturedRecord, layer: str, neuron: int) -> str:
         return self._add(f"assets/maps/{safe_name(layer)}/{neuron}/{featured.slug}.webp", members.MAPS,
                          featured.maps[layer], members.activation_map(neuron))
+
+    def tree_node(self, featured: FeaturedRecord, path: list[TreeNode], which: str) -> str:
+        """A tree node's path picture (``which`` "picture") or the photo of the same box ("photo")."""
+        member = members.NODE_PICTURE if which == "picture" else members.NODE_PHOTO
+        return self._add(f"assets/trees/{featured.slug}/{node_id(path)}-{which}.webp", members.TREES,
+                         path[-1].key, member)
 
     def optimized(self, layer: str, neuron: int, optimized: OptimizedRecord) -> str:
         return self._add(f"assets/optimized/{safe_name(layer)}/{neuron}.png", members.OPTIMIZED, optimized.key,

@@ -30,6 +30,22 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class TreeNode:
+    """A node of a featured image's tree: a path from the root to this neuron (DESIGN §2)."""
+
+    layer: str
+    neuron: int
+    key: str  # key of its tree-node entry (its path picture and the photo of the same box)
+    box: tuple[int, int, int, int]  # where its path picture lies: top, left, bottom, right (inclusive)
+    scale: float  # of its picture as shown (cut to the box)
+    relative: float  # its whole path picture's scale over the root's: how much of the root passes through it
+    value: float  # the neuron's activation on the image
+    weight: float | None  # its path weight under its parent's path (None at the root)
+    share: float | None  # that weight over the parent's total positive path weight
+    children: tuple[TreeNode, ...] = ()  # strongest first
+
+
+@dataclass(frozen=True)
 class FeaturedRecord:
     """A featured image (one file, its whole view)."""
 
@@ -39,6 +55,7 @@ class FeaturedRecord:
     predictions: tuple[Prediction, ...]
     pictures: Mapping[str, Mapping[str, str]]  # layer name -> method -> key of its pictures entry
     maps: Mapping[str, str]  # layer name -> key of its activation maps entry (layers with positions)
+    trees: tuple[TreeNode, ...] = ()  # the top predicted class's first
 
 
 @dataclass(frozen=True)
@@ -211,9 +228,14 @@ def _reader(kind: Any) -> Callable[[Any], Any]:
         inner = _reader(next(arg for arg in args if arg is not type(None)))
         return lambda data: None if data is None else inner(data)
     if dataclasses.is_dataclass(kind):
-        hints = typing.get_type_hints(kind)
-        fields = [(spec.name, _reader(hints[spec.name])) for spec in dataclasses.fields(kind)]
-        return lambda data: kind(**{name: read(data[name]) for name, read in fields if name in data})
+        fields: list = []  # made at the first call: a record may hold records of its own type
+
+        def read(data: Any) -> Any:
+            if not fields:
+                hints = typing.get_type_hints(kind)
+                fields.extend((spec.name, _reader(hints[spec.name])) for spec in dataclasses.fields(kind))
+            return kind(**{name: field_reader(data[name]) for name, field_reader in fields if name in data})
+        return read
     if origin is tuple:
         element = _reader(args[0])
         return lambda data: tuple(element(value) for value in data)

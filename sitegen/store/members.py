@@ -15,6 +15,7 @@ SPECIFICITIES = "spec"
 EXCITATIONS = "optcheck"
 RECEPTIVE_FIELDS = "erf"
 MAPS = "maps"  # activation maps of the featured images
+TREES = "tree"  # a node of a featured image's tree: one entry per path
 
 # activations of one featured view ([C]) or of a chunk of probe views ([n, C])
 VALUES = "values.npy"
@@ -32,6 +33,12 @@ EXCITATION = "check.npy"
 SIDES = "sides.npy"
 # the featured views' activation maps: each channel's least value over the map (per layer and view)
 MINIMA = "minima.npy"
+# a tree node: its path picture cut to where it lies, the photo of the same box, [top, left, bottom, right,
+# the shown picture's scale, the whole path picture's scale], and its path weights to the layer below
+NODE_PICTURE = "picture.webp"
+NODE_PHOTO = "photo.webp"
+NODE_FACTS = "facts.npy"
+NODE_WEIGHTS = "weights.npy"
 
 
 def picture(neuron: int) -> str:

@@ -36,16 +36,22 @@ def sample(ws: Workspace, state: State, layer: Layer) -> list[tuple[int, int, in
     return [(mapped[row], int(top.order[row, 0]), int(top.positions[row, 0])) for row in rows]
 
 
+def square(centre: tuple[int, int], side: int, size: int) -> tuple[int, int, int, int]:
+    """The ``side`` x ``side`` box (top, left, bottom, right, inclusive) centred on ``centre``, moved into a
+    ``size`` x ``size`` image where it would leave it."""
+    top, left = (min(max(c - side // 2, 0), size - side) for c in centre)
+    return (top, left, top + side - 1, left + side - 1)
+
+
 def box(ws: Workspace, state: State, layer: Layer, position: int) -> tuple[int, int, int, int] | None:
     """The effective receptive field of the neuron at ``position`` (top, left, bottom, right, inclusive), or
     None where the neuron's patches are the whole image.  Centred on the position, then moved into the image
     where it would leave it: the gradient is zero outside the image, so the moved box holds more of the
     neuron's mass, and the patch shows the photo instead of grey padding."""
-    side, size = state.effective.get(layer.name), ws.model.preprocess.crop
+    side = state.effective.get(layer.name)
     if side is None:
         return None
-    top, left = (min(max(c - side // 2, 0), size - side) for c in layer.geometry.centre(*divmod(position, layer.width)))
-    return (top, left, top + side - 1, left + side - 1)
+    return square(layer.geometry.centre(*divmod(position, layer.width)), side, ws.model.preprocess.crop)
 
 
 def patch_box(ws: Workspace, state: State, layer: Layer, position: int) -> tuple[int, int, int, int]:

@@ -1,12 +1,13 @@
-"""A featured image: the model's predictions, the most active neurons of each layer, and the tree of
-strongest edges from the top class down through every layer."""
+"""A featured image: the model's predictions, its trees of path-conditioned pictures (from the top class down
+through every layer: what the class sees through each of its children), and the most active neurons of
+each layer."""
 
 from __future__ import annotations
 
 from ...methods import BY_NAME
-from ...store.manifest import FeaturedRecord, LayerRecord
+from ...store.manifest import FeaturedRecord, LayerRecord, TreeNode
 from ..atlas import Atlas
-from ..links import image_url, neuron_url
+from ..links import image_url, neuron_url, node_id
 from ..model import Page
 
 
@@ -23,33 +24,30 @@ def most_active(atlas: Atlas, featured: FeaturedRecord, layer: LayerRecord) -> d
         for r in order]}
 
 
-def tree(atlas: Atlas, featured: FeaturedRecord) -> dict:
-    """From the top class (or the top layer's most active neuron) down through every layer: each node's
-    strongest children on this image."""
-    top, slug = atlas.layers[-1], featured.slug
-    classes = [p.category for p in featured.predictions if p.category in top.mapped]
-    if atlas.is_logits(top) and classes:
-        root = classes[0]
-    else:
-        root = max(top.mapped, key=lambda n: (atlas.record(top.name, n).featured[slug].value, -n))
+def tree(atlas: Atlas, featured: FeaturedRecord, root: TreeNode, size: int) -> dict:
+    """A tree as nested views: each node its path picture cut to where it lies, the photo of that box, the box
+    on a small copy of the photo (as percentages of the image), its share, weight and activation."""
 
-    def node(layer: LayerRecord, neuron: int, weight: float | None, depth: int) -> dict:
-        record = atlas.record(layer.name, neuron)
-        lower = atlas.layer(layer.lower) if layer.lower else None
-        kids = record.children.get(slug, ())[:atlas.config.site.tree_width] if lower else ()
-        return {"layer": layer.name, "neuron": neuron, "label": atlas.labels[(layer.name, neuron)][0],
-                "url": neuron_url(layer.name, neuron), "weight": weight, "depth": depth,
-                "vis": atlas.thumbnail(featured, layer.name, neuron),
-                "best": atlas.assets.patch(layer.name, neuron, record.top[0], "img"),
-                "value": record.featured[slug].value,
-                "children": [node(lower, child.neuron, child.weight, depth + 1) for child in kids]}
+    def node(path: list[TreeNode]) -> dict:
+        here = path[-1]
+        top, left, bottom, right = here.box
+        return {"id": node_id(path), "depth": len(path) - 1, "layer": here.layer, "neuron": here.neuron,
+                "label": atlas.labels[(here.layer, here.neuron)][0], "url": neuron_url(here.layer, here.neuron),
+                "picture": atlas.assets.tree_node(featured, path, "picture"),
+                "photo": atlas.assets.tree_node(featured, path, "photo"),
+                "box": {"top": 100 * top / size, "left": 100 * left / size,
+                        "height": 100 * (bottom - top + 1) / size, "width": 100 * (right - left + 1) / size},
+                "share": here.share, "weight": here.weight, "value": here.value, "scale": here.scale,
+                "relative": here.relative, "children": [node(path + [child]) for child in here.children]}
 
-    return node(top, root, None, 0)
+    return node([root])
 
 
 def build(atlas: Atlas) -> list[Page]:
+    size = atlas.manifest.model.preprocess["crop"]
     return [Page(image_url(featured.slug), "image.html", featured.name, {
         "image": {"name": featured.name, "photo": atlas.assets.photo(featured)},
         "predictions": featured.predictions, "layers": [most_active(atlas, featured, layer) for layer in atlas.layers],
-        "tree": tree(atlas, featured), "tree_width": atlas.config.site.tree_width})
+        "trees": [tree(atlas, featured, root, size) for root in featured.trees],
+        "method": BY_NAME[atlas.config.trees.method].title})
         for featured in atlas.manifest.featured]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from ...store.manifest import LayerRecord, NeuronRecord
+from ...store.manifest import FeaturedRecord, LayerRecord, NeuronRecord, TreeNode
 from ..atlas import Atlas
 from ..definitions import DEFINITIONS
 from ..links import image_url, neuron_url
@@ -46,6 +46,14 @@ def top_patches(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> list[
              "guided": atlas.assets.patch(layer.name, record.neuron, p, "gb")} for p in record.top]
 
 
+def tree(atlas: Atlas, featured: FeaturedRecord, path: list[TreeNode]) -> dict:
+    """A tree node and its children, strongest first: its path picture as shown and where it lies."""
+    here = path[-1]
+    return {"layer": here.layer, "neuron": here.neuron, "weight": here.weight, "share": here.share,
+            "picture": atlas.assets.tree_node(featured, path, "picture"), "box": list(here.box),
+            "children": [tree(atlas, featured, path + [child]) for child in here.children]}
+
+
 def build(atlas: Atlas) -> list[File]:
     manifest = atlas.manifest
     model, probe = manifest.model, manifest.probe
@@ -56,7 +64,8 @@ def build(atlas: Atlas) -> list[File]:
         "probe": {"count": probe.count, "files": probe.files, "hash": probe.hash},
         "methods": list(manifest.methods), "top_k": manifest.top_k, "definitions": DEFINITIONS,
         "featured": [{"name": f.name, "page": image_url(f.slug),
-                      "predictions": [{"class": p.category, "label": p.label, "prob": p.prob} for p in f.predictions]}
+                      "predictions": [{"class": p.category, "label": p.label, "prob": p.prob} for p in f.predictions],
+                      "trees": [tree(atlas, f, [root]) for root in f.trees]}
                      for f in manifest.featured],
         "layers": [{
             "name": layer.name, "module": layer.path, "shape": list(layer.shape), "methods": list(layer.methods),

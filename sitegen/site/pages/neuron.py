@@ -54,10 +54,12 @@ def edge_sections(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> dic
     above = atlas.neighbour(layer, 1)
     upper = above.name if above else None
     parents = atlas.parents.get((layer.name, record.neuron), {})
+    in_trees = atlas.in_trees.get((layer.name, record.neuron), {})
     sections = []
     for featured in atlas.manifest.featured:
         sections.append({
             "title": featured.name, "slug": featured.slug, "photo": atlas.assets.photo(featured),
+            "paths": in_trees.get(featured.slug, []),
             "children": atlas.relatives(record.children.get(featured.slug, ()), layer.lower, featured)
             if layer.lower else [],
             "parents": atlas.relatives(parents.get(featured.slug, []), upper, featured) if upper else []})

@@ -1,0 +1,189 @@
+"""Trees of path-conditioned pictures on each featured image (Cogswell, "Visualizing Feature Composition";
+DESIGN §2, path).
+
+A tree's root is the top predicted class (or the top layer's most active
+neuron), and the most active neurons of the layers ``[trees] layers`` names.
+A node is a path from the root; its children are the neurons of the next
+configured layer below with the largest positive path weights under that
+path.  Each node's picture is the root's gradient through its path alone, cut
+to where it lies and shown on its own scale beside the photo of the same
+box.  Where a node lies is the square, its layer's effective receptive
+field but at least a quarter of the image's side, where its neuron gives
+the root most (activation times gradient under its parent's path, summed
+over the square's positions: that square's part of its path weight); the
+root's is its own field at its position, or the whole image.  The nodes of one depth go
+through one batch of passes, each copy of the image with its own channel
+masks; each node is cached under a key that holds its path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...engine.geometry import Geometry
+from ...engine.passes import gradients
+from ...engine.paths import Step, keep_masks
+from ...engine.pictures import cut as cut_gradients
+from ...engine.pictures import display, scales
+from ...images import PATCH_SIDE, STORAGE, Item, cut, fit
+from ...model.layers import Layer
+from ...store import members
+from ...store.manifest import classifier_output
+from ..stage import Stage, State
+from ..workspace import Workspace
+from .activations import read_featured
+from .effective import patch_box, square
+from .photos import predictions_key
+
+Path = tuple[tuple[Layer, int], ...]  # (layer, neuron) from the root down
+
+# a node's square is at least this share of the image's side: a part of the photo a reader can recognise
+# (the 13-pixel field of an early layer is a patch of fur, and its picture a few enlarged pixels)
+NODE_SIDE = 0.25
+
+
+def roots(ws: Workspace, state: State, item: Item) -> list[tuple[Layer, int]]:
+    """The roots of an image's trees: the top predicted class first, then the most active neurons of the
+    layers ``[trees] layers`` names."""
+    top, chosen = ws.layers[-1], []
+    values = read_featured(ws, item, top)[0]
+    mapped = state.mapped[top.name]
+    if classifier_output(top.shape, ws.model.categories):
+        classes = ws.cache.get(members.PREDICTIONS, predictions_key(ws, item)) or {}
+        chosen += [(top, c) for c in classes.get(members.CLASSES, np.array([])).tolist() if c in mapped][:1]
+    if not chosen:
+        chosen.append((top, max(mapped, key=lambda n: (values[n], -n))))
+    for layer in ws.layers:
+        if layer.listed in ws.config.trees.layers:
+            values = read_featured(ws, item, layer)[0]
+            order = sorted(state.mapped[layer.name], key=lambda n: (-values[n], n))
+            chosen += [(layer, n) for n in order[:ws.config.trees.roots] if (layer, n) not in chosen]
+    return chosen
+
+
+def node_key(ws: Workspace, state: State, item: Item, path: Path) -> str:
+    layer, below = path[-1][0], path[-1][0].lower
+    return ws.key(members.TREES, ws.config.trees.method, PATCH_SIDE, STORAGE, state.effective.get(layer.name),
+                  NODE_SIDE, [(step.path, neuron) for step, neuron in path], below.path if below else None,
+                  item.digest, item.view.spec)
+
+
+def children(ws: Workspace, state: State, path: Path, weights: np.ndarray) -> list[int]:
+    """The neurons of the next layer down with the largest positive path weights, strongest first."""
+    width = ws.config.trees.widths[min(len(path), len(ws.config.trees.widths)) - 1]
+    lower = path[-1][0].lower
+    mapped = np.asarray(state.mapped[lower.name])
+    order = mapped[np.argsort(-weights[mapped], kind="stable")[:width]]
+    return [int(j) for j in order if weights[j] > 0]
+
+
+def levels(ws: Workspace, state: State, root: tuple[Layer, int],
+           weights_of: Callable[[list[Path]], list[np.ndarray | None]]) -> Iterator[list[Path]]:
+    """The tree's paths, one depth at a time.  After each depth, ``weights_of`` gives its paths' path weights
+    (None for the lowest layer's, and where they are not known: the walk stops there)."""
+    level: list[Path] = [(root,)]
+    while level:
+        yield level
+        weights = weights_of(level)
+        below, deeper = level[0][-1][0].lower, []
+        if below is None:
+            return
+        for path, row in zip(level, weights):
+            if row is None:
+                return
+            deeper += [path + ((below, j),) for j in children(ws, state, path, row)]
+        level = deeper
+
+
+@dataclass(frozen=True)
+class Tree:
+    item: Item
+    root: tuple[Layer, int]
+    size = 1
+
+
+def placed(side: int | None, geometry: Geometry, contributions: torch.Tensor, size: int) -> tuple[int, int, int, int]:
+    """The ``side`` x ``side`` square (at least NODE_SIDE of the image's; None: the whole image) where a layer's
+    map of one neuron's ``contributions`` (activation times gradient, [h, w] or a single value) sums highest."""
+    side = size if side is None or contributions.dim() < 2 else min(size, max(side, round(NODE_SIDE * size)))
+    if side == size:
+        return (0, 0, size - 1, size - 1)
+    height, width = contributions.shape
+    k = [max(1, min(n, round(side / jump))) for n, jump in zip((height, width), geometry.jump)]
+    sums = F.avg_pool2d(contributions.clamp(min=0)[None, None].double(), k, stride=1)[0, 0]
+    i, j = divmod(int(sums.flatten().argmax()), sums.shape[1])
+    (y0, x0), (y1, x1) = geometry.centre(i, j), geometry.centre(i + k[0] - 1, j + k[1] - 1)
+    return square(((y0 + y1) // 2, (x0 + x1) // 2), side, size)
+
+
+def compute_level(ws: Workspace, state: State, item: Item, paths: list[Path]) -> dict[Path, dict]:
+    """The entries of one depth's paths (one root), through shared passes."""
+    (root_layer, root_neuron), method = paths[0][0], ws.config.trees.method
+    pixels = ws.pixels(item)
+    x = ws.tensor([pixels])[0]
+    position = int(read_featured(ws, item, root_layer)[1][root_neuron])
+    steps = [[Step(layer.name, ws.modules[layer.path], neuron) for layer, neuron in path] for path in paths]
+    layer, below = paths[0][-1][0], paths[0][-1][0].lower
+    result = gradients(ws.model.module, x, root_layer.path, ws.modules[root_layer.path], [root_neuron] * len(paths),
+                       [position] * len(paths), [method], ws.config.compute.batch_size,
+                       lower=ws.modules[below.path] if below else None, keep=keep_masks(steps),
+                       maps_at=ws.modules[layer.path] if len(paths[0]) > 1 else None)
+    grads, entries = result[method], {}
+    whole = scales(grads).float().cpu().numpy()
+    for index, path in enumerate(paths):
+        if len(path) == 1:
+            box = patch_box(ws, state, layer, position)
+        else:
+            box = placed(state.effective.get(layer.name), layer.geometry, result["maps"][index, path[-1][1]],
+                         ws.model.preprocess.crop)
+        shown, scale = display(cut_gradients(grads[index:index + 1], [box]), PATCH_SIDE)
+        jobs = {members.NODE_PICTURE: (shown[0], "picture"), members.NODE_PHOTO: (fit(cut(pixels, box), PATCH_SIDE),
+                                                                                 "patch")}
+        entry = {**ws.encode_many(jobs), members.NODE_FACTS: np.array([*box, scale[0], whole[index]])}
+        if below is not None:
+            entry[members.NODE_WEIGHTS] = result["edges"][index].cpu().numpy()
+        entries[path] = entry
+    return entries
+
+
+class TreesStage(Stage):
+    name = "trees"
+    title = "trees (featured images x roots)"
+    needs = ("activations", "receptive fields", "featured photos")
+
+    def plan(self, ws: Workspace, state: State) -> list[Tree]:
+        work = []
+        for item in ws.featured:
+            for root in roots(ws, state, item):
+                def known(level: list[Path]) -> list[np.ndarray | None]:
+                    entries = [ws.cache.get(members.TREES, node_key(ws, state, item, path), arrays_only=True)
+                               for path in level]
+                    return [entry.get(members.NODE_WEIGHTS) if entry else None for entry in entries]
+                complete = True
+                for level in levels(ws, state, root, known):
+                    complete &= all(ws.cache.has(members.TREES, node_key(ws, state, item, path)) for path in level)
+                if not complete:
+                    work.append(Tree(item, root))
+        return work
+
+    def run(self, ws: Workspace, state: State, work: Sequence[Tree], advance: Callable[[int], None]) -> None:
+        for w in work:
+            def weights_of(level: list[Path]) -> list[np.ndarray | None]:
+                entries = {path: ws.cache.get(members.TREES, node_key(ws, state, w.item, path), arrays_only=True)
+                           for path in level}
+                missing = [path for path, entry in entries.items() if entry is None]
+                if missing:
+                    made = compute_level(ws, state, w.item, missing)
+                    for path, entry in made.items():
+                        ws.write(members.TREES, node_key(ws, state, w.item, path), entry)
+                    entries.update(made)
+                    ws.count("tree nodes", len(made))
+                return [entries[path].get(members.NODE_WEIGHTS) for path in level]
+            for _ in levels(ws, state, w.root, weights_of):
+                pass
+            advance(1)

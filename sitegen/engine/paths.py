@@ -1,0 +1,104 @@
+"""Paths (DESIGN §2): a root neuron and one neuron in each of some layers below it.
+
+A path's picture is the gradient of the root's activation (at its position)
+with respect to the input, under a method's ReLU rule, with the gradient
+arriving at each later layer of the path zeroed in every channel but the
+path's neuron there; its weights to a lower layer are ``sum over positions
+of A_j * g_j`` with the true gradient under the same masks.  Many paths of
+one root layer share each pass: every copy of the image in a batch carries
+its own channel masks (``passes.gradients``' ``keep``).  Pure tensor code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..errors import SitegenError
+from .capture import inference_state, model_device
+from .passes import activations, gradients
+
+
+@dataclass(frozen=True)
+class Step:
+    """One layer of a path: its name (for messages), its module and the neuron the path keeps there."""
+
+    name: str
+    module: nn.Module
+    neuron: int
+
+
+def call_order(model: nn.Module, modules: Sequence[nn.Module], image: torch.Tensor) -> dict[nn.Module, int]:
+    """When each module first runs in one forward of ``image`` (0 first); modules that do not run are left out."""
+    order: dict[nn.Module, int] = {}
+
+    def hook(module, _inputs, _output) -> None:  # (a hook that returns a value replaces the output)
+        order.setdefault(module, len(order))
+
+    handles = [module.register_forward_hook(hook) for module in set(modules)]
+    try:
+        with inference_state(model), torch.no_grad():
+            model(image[:1].to(model_device(model)))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order
+
+
+def check_paths(model: nn.Module, paths: Sequence[Sequence[Step]], image: torch.Tensor,
+                lower: Step | None = None) -> None:
+    """Each path non-empty, and each of its layers (then ``lower``) below the one before it."""
+    modules = [step.module for path in paths for step in path] + ([lower.module] if lower else [])
+    order = call_order(model, modules, image)
+    for path in paths:
+        if not path:
+            raise SitegenError("a path needs at least its root: [(layer, neuron), ...]")
+        steps = list(path) + ([lower] if lower else [])
+        for step in steps:
+            if step.module not in order:
+                raise SitegenError(f"layer {step.name!r} does not run in the model's forward")
+        for above, below in zip(steps, steps[1:]):
+            if order[below.module] >= order[above.module]:
+                raise SitegenError(f"layer {below.name!r} is not below {above.name!r}: list a path's layers from "
+                                   f"the root down")
+
+
+def keep_masks(paths: Sequence[Sequence[Step]]) -> list[tuple[nn.Module, list[int | None]]]:
+    """For each module below the roots, the neuron each path keeps there (None: the path does not reach it)."""
+    kept: dict[nn.Module, list[int | None]] = {}
+    for index, path in enumerate(paths):
+        for step in path[1:]:
+            kept.setdefault(step.module, [None] * len(paths))[index] = step.neuron
+    return list(kept.items())
+
+
+def path_gradients(model: nn.Module, images: torch.Tensor, paths: Sequence[Sequence[Step]],
+                   methods: Sequence[str], lower: nn.Module | None = None,
+                   batch_size: int = 32) -> dict[str, torch.Tensor]:
+    """``{method: [N, len(paths), 3, H, W]}``, and with ``lower`` ``"edges"``: ``[N, len(paths), C_lower]``.
+
+    Paths are grouped by their root's layer; each group's paths go through
+    shared passes, each root neuron at its own position on each image.
+    """
+    device = model_device(model)
+    results: dict[str, torch.Tensor] = {}
+    groups: dict[nn.Module, list[int]] = {}
+    for index, path in enumerate(paths):
+        groups.setdefault(path[0].module, []).append(index)
+    for root, members in groups.items():
+        group = [paths[index] for index in members]
+        name = group[0][0].name
+        neurons = [path[0].neuron for path in group]
+        _, positions = activations(model, images, {name: root}, batch_size)[name]
+        for n in range(images.shape[0]):
+            got = gradients(model, images[n], name, root, neurons, positions[n, neurons].tolist(), methods,
+                            batch_size, lower=lower, keep=keep_masks(group))
+            for kind, values in got.items():
+                if kind not in results:
+                    results[kind] = torch.zeros(images.shape[0], len(paths), *values.shape[1:], device=device,
+                                                dtype=values.dtype)
+                results[kind][n, members] = values
+    return results

@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) bench/visualize.py
 	$(PY) bench/mining.py
 	$(PY) bench/edges.py
+	$(PY) bench/trees.py
 	$(PY) bench/build.py
 
 clean:

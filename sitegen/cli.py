@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import time
@@ -26,6 +27,10 @@ DEFAULT_OUT = Path("site")
 DEFAULT_CACHE = Path(".cache")
 
 
+# errors of a folder that cannot be written: read-only, full, over quota, not permitted
+FOLDER_ERRORS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM}
+
+
 def _say(message: str) -> None:
     typer.echo(message, err=True)
 
@@ -38,6 +43,12 @@ def friendly(command):
             return command(*args, **kwargs)
         except SitegenError as error:
             _say(f"error: {error}")
+            raise typer.Exit(1) from None
+        except OSError as error:
+            if error.errno not in FOLDER_ERRORS:
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            _say(f"error: {where}{error.strerror or error} (what was computed is kept in the cache)")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             _say("interrupted; finished results are kept in the cache")
@@ -81,7 +92,7 @@ def _render(config_path: Path, out: Path, cache: Path) -> None:
     if manifest is None:
         raise SitegenError(f"nothing computed yet for {config_path} in {cache}: run `sitegen compute` first")
     site = build_site_model(manifest, config)
-    counts = render(site, out, store)
+    counts = render(site, out, store, log=_say)
     _say(f"rendered {counts['pages']} pages and {counts['assets']} files into {out} "
          f"({counts['changed']} changed, {counts['removed']} removed)")
 
@@ -170,7 +181,12 @@ def serve(out: OutOpt = DEFAULT_OUT, port: Annotated[int, typer.Option(help="Por
     if not (out / "index.html").is_file():
         raise SitegenError(f"{out} holds no built site: run `sitegen build` first")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
-    with http.server.ThreadingHTTPServer((host, port), handler) as server:
+    try:
+        server = http.server.ThreadingHTTPServer((host, port), handler)
+    except OSError as error:
+        raise SitegenError(f"cannot serve on {host}:{port}: {error.strerror or error}"
+                           + ("; choose another --port" if error.errno == errno.EADDRINUSE else "")) from None
+    with server:
         _say(f"serving {out} at http://{host}:{port}/ (Ctrl-C stops)")
         try:
             server.serve_forever()
@@ -180,20 +196,16 @@ def serve(out: OutOpt = DEFAULT_OUT, port: Annotated[int, typer.Option(help="Por
 
 @app.command()
 @friendly
-def clean(out: OutOpt = DEFAULT_OUT, cache: CacheOpt = DEFAULT_CACHE,
+def clean(out: OutOpt = DEFAULT_OUT, cache: CacheOpt = DEFAULT_CACHE, config: ConfigOpt = DEFAULT_CONFIG,
           cache_too: Annotated[bool, typer.Option("--cache-too", help="Also delete the cache.")] = False) -> None:
     """Remove the files sitegen wrote into the site folder (and, if asked, the cache)."""
-    import shutil
-
     from .render import clean as clean_site
+    from .store.clean import remove_cache
 
-    removed = clean_site(out)
+    removed = clean_site(out, log=_say)
     _say(f"removed {removed} files from {out}")
-    if cache_too and cache.is_dir():
-        if not (cache / "manifests").is_dir():
-            raise SitegenError(f"{cache} does not look like a sitegen cache; not deleting it")
-        shutil.rmtree(cache)
-        _say(f"removed the cache {cache}")
+    if cache_too:
+        _say(remove_cache(cache, config))
 
 
 def _tune_malloc() -> None:

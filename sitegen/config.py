@@ -103,6 +103,8 @@ class OptimizeConfig:
 class SiteConfig:
     top_predictions: int = option(5, "Predictions shown per featured image.", minimum=1)
     active_neurons: int = option(8, "Most active neurons listed per layer on an image page.", minimum=1)
+    raw_html: bool = option(False, "Let the Markdown notes and pages keep any HTML, scripts included, instead of "
+                                   "a safe subset: only for an atlas whose notes have one trusted author.")
 
 
 @dataclass(frozen=True)

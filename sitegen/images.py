@@ -8,10 +8,12 @@ from __future__ import annotations
 import glob
 import hashlib
 import io
+import os
 import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -66,23 +68,87 @@ def probe_views(flip: bool, zooms: tuple[float, ...]) -> list[View]:
     return views
 
 
-def expand(patterns: tuple[str, ...], root: Path, key: str) -> list[Path]:
-    """Files named by ``patterns`` (files, folders searched recursively, globs), relative to ``root``."""
-    found: list[Path] = []
+MAX_FILES = 100_000  # a pattern that finds more is cut short, with a note
+
+
+def _name_pattern(part: str) -> str:
+    """One name of a glob (``*``, ``?``, ``[...]``) as a regex; wildcards match no leading dot, as in a shell."""
+    regex = r"(?!\.)" if part[:1] in "*?[" else ""
+    i = 0
+    while i < len(part):
+        char, end = part[i], part.find("]", i + 2) if part[i] == "[" else -1
+        if char == "*":
+            regex += "[^/]*"
+        elif char == "?":
+            regex += "[^/]"
+        elif end > 0:
+            inner = part[i + 1:end]
+            regex += "[" + ("^" + inner[1:] if inner.startswith("!") else inner).replace("\\", "\\\\") + "]"
+            i = end
+        else:
+            regex += re.escape(char)
+        i += 1
+    return regex
+
+
+def _pattern(text: str) -> re.Pattern:
+    """A glob with ``**`` for any folders as a regex on a path relative to where its wildcards start."""
+    parts = text.split("/")
+    pieces = []
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if part == "**":
+            pieces.append(r"(?:(?!\.)[^/]+/)*" + (r"(?!\.)[^/]+" if last else ""))
+        else:
+            pieces.append(_name_pattern(part) + ("" if last else "/"))
+    return re.compile("".join(pieces))
+
+
+def walk(folder: Path, notes: list[str], what: str) -> Iterator[Path]:
+    """The files under ``folder``, sorted within each folder; a linked folder is followed once, never back
+    into one already seen (a link to a parent makes no loop), and at most MAX_FILES are given."""
+    seen: set[tuple[int, int]] = set()
+    count = 0
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        here = os.stat(top)
+        if (here.st_dev, here.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((here.st_dev, here.st_ino))
+        dirs.sort()
+        for name in sorted(files):
+            if count == MAX_FILES:
+                notes.append(f"{what}: more than {MAX_FILES} files under {folder}; using the first {MAX_FILES}")
+                return
+            count += 1
+            yield Path(top, name)
+
+
+def expand(patterns: tuple[str, ...], root: Path, key: str, notes: list[str] | None = None) -> list[Path]:
+    """Files named by ``patterns`` (files, folders searched recursively, globs with ``**``), relative to
+    ``root``; what was cut short is said in ``notes``."""
+    notes = [] if notes is None else notes
+    found: dict[Path, None] = {}
     for pattern in patterns:
         full = root / pattern
         if glob.has_magic(pattern):
-            matches = [Path(p) for p in sorted(glob.glob(str(full), recursive=True)) if Path(p).is_file()]
+            parts = Path(pattern).parts
+            fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+            base = root.joinpath(*parts[:fixed])
+            match = _pattern("/".join(parts[fixed:]))
+            matches = [p for p in walk(base, notes, f"{key}: {pattern!r}") if p.is_file()
+                       and match.fullmatch(p.relative_to(base).as_posix())] if base.is_dir() else []
         elif full.is_dir():
-            matches = sorted(p for p in full.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            matches = [p for p in walk(full, notes, f"{key}: {pattern!r}") if p.suffix.lower() in IMAGE_SUFFIXES
+                       and p.is_file()]
         elif full.is_file():
             matches = [full]
         else:
             raise SitegenError(f"{key}: {pattern!r} matches no file (relative to {root})")
         if not matches:
             raise SitegenError(f"{key}: {pattern!r} matches no image file (relative to {root})")
-        found.extend(m for m in matches if m not in found)
-    return found
+        found.update(dict.fromkeys(matches))
+    return list(found)
 
 
 def make_items(paths: list[Path], root: Path, views: list[View], usable=lambda path, digest: None,
@@ -93,7 +159,7 @@ def make_items(paths: list[Path], root: Path, views: list[View], usable=lambda p
     ``usable(path, digest)`` says why a file cannot be used (or None); such files are
     left out and returned as (name, reason) pairs.
     """
-    items, seen, skipped = [], set(leave_out), []
+    items, seen, skipped, bad = [], set(leave_out), [], {}
     for path in paths:
         try:
             name = path.resolve().relative_to(root.resolve()).as_posix()
@@ -104,15 +170,35 @@ def make_items(paths: list[Path], root: Path, views: list[View], usable=lambda p
         except OSError as error:
             skipped.append((name, f"unreadable ({error.strerror or error})"))
             continue
+        if digest in bad:  # the same bytes as a file already left out: left out too
+            skipped.append((name, bad[digest]))
+            continue
         if digest in seen:
             continue
         seen.add(digest)
         reason = usable(path, digest)
         if reason:
+            bad[digest] = reason
             skipped.append((name, reason))
             continue
         items.extend(Item(path, name, digest, view) for view in views)
     return items, skipped
+
+
+def skip_summary(skipped: list[tuple[str, str]], shown: int = 3) -> str:
+    """Files left out, counted, by reason, the first few of each named: "skipped 3 image files: 2 empty
+    file (a.png, b.png), 1 ..."."""
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in skipped:
+        by_reason.setdefault(reason, []).append(name)
+    lines = [f"skipped {len(skipped)} image file{'s' if len(skipped) != 1 else ''}:"]
+    groups = sorted(by_reason.items(), key=lambda pair: -len(pair[1]))
+    for reason, names in groups[:5]:
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        lines.append(f"  - {len(names)} {reason}: {', '.join(names[:shown])}{more}")
+    if len(groups) > 5:
+        lines.append(f"  - {sum(len(names) for _, names in groups[5:])} for {len(groups) - 5} other reasons")
+    return "\n".join(lines)
 
 
 def slug(text: str) -> str:

@@ -4,21 +4,28 @@ Autoescaping is on and undefined names are errors.  Every link goes through
 ``url``, which makes it relative to the page that holds it, so the site works
 from ``file://`` and under any sub-path of a host.  Files this module wrote
 before and no longer makes are removed; nothing else in the folder is touched.
+One render (or clean) works in a folder at a time; another waits for it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import posixpath
-import shutil
+import tempfile
 from pathlib import Path
+from typing import Callable, Iterator
 
 import jinja2
 
 from .errors import SitegenError
 from .site.model import SiteModel
 from .store.cache import Cache
+from .store.locks import held
 
-RECORD = ".sitegen-files"
+RECORD = ".sitegen-files"  # what sitegen wrote into the folder, one path a line
+LOCK = ".sitegen-lock"  # held by the render or clean at work in the folder
+TEMP = ".sitegen-tmp"  # the end of a file's name while it is being written
 
 
 def templates_dir() -> Path:
@@ -54,7 +61,12 @@ def environment(templates: Path) -> jinja2.Environment:
 
 
 class Writer:
-    """Writes files under ``out`` only when their bytes change, and remembers what it wrote."""
+    """Writes files under ``out`` only when their bytes change, and remembers what it wrote.
+
+    The record of what it will write is written first (:meth:`begin`), so a render that is interrupted, by
+    Ctrl-C, SIGKILL or a full disk, leaves a folder that the next render takes over and ``clean`` empties.
+    Each file goes to a temporary file of its own that is renamed over it.
+    """
 
     def __init__(self, out: Path):
         self.out = out
@@ -69,9 +81,14 @@ class Writer:
                 return
         except OSError:
             target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(target)
+        handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMP)
+        try:
+            with os.fdopen(handle, "wb") as raw:
+                raw.write(data)
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
         self.changed += 1
 
     def previous(self) -> set[str]:
@@ -84,6 +101,22 @@ class Writer:
                 if rel and not rel.startswith("/") and ".." not in rel.split("/")
                 and (root / rel).resolve().is_relative_to(root)}
 
+    def _record(self, files: set[str]) -> None:
+        handle, temp = tempfile.mkstemp(dir=self.out, prefix=f"{RECORD}.", suffix=TEMP)
+        with os.fdopen(handle, "w", encoding="utf-8") as record:
+            record.write("".join(f"{rel}\n" for rel in sorted(files)))
+        os.replace(temp, self.out / RECORD)
+
+    def begin(self, planned: set[str]) -> None:
+        """Record what this render will write (with what earlier ones wrote) before writing any of it, and
+        remove what an interrupted render left half-written."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._record(self.previous() | planned)
+        for folder, _, files in os.walk(self.out):  # does not follow links to folders
+            for name in files:
+                if name.endswith(TEMP):
+                    Path(folder, name).unlink(missing_ok=True)
+
     def finish(self) -> int:
         """Remove what an earlier render wrote and this one did not; return how many."""
         stale = self.previous() - self.written
@@ -94,59 +127,81 @@ class Writer:
             while parent != self.out and parent.is_dir() and not any(parent.iterdir()):
                 parent.rmdir()
                 parent = parent.parent
-        (self.out / RECORD).write_text("\n".join(sorted(self.written)) + "\n", encoding="utf-8")
+        self._record(self.written)
         return len(stale)
 
 
 def check_out_dir(out: Path) -> None:
     """Refuse to write into a non-empty folder that sitegen did not make."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / RECORD).is_file())):
+    if out.exists() and (not out.is_dir() or (not (out / RECORD).is_file()
+                                              and any(p.name != LOCK for p in out.iterdir()))):
         raise SitegenError(f"output folder {str(out)!r} is not empty and was not made by sitegen; "
                            f"choose another --out or empty it")
 
 
-def render(site: SiteModel, out: str | Path, cache: Cache, templates: Path | None = None) -> dict[str, int]:
-    """Write the site into ``out``; return counts of pages, assets, changed and removed files."""
-    out = Path(out)
+@contextlib.contextmanager
+def taken(out: Path, log: Callable[[str], None]) -> Iterator[Writer]:
+    """The output folder, made if need be and locked against other renders and cleans while in use."""
     check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
+    with held(out / LOCK, lambda: log(f"waiting for another sitegen render into {out} to finish")):
+        check_out_dir(out)  # another render may have written into it meanwhile: it is still sitegen's
+        yield Writer(out)
+
+
+def planned_files(site: SiteModel, templates: Path) -> tuple[set[str], list[Path]]:
+    """Every file a render of ``site`` writes, and the static files among them."""
+    static = templates / "static"
+    statics = [p for p in sorted(static.rglob("*")) if p.is_file()] if static.is_dir() else []
+    names = {page.path for page in site.pages} | set(site.files) | {asset.path for asset in site.assets}
+    return names | {p.relative_to(templates).as_posix() for p in statics}, statics
+
+
+def render(site: SiteModel, out: str | Path, cache: Cache, templates: Path | None = None,
+           log: Callable[[str], None] = print) -> dict[str, int]:
+    """Write the site into ``out``; return counts of pages, assets, changed and removed files."""
+    out = Path(out)
     templates = templates or templates_dir()
     env = environment(templates)
-    writer = Writer(out)
-    for page in site.pages:
-        context = dict(page.context, page_path=page.path, title=page.title, site_title=site.title, nav=site.nav,
-                       provenance=site.provenance)
-        writer.write(page.path, env.get_template(page.template).render(context).encode("utf-8"))
-    for path, data in site.files.items():
-        writer.write(path, data)
-    entries: dict[tuple[str, str], dict | None] = {}
-    for asset in site.assets:
-        if asset.path in writer.written:
-            continue
-        if (asset.kind, asset.key) not in entries:
-            entries[(asset.kind, asset.key)] = cache.get(asset.kind, asset.key)
-        entry = entries[(asset.kind, asset.key)]
-        if entry is None or asset.member not in entry:
-            raise SitegenError(f"cache entry {asset.kind}/{asset.key} is missing or damaged; "
-                               f"run `sitegen build` to compute it again")
-        writer.write(asset.path, entry[asset.member])
-    static = templates / "static"
-    for path in sorted(static.rglob("*")) if static.is_dir() else []:
-        if path.is_file():
+    with taken(out, log) as writer:
+        planned, statics = planned_files(site, templates)
+        writer.begin(planned)
+        for page in site.pages:
+            context = dict(page.context, page_path=page.path, title=page.title, site_title=site.title,
+                           nav=site.nav, provenance=site.provenance)
+            writer.write(page.path, env.get_template(page.template).render(context).encode("utf-8"))
+        for path, data in site.files.items():
+            writer.write(path, data)
+        entries: dict[tuple[str, str], dict | None] = {}
+        for asset in site.assets:
+            if asset.path in writer.written:
+                continue
+            if (asset.kind, asset.key) not in entries:
+                entries[(asset.kind, asset.key)] = cache.get(asset.kind, asset.key)
+            entry = entries[(asset.kind, asset.key)]
+            if entry is None or asset.member not in entry:
+                raise SitegenError(f"cache entry {asset.kind}/{asset.key} is missing or damaged; "
+                                   f"run `sitegen build` to compute it again")
+            writer.write(asset.path, entry[asset.member])
+        for path in statics:
             writer.write(path.relative_to(templates).as_posix(), path.read_bytes())
-    removed = writer.finish()
+        removed = writer.finish()
     return {"pages": len(site.pages), "assets": len(writer.written) - len(site.pages),
             "changed": writer.changed, "removed": removed}
 
 
-def clean(out: Path) -> int:
-    """Remove the files a render recorded in ``out``, and the record; return how many."""
-    writer = Writer(out)
-    files = writer.previous()
-    if not files:
+def clean(out: Path, log: Callable[[str], None] = print) -> int:
+    """Remove the files a render recorded in ``out`` (also one that was interrupted), and the record; return
+    how many existed."""
+    if not (out / RECORD).is_file():
         return 0
-    writer.finish()
-    (out / RECORD).unlink(missing_ok=True)
+    with taken(out, log) as writer:
+        files = writer.previous()
+        existing = sum((out / rel).is_file() for rel in files)
+        writer.begin(set())  # removes half-written files too
+        writer.finish()
+        (out / RECORD).unlink(missing_ok=True)
+    (out / LOCK).unlink(missing_ok=True)
     if out.is_dir() and not any(out.iterdir()):
-        shutil.rmtree(out)
-    return len(files)
+        out.rmdir()
+    return existing

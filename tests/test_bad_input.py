@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, write_images
 from sitegen.check import check_site
 from sitegen.cli import app
 
@@ -46,9 +46,9 @@ def test_bad_files_are_skipped_and_odd_ones_used(tmp_path):
     result = CliRunner().invoke(app, ["build", "-c", str(tmp_path / "atlas.toml"), "-o", str(tmp_path / "site"),
                                       "--cache", str(tmp_path / "cache"), "-q"])
     assert result.exit_code == 0, result.output
-    summary = result.output[result.output.index("skipped 4 image file(s):"):]
+    summary = result.output[result.output.index("skipped 4 image files:"):]
     for name in bad:
-        assert f"imgs/{name}:" in summary
+        assert f"imgs/{name}" in summary
     assert "empty file" in summary and "not an image" in summary and "too large" in summary
     assert check_site(tmp_path / "site")[1] == []
     about = (tmp_path / "site" / "about.html").read_text()
@@ -70,3 +70,35 @@ def test_no_readable_probe_image_is_a_clear_error(tmp_path):
                                       str(tmp_path / "cache"), "-q"])
     assert result.exit_code == 1
     assert "no readable probe images" in result.output and "imgs/empty.png: empty file" in result.output
+
+
+def test_the_skip_summary_counts_every_file_left_out(tmp_path):
+    """Files with the same bytes are one image, but each one left out is counted and the first named."""
+    bad = make_folder(tmp_path / "imgs")
+    for n in range(200):
+        (tmp_path / "imgs" / f"blank-{n:03d}.png").write_bytes(b"")
+    (tmp_path / "atlas.toml").write_text(CONFIG)
+    result = CliRunner().invoke(app, ["compute", "-c", str(tmp_path / "atlas.toml"),
+                                      "--cache", str(tmp_path / "cache"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert f"skipped {len(bad) + 200} image files:" in result.output
+    assert "  - 201 empty file: imgs/blank-000.png, imgs/blank-001.png, imgs/blank-002.png and 198 more" \
+        in result.output
+
+
+def test_a_symlink_loop_under_a_recursive_glob_is_walked_once(tmp_path, monkeypatch):
+    from sitegen import images
+
+    write_images(tmp_path / "imgs" / "probe", 3)
+    (tmp_path / "imgs" / "probe" / "loop").symlink_to(".")
+    (tmp_path / "imgs" / "up").symlink_to(tmp_path / "imgs")
+    (tmp_path / "elsewhere").mkdir()
+    write_images(tmp_path / "elsewhere", 1, seed=1)
+    (tmp_path / "imgs" / "linked").symlink_to(tmp_path / "elsewhere")  # a linked folder is followed, once
+    found = images.expand(("imgs/**/*", "imgs/probe/**/*.png", "imgs"), tmp_path, "images.probe")
+    names = sorted(p.relative_to(tmp_path).as_posix() for p in found)
+    assert names == ["imgs/linked/img0.png", "imgs/probe/img0.png", "imgs/probe/img1.png", "imgs/probe/img2.png"]
+    notes: list[str] = []
+    monkeypatch.setattr(images, "MAX_FILES", 2)
+    assert len(images.expand(("imgs/**/*.png",), tmp_path, "images.probe", notes)) == 2
+    assert notes == [f"images.probe: 'imgs/**/*.png': more than 2 files under {tmp_path / 'imgs'}; using the first 2"]

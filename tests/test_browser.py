@@ -50,11 +50,22 @@ WAIT_FOR_IMAGES = """async () => {
 }"""
 
 
+# a collaborator's note that tries to run script four ways
+HOSTILE = """# Hostile note
+
+Fur <b id="hover" onmouseover="alert('hover')">here</b><script>alert('script')</script>
+[a link](javascript:alert('link')) <iframe srcdoc="<script>parent.alert('frame')</script>"></iframe>
+"""
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     write_images(root / "imgs", 4)
     (root / "atlas.toml").write_text(CONFIG)
+    (root / "neurons" / "features.4").mkdir(parents=True)
+    (root / "neurons" / "features.4" / "1.md").write_text(HOSTILE)
+    (root / "hostile.md").write_text(HOSTILE)
     result = CliRunner().invoke(app, ["build", "-c", str(root / "atlas.toml"), "-o", str(root / "www" / "atlas"),
                                       "--cache", str(root / "cache"), "-q"])
     assert result.exit_code == 0, result.output
@@ -159,6 +170,28 @@ def test_walk_the_atlas(browser, site, server, where):
     visit.page.locator("#search-q").press("Enter")
     visit.page.wait_for_url("**/layers/features.7/2.html")
     visit.check()
+
+
+def test_notes_cannot_run_script(browser, site):
+    """Sanitised by default; with [site] raw_html = true the pages' Content-Security-Policy still stops inline
+    script, handlers, javascript: links and script in frames."""
+    root = site.parent
+    (root / "atlas-raw.toml").write_text(CONFIG + "[site]\nraw_html = true\n")
+    result = CliRunner().invoke(app, ["build", "-c", str(root / "atlas-raw.toml"), "-o", str(root / "raw"),
+                                      "--cache", str(root / "cache"), "-q"])
+    assert result.exit_code == 0, result.output
+    dialogs = []
+    page = browser.new_page()
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    for folder, raw in ((site / "atlas", False), (root / "raw", True)):
+        for path in ("layers/features.4/1.html", "pages/hostile.html"):
+            page.goto((folder / path).as_uri())
+            assert page.locator("h1").first.inner_text() == "Hostile note" or "Hostile note" in page.content()
+            page.hover("#hover")
+            page.click("text=a link")
+            assert ("alert('script')" in page.content()) == raw
+    page.close()
+    assert dialogs == []
 
 
 def test_pages_read_without_javascript(browser, site):

@@ -59,6 +59,6 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, monkeypatch):
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    shared = json.loads((tmp_path / "two" / manifest_name(tmp_path / "atlas.toml")).read_text())
+    shared = json.loads((tmp_path / "two" / manifest_name(tmp_path / "atlas.toml", tmp_path / "two")).read_text())
     assert shared == json.loads(json.dumps(dump(single)))
     assert entries(tmp_path / "one") == entries(tmp_path / "two")

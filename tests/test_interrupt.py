@@ -75,5 +75,6 @@ def test_a_damaged_entry_is_reported_and_recomputed(tmp_path):
     again = build(tmp_path, "cache", "site")
     output, _ = again.communicate(timeout=300)
     assert again.returncode == 0, output
-    assert f"warning: damaged cache entry {victim}" in output and "visualizations" in output
+    assert f"warning: cache entry vis/{victim.stem} is damaged: removed, and computed again" in output
+    assert "visualizations" in output
     assert files(tmp_path / "site") == before

@@ -17,10 +17,15 @@ from ..store import members
 from ..store.cache import Cache, make_key
 
 
-def collect_items(config: Config, cache: Cache | None = None) -> tuple[list[Item], list[Item], list]:
-    """Featured and probe views, and the files left out as (name, reason).
+def collect_items(config: Config, cache: Cache | None, problems: list[str], notes: list[str]
+                  ) -> tuple[list[Item], list[Item], list, dict[str, bytes]]:
+    """Featured and probe views, the files left out as (name, reason), and the image checks to cache.
 
-    Every file is decoded once to see that it can be used; the answer is cached by its bytes."""
+    Every file is decoded once to see that it can be used; the answer is cached by its bytes, but only
+    written (:func:`keep_checks`) once the whole config is found sound.  Problems are appended to
+    ``problems``, and patterns cut short to ``notes``."""
+    checks: dict[str, bytes] = {}
+
     def usable(path: Path, digest: str) -> str | None:
         key = make_key(members.IMAGE_CHECKS, digest, MAX_PIXELS)
         if cache is not None:
@@ -28,25 +33,38 @@ def collect_items(config: Config, cache: Cache | None = None) -> tuple[list[Item
             if entry is not None:
                 return entry[members.PROBLEM].decode() or None
         reason = problem(path)
-        if cache is not None:
-            cache.put(members.IMAGE_CHECKS, key, {members.PROBLEM: (reason or "").encode()})
+        checks[key] = (reason or "").encode()
         return reason
 
     images = config.images
-    featured, skipped = make_items(expand(images.featured, config.root, "images.featured"), config.root,
-                                   [View()], usable)
+    featured, skipped, probe = [], [], []
+    try:
+        featured, skipped = make_items(expand(images.featured, config.root, "images.featured", notes), config.root,
+                                       [View()], usable)
+    except SitegenError as error:
+        problems.append(str(error))
     leave_out = set() if images.featured_in_probe else {item.digest for item in featured}
-    probe, skipped_probe = make_items(expand(images.probe, config.root, "images.probe"), config.root,
-                                      probe_views(images.probe_flip, images.probe_zooms), usable, leave_out)
+    try:
+        probe, skipped_probe = make_items(expand(images.probe, config.root, "images.probe", notes), config.root,
+                                          probe_views(images.probe_flip, images.probe_zooms), usable, leave_out)
+    except SitegenError as error:
+        problems.append(str(error))
+        return featured, probe, skipped, checks
     skipped += [pair for pair in skipped_probe if pair not in skipped]
     if not probe:
         also = (" (featured images are left out of the probe set unless images.featured_in_probe = true)"
                 if leave_out else "")
-        raise SitegenError(f"images.probe: no readable probe images; top patches need at least one{also}"
-                           + "".join(f"\n  - {name}: {reason}" for name, reason in skipped))
-    if config.compute.top_k > len(probe):
-        raise SitegenError(f"compute.top_k is {config.compute.top_k} but the probe set has only {len(probe)} views")
-    return featured, probe, skipped
+        problems.append(f"images.probe: no readable probe images; top patches need at least one{also}"
+                        + "".join(f"\n  - {name}: {reason}" for name, reason in skipped[:10]))
+    elif config.compute.top_k > len(probe):
+        problems.append(f"compute.top_k is {config.compute.top_k} but the probe set has only {len(probe)} views")
+    return featured, probe, skipped, checks
+
+
+def keep_checks(cache: Cache, checks: dict[str, bytes]) -> None:
+    """Cache the image checks that :func:`collect_items` made."""
+    for key, reason in checks.items():
+        cache.put(members.IMAGE_CHECKS, key, {members.PROBLEM: reason})
 
 
 class ItemPixels(torch.utils.data.Dataset):

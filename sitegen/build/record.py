@@ -29,14 +29,16 @@ class Reader:
         self.ws = ws
         self.entries: dict[tuple[str, str], dict] = {}
 
-    def __call__(self, kind: str, key: str) -> dict:
-        """An entry's arrays (every member this module reads is an array)."""
+    def __call__(self, kind: str, key: str, layer: Layer | None = None) -> dict:
+        """An entry's arrays (every member this module reads is an array), checked against what ``layer``'s
+        entries of that kind hold."""
         if (kind, key) not in self.entries:
-            self.entries[(kind, key)] = require(self.ws, kind, key, arrays_only=True)
+            expect = members.expect(kind, layer and layer.count, layer and layer.lower and layer.lower.count)
+            self.entries[(kind, key)] = require(self.ws, kind, key, arrays_only=True, expect=expect)
         return self.entries[(kind, key)]
 
     def edge_row(self, item: Item, layer: Layer, neuron: int) -> np.ndarray:
-        entry = self(members.EDGES, edges.edges_key(self.ws, item, layer))
+        entry = self(members.EDGES, edges.edges_key(self.ws, item, layer), layer)
         if members.edges(neuron) not in entry:
             raise SitegenError(f"cache entry edges/{edges.edges_key(self.ws, item, layer)} lacks neuron {neuron}; "
                                f"run `sitegen compute` again")
@@ -49,7 +51,7 @@ def tree_record(ws: Workspace, state: State, item: Item, root: tuple[Layer, int]
 
     def node(path: trees.Path, weight: float | None, share: float | None, root_scale: float | None) -> TreeNode:
         key = trees.node_key(ws, state, item, path)
-        entry = read(members.TREES, key)
+        entry = read(members.TREES, key, path[-1][0])
         facts = entry[members.NODE_FACTS]
         whole = float(facts[5])
         root_scale = whole if root_scale is None else root_scale
@@ -107,7 +109,7 @@ def seen(ws: Workspace, state: State, layer: Layer, slugs: list[str], read: Read
         if specificity.applies(ws, layer, units):
             work = specificity.Specificity(item, layer)
             spec = specificity.SpecificityStage().value(ws, state, work)[members.SPECIFICITY]
-        pictures = {m: read(members.PICTURES, pictures_key(ws, state, item, layer, m)) for m in methods}
+        pictures = {m: read(members.PICTURES, pictures_key(ws, state, item, layer, m), layer) for m in methods}
         for row, neuron in enumerate(units):
             scales = {}
             for method in methods:
@@ -123,8 +125,8 @@ def signed(ws: Workspace, state: State, layer: Layer, arrays: dict, read: Reader
     layer, or no featured image) in its activations over the probe set."""
     if any(arrays["histogram"]["low"] < 0):
         return True
-    return len(layer.shape) == 3 and any(bool((read(members.MAPS, maps_key(ws, item, layer))[members.MINIMA] < 0).any())
-                                         for item in ws.featured)
+    minima = (read(members.MAPS, maps_key(ws, item, layer), layer)[members.MINIMA] for item in ws.featured)
+    return len(layer.shape) == 3 and any(bool((low < 0).any()) for low in minima)
 
 
 def children(ws: Workspace, state: State, layer: Layer, neuron: int, order: list[int], slugs: list[str],
@@ -144,7 +146,7 @@ def patch(ws: Workspace, state: State, layer: Layer, neuron: int, index: int, va
           read: Reader, **which) -> PatchRecord:
     """One probe item shown for a neuron: a top patch (``rank``) or a percentile patch (``percentile``)."""
     key = patches.patches_key(ws, state, ws.probe[index], layer)
-    scale = float(read(members.PATCHES, key)[members.patch_scale(neuron)][0])
+    scale = float(read(members.PATCHES, key, layer)[members.patch_scale(neuron)][0])
     return PatchRecord(index, value, patch_box(ws, state, layer, position), key, scale, **which)
 
 

@@ -17,17 +17,21 @@ Cache entries (DESIGN §3; every key also holds the compute version; the kinds a
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Callable
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..config import Config
+from ..images import skip_summary
 from ..store import manifest as manifest_store
-from ..store.cache import Cache
+from ..store.cache import LOCKS, Cache
+from ..store.locks import Lock, held, slot
 from ..store.manifest import Manifest
 from .record import record
-from .stage import Stage, State
+from .stage import Stage, State, identity
 from .stages.activations import ActivationsStage
 from .stages.effective import EffectiveStage
 from .stages.featured import FeaturedStage
@@ -52,18 +56,51 @@ def _progress(quiet: bool) -> Progress:
                     TimeElapsedColumn(), TimeRemainingColumn(), disable=quiet, transient=False)
 
 
+def shared(ws: Workspace, stage: Stage, state: State, work: list, advance: Callable[[int], None]) -> None:
+    """Run a stage's plan while other builds on the same cache may run it too.  Each piece of work is claimed
+    (a lock on its identity, see ``store/locks.py``) by the process that computes it, a quarter of the plan
+    at a time, and planned again once claimed, so what another process finished meanwhile is not done
+    twice; pieces claimed elsewhere are left to their process, and waited for when nothing else is left."""
+    folder = ws.cache.root / LOCKS / ("stage-" + re.sub(r"\W+", "-", stage.name))
+    batch, told = max(1, math.ceil(len(work) / 4)), False
+    while work:
+        claimed: dict[str, Lock] = {}
+        for piece in work:
+            name = identity(piece)
+            if len(claimed) < batch and name not in claimed:
+                lock = Lock(slot(folder, name))
+                if lock.try_take():
+                    claimed[name] = lock
+        try:
+            if claimed:
+                stage.run(ws, state, [piece for piece in stage.plan(ws, state) if identity(piece) in claimed],
+                          advance)
+            else:
+                if not told:
+                    ws.log(f"waiting for another sitegen build on {ws.cache.root} to finish its {stage.name}")
+                    told = True
+                with held(slot(folder, identity(work[0]))):
+                    pass
+        finally:
+            for lock in claimed.values():
+                lock.release()
+        work = stage.plan(ws, state)
+
+
 def run(ws: Workspace) -> Manifest | None:
     """Compute whatever the cache lacks; the manifest on rank 0 (None on the others)."""
     state = State()
     with _progress(ws.quiet) as progress:
         for stage in STAGES:
             work = ws.group.share(stage.plan(ws, state))
-            if stage.title:
-                task = progress.add_task(stage.title, total=sum(w.size for w in work))
-                stage.run(ws, state, work, lambda n: progress.advance(task, n))
-                progress.stop_task(task)  # its clock stops, also where there was nothing to do
+            task = progress.add_task(stage.title, total=sum(w.size for w in work)) if stage.title else None
+            advance = (lambda n: None) if task is None else (lambda n: progress.advance(task, n))
+            if ws.group.active or not work:  # torchrun's ranks share the plan between them
+                stage.run(ws, state, work, advance)
             else:
-                stage.run(ws, state, work, lambda n: None)
+                shared(ws, stage, state, work, advance)
+            if task is not None:
+                progress.stop_task(task)  # its clock stops, also where there was nothing to do
             ws.group.flush(ws.cache)
             state = stage.derive(ws, state)
     return record(ws, state) if ws.group.leader else None
@@ -79,10 +116,12 @@ def compute(config: Config, cache_dir: str | Path, device: str | None = None, qu
         computed = {kind: sum(c.get(kind, 0) for c in counts) for kind in sorted(set().union(*counts))}
         if ws.group.leader:
             manifest_store.save(cache, config.path, manifest)
-        for path in cache.damaged:
-            log(f"warning: damaged cache entry {path} was recomputed")
+        for warning in cache.warnings:
+            log(f"warning: {warning}")
+        for note in ws.notes if ws.group.leader else ():
+            log(f"note: {note}")
         if ws.skipped and ws.group.leader:
-            log(f"skipped {len(ws.skipped)} image file(s):" + "".join(f"\n  - {n}: {r}" for n, r in ws.skipped))
+            log(skip_summary(list(ws.skipped)))
     return manifest, computed
 
 
@@ -139,7 +178,7 @@ def status(config: Config, cache_dir: str | Path) -> list[str]:
                 pending.add(stage.name)
             else:
                 state = stage.derive(ws, state)
+        lines += [f"note: {note}" for note in ws.notes] + [f"warning: {warning}" for warning in cache.warnings]
         if ws.skipped:
-            lines.append(f"{len(ws.skipped)} image file(s) will be skipped: "
-                         + ", ".join(f"{name} ({reason})" for name, reason in ws.skipped))
+            lines.append(skip_summary(list(ws.skipped)).replace("skipped", "will skip", 1))
     return lines

@@ -11,10 +11,12 @@ what later stages plan from (the mapped neurons, the top patches) to the
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..errors import SitegenError
+from ..store.cache import Expect
 
 if TYPE_CHECKING:
     from .stages.selection import TopPatches
@@ -77,9 +79,13 @@ class EntryStage(Stage):
             ws.count(self.counted)
             advance(1)
 
+    def expect(self, ws: Workspace, state: State, work: Any) -> Expect:
+        """What the entry of ``work``'s arrays must be (``Cache.get``)."""
+        return {}
+
     def value(self, ws: Workspace, state: State, work: Any) -> dict[str, Any]:
-        """The entry of ``work``, computed again if it was damaged since the stage wrote it."""
-        entry = ws.cache.get(self.kind, self.key(ws, state, work))
+        """The entry of ``work``, computed again if it was damaged (or found wrong) since the stage wrote it."""
+        entry = ws.cache.get(self.kind, self.key(ws, state, work), expect=self.expect(ws, state, work))
         if entry is None:
             entry = self.entry(ws, state, work)
             ws.cache.put(self.kind, self.key(ws, state, work), entry)
@@ -91,17 +97,27 @@ class EntryStage(Stage):
         return super().describe(ws, state, work)
 
 
+IDENTITY = ("item", "items", "featured", "layer", "index", "root", "statistic")
+
+
+def identity(work: Any) -> str:
+    """What a piece of work is about (its ``IDENTITY`` fields), without what it still lacks: its neurons,
+    methods or layers to do shrink as parts of it are written, while the lock that claims it must not change."""
+    return repr([(spec.name, getattr(work, spec.name)) for spec in dataclasses.fields(work) if spec.name in IDENTITY])
+
+
 def missing(ws: Workspace, kind: str, key: str, neurons: Sequence[int], member: Callable[[int], str]) -> list[int]:
     """The ``neurons`` whose member the entry lacks."""
     names = ws.cache.names(kind, key)
     return [n for n in neurons if member(n) not in names]
 
 
-def require(ws: Workspace, kind: str, key: str, arrays_only: bool = False) -> dict[str, Any]:
-    """An entry that an earlier stage wrote (its arrays alone, if asked); a damaged one is removed, and the
-    next build computes it again."""
-    entry = ws.cache.get(kind, key, arrays_only)
+def require(ws: Workspace, kind: str, key: str, arrays_only: bool = False, expect: Expect | None = None
+            ) -> dict[str, Any]:
+    """An entry that an earlier stage wrote (its arrays alone, if asked), checked against ``expect``; a
+    damaged or wrong one is removed, and the next build computes it again."""
+    entry = ws.cache.get(kind, key, arrays_only, expect)
     if entry is None:
-        raise SitegenError(f"cache entry {kind}/{key} was damaged and has been removed; run `sitegen compute` "
-                           f"again to recompute it")
+        raise SitegenError(f"cache entry {kind}/{key} was damaged or wrong and has been removed; run "
+                           f"`sitegen compute` again to recompute it")
     return entry

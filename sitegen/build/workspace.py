@@ -14,7 +14,7 @@ import hashlib
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
@@ -46,6 +46,33 @@ def pick_device(choice: str) -> torch.device:
     return device
 
 
+def _check(config: Config, cache: Cache, keep: bool) -> tuple:
+    """The images, the model and its layers, every problem with them found before one is reported (and
+    before the image checks are cached, with ``keep``)."""
+    problems: list[str] = []
+    notes: list[str] = []
+    featured, probe, skipped, checks = loading.collect_items(config, cache, problems, notes)
+    model = layers = None
+    try:
+        model = load_configured_model(config)
+    except SitegenError as error:
+        problems.append(str(error))
+        if config.model.weights != "none":  # the layers can still be checked on the architecture
+            with contextlib.suppress(SitegenError):
+                model = load_configured_model(replace(config, model=replace(config.model, weights="none")))
+    if model is not None:
+        try:
+            layers = resolve_layers(config, model)
+        except SitegenError as error:
+            problems.append(str(error))
+    if problems:
+        raise SitegenError(problems[0] if len(problems) == 1 else
+                           f"{len(problems)} problems with {config.path}:\n" + "\n".join(problems))
+    if keep:
+        loading.keep_checks(cache, checks)
+    return featured, probe, skipped, notes, model, layers
+
+
 @dataclass(frozen=True)
 class Workspace:
     config: Config
@@ -61,6 +88,7 @@ class Workspace:
     quiet: bool
     log: Callable[[str], None]
     encoder: ThreadPoolExecutor | None = None  # pictures encode on it while a build runs
+    notes: tuple[str, ...] = ()  # image patterns cut short
     tally: Counter = field(default_factory=Counter)  # what was computed, by kind
     _exact: dict[str, bool] = field(default_factory=dict)  # layer path -> whether its crops are exact
 
@@ -73,15 +101,13 @@ class Workspace:
         group = Group(chosen)
         try:
             chosen = group.device(chosen)
-            featured, probe, skipped = loading.collect_items(config, cache)
-            model = load_configured_model(config)
+            featured, probe, skipped, notes, model, layers = _check(config, cache, keep=encode and group.leader)
             model.module.to(chosen)
-            layers = resolve_layers(config, model)
             with contextlib.ExitStack() as stack:
                 encoder = stack.enter_context(ThreadPoolExecutor(os.cpu_count() or 1)) if encode else None
                 yield Workspace(config, cache, chosen, group, model, layers, dict(model.module.named_modules()),
                                 tuple(featured), tuple(probe), tuple(skipped), quiet or not group.leader, log,
-                                encoder)
+                                encoder, tuple(notes))
         finally:
             group.close()
 

@@ -17,7 +17,7 @@ class Atlas:
     def __init__(self, manifest: Manifest, config: Config):
         self.manifest = manifest
         self.config = config
-        self.content = Content(config.root)
+        self.content = Content(config.root, config.site.raw_html)
         self.assets = Assets()
         self.layers = manifest.layers
         self._index = {layer.name: index for index, layer in enumerate(self.layers)}

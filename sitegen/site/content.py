@@ -9,10 +9,13 @@ import markdown as md
 
 from ..config import Config
 from ..images import expand
+from .sanitize import sanitize
 
 
-def render_markdown(text: str) -> str:
-    return md.markdown(text, extensions=["extra", "sane_lists"], output_format="html")
+def render_markdown(text: str, raw_html: bool = False) -> str:
+    """Markdown as HTML, cut down to a safe subset (``sanitize.py``) unless ``raw_html``."""
+    markup = md.markdown(text, extensions=["extra", "sane_lists"], output_format="html")
+    return markup if raw_html else sanitize(markup)
 
 
 def split_label(text: str) -> tuple[str, str]:
@@ -26,15 +29,16 @@ def split_label(text: str) -> tuple[str, str]:
 class Content:
     """The content folder (the config's own folder)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, raw_html: bool = False):
         self.root = root
+        self.raw_html = raw_html
 
     def note(self, *parts: str) -> tuple[str, str]:
         """(label, HTML) of the note at ``parts`` under the folder; empty strings if there is none."""
         path = self.root.joinpath(*parts)
         if path.is_file():
             label, text = split_label(path.read_text(encoding="utf-8"))
-            return label, render_markdown(text) if text else ""
+            return label, render_markdown(text, self.raw_html) if text else ""
         return "", ""
 
     def pages(self) -> list[tuple[str, str, str]]:
@@ -45,7 +49,7 @@ class Content:
             if path.name in ("index.md", "about.md"):
                 continue
             label, text = split_label(path.read_text(encoding="utf-8"))
-            found.append((path.stem, label or path.stem, render_markdown(text)))
+            found.append((path.stem, label or path.stem, render_markdown(text, self.raw_html)))
         return found
 
 

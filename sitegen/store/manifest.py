@@ -257,11 +257,11 @@ def load(data: Any) -> Manifest:
 
 def save(cache: Cache, config_path: Path, manifest: Manifest) -> None:
     """Record the manifest of the config at ``config_path`` in the cache."""
-    cache.write_json(manifest_name(config_path), dump(manifest))
+    cache.write_json(manifest_name(config_path, cache.root), dump(manifest))
 
 
 def read(cache: Cache, config_path: Path) -> Manifest | None:
     """The manifest last recorded for the config at ``config_path``; None if there is none, ValueError if it
     is of an older format."""
-    data = cache.read_json(manifest_name(config_path))
+    data = cache.read_json(manifest_name(config_path, cache.root))
     return None if data is None else load(data)

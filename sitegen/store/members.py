@@ -16,6 +16,8 @@ EXCITATIONS = "optcheck"
 RECEPTIVE_FIELDS = "erf"
 MAPS = "maps"  # activation maps of the featured images
 TREES = "tree"  # a node of a featured image's tree: one entry per path
+KINDS = (ACTIVATIONS, PREDICTIONS, PHOTOS, PICTURES, EDGES, PATCHES, OPTIMIZED, IMAGE_CHECKS, STATISTICS,
+         SPECIFICITIES, EXCITATIONS, RECEPTIVE_FIELDS, MAPS, TREES)
 
 # activations of one featured view ([C]) or of a chunk of probe views ([n, C])
 VALUES = "values.npy"
@@ -100,3 +102,21 @@ def array(name: str) -> str:
 def arrays(entry: dict) -> dict:
     """A statistics entry's arrays, by name."""
     return {member.removesuffix(".npy"): value for member, value in entry.items()}
+
+
+def expect(kind: str, channels: int | None = None, lower: int | None = None, rows: bool = False) -> dict:
+    """What an entry's arrays must be, for readers to check (``Cache.get``'s ``expect``): ``channels`` of its
+    layer, ``lower`` of the layer below (None: any), ``rows`` for a chunk of probe views' activations."""
+    lead = (None,) if rows else ()
+    return {
+        ACTIVATIONS: {VALUES: ((*lead, channels), "f"), POSITIONS: ((*lead, channels), "i")},
+        PREDICTIONS: {PROBS: ((None,), "f"), CLASSES: ((None,), "i")},
+        PICTURES: {"*-scales.npy": ((2,), "f")},
+        EDGES: {"*.npy": ((lower,), "f")},
+        PATCHES: {"*-scale.npy": ((1,), "f")},
+        MAPS: {MINIMA: ((channels,), "f")},
+        STATISTICS: {"*.npy": ((channels, ...), "")},
+        SPECIFICITIES: {SPECIFICITY: ((channels,), "f")},
+        RECEPTIVE_FIELDS: {SIDES: ((None,), "i")},
+        TREES: {NODE_FACTS: ((6,), "f"), NODE_WEIGHTS: ((lower,), "f")},
+    }.get(kind, {})

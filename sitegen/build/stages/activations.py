@@ -77,8 +77,9 @@ def mine(ws: Workspace, groups: list[tuple[Sequence[Item], Sequence[Layer]]],
 
 def _read(ws: Workspace, key: str, items: Sequence[Item], layer: Layer, featured: bool,
           ) -> tuple[np.ndarray, np.ndarray]:
-    entry = ws.cache.get(members.ACTIVATIONS, key)
-    if entry is None:  # damaged since it was written: compute again
+    entry = ws.cache.get(members.ACTIVATIONS, key, expect=members.expect(members.ACTIVATIONS, layer.count,
+                                                                   rows=not featured))
+    if entry is None:  # damaged (or found wrong) since it was written: compute again
         values, positions = next(mine(ws, [(items, [layer])]))[layer.path]
         if featured:
             values, positions = values[0], positions[0]

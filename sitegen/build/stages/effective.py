@@ -80,6 +80,9 @@ class EffectiveStage(EntryStage):
         patches = [(n, ws.probe[i].digest, ws.probe[i].view.spec, p) for n, i, p in sample(ws, state, work.layer)]
         return ws.key(self.kind, work.layer.path, SHARE, patches)
 
+    def expect(self, ws: Workspace, state: State, work: Effective) -> dict:
+        return members.expect(self.kind)
+
     def entry(self, ws: Workspace, state: State, work: Effective) -> dict:
         layer, by_item = work.layer, {}
         for neuron, index, position in sample(ws, state, layer):

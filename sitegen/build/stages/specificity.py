@@ -69,5 +69,8 @@ class SpecificityStage(EntryStage):
     def key(self, ws: Workspace, state: State, work: Specificity) -> str:
         return specificity_key(ws, state, work.item, work.layer)
 
+    def expect(self, ws: Workspace, state: State, work: Specificity) -> dict:
+        return members.expect(members.SPECIFICITIES, len(state.mapped[work.layer.name]))
+
     def entry(self, ws: Workspace, state: State, work: Specificity) -> dict:
         return {members.SPECIFICITY: specificity(ws, state, work.item, work.layer)}

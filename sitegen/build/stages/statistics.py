@@ -40,6 +40,9 @@ class StatisticsStage(EntryStage):
         arrays = work.statistic.compute(probe_values(ws, work.layer, state.mapped[work.layer.name]), len(ws.probe))
         return {members.array(name): value for name, value in arrays.items()}
 
+    def expect(self, ws: Workspace, state: State, work: Statistic) -> dict:
+        return members.expect(members.STATISTICS, len(state.mapped[work.layer.name]))
+
     def describe(self, ws: Workspace, state: State, work: list[Statistic]) -> str:
         return f"statistics: {len(work)} of {len(ws.layers) * len(stats.STATISTICS)} (layer, statistic) to compute"
 

@@ -151,6 +151,13 @@ def compute_level(ws: Workspace, state: State, item: Item, paths: list[Path]) ->
     return entries
 
 
+def stored(ws: Workspace, state: State, item: Item, path: Path) -> dict | None:
+    """A node's arrays as its entry holds them, checked; None if it is not computed (or found wrong)."""
+    lower = path[-1][0].lower
+    return ws.cache.get(members.TREES, node_key(ws, state, item, path), arrays_only=True,
+                        expect=members.expect(members.TREES, lower=lower and lower.count))
+
+
 class TreesStage(Stage):
     name = "trees"
     title = "trees (featured images x roots)"
@@ -161,8 +168,7 @@ class TreesStage(Stage):
         for item in ws.featured:
             for root in roots(ws, state, item):
                 def known(level: list[Path]) -> list[np.ndarray | None]:
-                    entries = [ws.cache.get(members.TREES, node_key(ws, state, item, path), arrays_only=True)
-                               for path in level]
+                    entries = [stored(ws, state, item, path) for path in level]
                     return [entry.get(members.NODE_WEIGHTS) if entry else None for entry in entries]
                 complete = True
                 for level in levels(ws, state, root, known):
@@ -174,8 +180,7 @@ class TreesStage(Stage):
     def run(self, ws: Workspace, state: State, work: Sequence[Tree], advance: Callable[[int], None]) -> None:
         for w in work:
             def weights_of(level: list[Path]) -> list[np.ndarray | None]:
-                entries = {path: ws.cache.get(members.TREES, node_key(ws, state, w.item, path), arrays_only=True)
-                           for path in level}
+                entries = {path: stored(ws, state, w.item, path) for path in level}
                 missing = [path for path, entry in entries.items() if entry is None]
                 if missing:
                     made = compute_level(ws, state, w.item, missing)

@@ -3,7 +3,9 @@
 The per-neuron loop is the usual way: captum's NeuronGuidedBackprop, one full
 forward and backward per neuron (captum hooks ReLU modules, so its model copy
 gets out-of-place ReLUs).  sitegen's engine batches neurons and, where the
-receptive field is smaller than the image, computes each neuron on its crop.
+receptive field is smaller than the image, computes each neuron on its crop;
+the public ``sitegen.visualize`` runs on it too (finding the crops and the
+positions itself, which the engine column is given).
 Both run on the same machine in one run (best of three each), on randomly
 initialised AlexNet and a generated 224 px image; the results are compared.
 On a GPU both run there, in strict float32 and then with TF32 allowed (as
@@ -20,6 +22,7 @@ from functools import partial
 import torch
 from torch import nn
 
+import sitegen
 from sitegen.engine.geometry import receptive_fields
 from sitegen.engine.passes import activations, crops_are_exact, gradients
 from sitegen.model.registry import load_model
@@ -67,7 +70,8 @@ def main() -> None:
     image = torch.randn(3, 224, 224).to(device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"on {where}")
-    print(f"{'layer':<6} {'neurons':>7} {'per-neuron loop':>16} {'sitegen':>8} {'speed-up':>9} {'max rel diff':>13}")
+    print(f"{'layer':<6} {'neurons':>7} {'per-neuron loop':>16} {'engine':>8} {'speed-up':>9} {'API':>7} "
+          f"{'speed-up':>9} {'max rel diff':>13}")
     for tf32 in ([False, True] if device.type == "cuda" else [False]):
         set_tf32(tf32)
         if tf32:
@@ -89,10 +93,13 @@ def compare(model: nn.Module, image: torch.Tensor) -> None:
         fast, ours = best_of(3, partial(gradients, model, image, path, module, neurons, where, ["guided"], batch,
                                         geometry if crops else None, width))
         ours = ours["guided"]
+        api, public = best_of(3, partial(sitegen.visualize, model, image[None], name, neurons, "guided"))
         slow, theirs = best_of(3, partial(captum_loop, model, image, path, neurons, where, width))
         scale = theirs.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-12)
-        diff = ((ours - theirs).abs() / scale).max().item()
-        print(f"{name:<6} {count:>7} {slow:>15.2f}s {fast:>7.2f}s {slow / fast:>8.1f}x {diff:>13.1e}")
+        diff = max(((ours - theirs).abs() / scale).max().item(),
+                   ((public[0].to(theirs.device) - theirs).abs() / scale).max().item())
+        print(f"{name:<6} {count:>7} {slow:>15.2f}s {fast:>7.2f}s {slow / fast:>8.1f}x {api:>6.2f}s "
+              f"{slow / api:>8.1f}x {diff:>13.1e}")
 
 
 if __name__ == "__main__":

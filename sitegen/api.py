@@ -45,7 +45,7 @@ def _steps(model: nn.Module, paths: Sequence[Sequence[tuple[str, int]]]) -> list
 
 
 def visualize(model: nn.Module, images: torch.Tensor, layer: str, neurons: Sequence[int],
-              method: str = "guided", batch_size: int = 32) -> torch.Tensor:
+              method: str = "guided", batch_size: int | None = None) -> torch.Tensor:
     """Visualizations ``[N, len(neurons), 3, H, W]`` of ``neurons`` of ``layer`` on ``images``.
 
     ``images`` is a preprocessed float tensor ``[N, 3, H, W]``; ``layer`` a
@@ -53,7 +53,10 @@ def visualize(model: nn.Module, images: torch.Tensor, layer: str, neurons: Seque
     ``method`` one of "guided", "deconv", "gradient".  Each result is the
     gradient of the neuron's activation at its position (the first maximum
     over positions) with respect to the input, every ReLU's backward replaced
-    as the method says.  The model is left as it was given.
+    as the method says.  It runs on the atlas's engine: each neuron on its
+    receptive field's crop where that gives the whole image's numbers,
+    ``batch_size`` neurons per pass (by default 256 on a GPU, 16 on a CPU).
+    The model is left as it was given.
     """
     if method not in RULE_METHODS:
         raise SitegenError(f"unknown method {method!r}; expected one of {', '.join(RULE_METHODS)}")
@@ -63,7 +66,7 @@ def visualize(model: nn.Module, images: torch.Tensor, layer: str, neurons: Seque
 
 
 def edges(model: nn.Module, images: torch.Tensor, lower: str, upper: str, neurons: Sequence[int],
-          batch_size: int = 32) -> torch.Tensor:
+          batch_size: int | None = None) -> torch.Tensor:
     """Edge weights ``[N, len(neurons), C_lower]`` from every neuron of ``lower`` to ``neurons`` of ``upper``.
 
     ``w_ij(x) = sum over positions of A_j(x) * d a_i(x) / d A_j(x)``: activation
@@ -98,7 +101,7 @@ def optimize(model: nn.Module, layer: str, neurons: Sequence[int], steps: int = 
 
 
 def visualize_paths(model: nn.Module, images: torch.Tensor, paths: Sequence[Sequence[tuple[str, int]]],
-                    method: str = "guided", batch_size: int = 32) -> torch.Tensor:
+                    method: str = "guided", batch_size: int | None = None) -> torch.Tensor:
     """Path pictures ``[N, len(paths), 3, H, W]`` (DESIGN §2).
 
     A path is a list of ``(layer, neuron)`` pairs, root first, each next layer

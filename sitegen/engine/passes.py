@@ -16,7 +16,7 @@ from torch import nn
 from ..errors import SitegenError
 from ..methods import TRUE_GRADIENT
 from .capture import capture, inference_state, model_device
-from .geometry import Geometry
+from .geometry import Geometry, receptive_fields
 from .rules import RULES, backward_rule, current_rule, relu_rules
 
 
@@ -309,26 +309,49 @@ def crops_are_exact(model: nn.Module, image: torch.Tensor, name: str, module: nn
     return bool(((full - crop).abs().amax(dim=(1, 2, 3)) <= tolerance * scale).all())
 
 
+def batch_for(device: torch.device) -> int:
+    """Copies of an image per pass where the caller does not say: a GPU wants large batches, a CPU's caches
+    small ones (bench/visualize.py)."""
+    return 256 if device.type == "cuda" else 16
+
+
+def crop_plan(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module) -> tuple[Geometry | None, int]:
+    """The geometry for receptive-field crops of the layer's neurons on images of ``image``'s size, once
+    checked to give the whole image's numbers (else None), and the width of the layer's map."""
+    size = (image.shape[-2], image.shape[-1])
+    geometry = receptive_fields(model, {name: module}, size)[name]
+    with inference_state(model), torch.no_grad():
+        out = capture(model, image.to(model_device(model))[None], {name: module})[name]
+    width = out.shape[-1] if out.dim() == 4 else 1
+    return (geometry if crops_are_exact(model, image, name, module, geometry) else None), width
+
+
 def visualize(model: nn.Module, images: torch.Tensor, name: str, module: nn.Module,
-              neurons: Sequence[int], methods: Sequence[str], batch_size: int = 32) -> dict[str, torch.Tensor]:
-    """``{method: [N, len(neurons), 3, H, W]}``: each neuron at its own position on each image."""
+              neurons: Sequence[int], methods: Sequence[str], batch_size: int | None = None
+              ) -> dict[str, torch.Tensor]:
+    """``{method: [N, len(neurons), 3, H, W]}``: each neuron at its own position on each image, through the
+    atlas's engine (receptive-field crops where they are exact)."""
     neurons = list(neurons)
-    acts = activations(model, images, {name: module}, batch_size)
-    _, positions = acts[name]
+    batch_size = batch_size or batch_for(model_device(model))
+    _, positions = activations(model, images, {name: module}, batch_size)[name]
+    geometry, width = crop_plan(model, images[0], name, module)
     per_image = []
     for index in range(images.shape[0]):
         where = positions[index, neurons].tolist()
-        per_image.append(gradients(model, images[index], name, module, neurons, where, methods, batch_size))
+        per_image.append(gradients(model, images[index], name, module, neurons, where, methods, batch_size,
+                                   geometry, width))
     return {method: torch.stack([grads[method] for grads in per_image]) for method in methods}
 
 
 def edges(model: nn.Module, images: torch.Tensor, name: str, module: nn.Module, lower: nn.Module,
-          neurons: Sequence[int], batch_size: int = 32) -> torch.Tensor:
+          neurons: Sequence[int], batch_size: int | None = None) -> torch.Tensor:
     """``[N, len(neurons), C_lower]``: edge weights of each upper neuron, at its position, on each image."""
     neurons = list(neurons)
+    batch_size = batch_size or batch_for(model_device(model))
     _, positions = activations(model, images, {name: module}, batch_size)[name]
+    geometry, width = crop_plan(model, images[0], name, module)
     per_image = [gradients(model, images[n], name, module, neurons, positions[n, neurons].tolist(), [],
-                           batch_size, lower=lower)["edges"] for n in range(images.shape[0])]
+                           batch_size, geometry, width, lower=lower)["edges"] for n in range(images.shape[0])]
     return torch.stack(per_image)
 
 

@@ -23,21 +23,22 @@ from torch.overrides import TorchFunctionMode
 
 from ..methods import RULE_METHODS
 
-# A rule gets the gradient arriving at a ReLU's output and where the ReLU was open (bool: 0 < input, and
-# input < its upper bound for ReLU6), and returns the gradient it passes back to its input.  Each is one or
-# two element-wise passes: they run at every ReLU of every backward pass.
+# A rule gets the gradient arriving at a ReLU's output and ``through``, which passes a gradient through the
+# ReLU as its true backward does, in one native pass (PyTorch's own ReLU backward); it returns the gradient the
+# ReLU passes back to its input.  They run at every ReLU of every backward pass, so each is at most two
+# element-wise passes, the second in place.
 
 
-def _guided(grad: torch.Tensor, open_: torch.Tensor) -> torch.Tensor:
-    return grad.clamp(min=0).mul_(open_)
+def _guided(grad: torch.Tensor, through: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    return through(grad).clamp_(min=0)
 
 
-def _deconv(grad: torch.Tensor, open_: torch.Tensor) -> torch.Tensor:
+def _deconv(grad: torch.Tensor, through: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     return grad.clamp(min=0)
 
 
-def _gradient(grad: torch.Tensor, open_: torch.Tensor) -> torch.Tensor:
-    return grad * open_
+def _gradient(grad: torch.Tensor, through: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    return through(grad)
 
 
 def _redirected(grad: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
@@ -65,21 +66,39 @@ REDIRECTED = "redirected"
 _rule = {"method": "gradient"}
 
 
+def _through(saved: torch.Tensor, upper: float | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The true backward of the ReLU from what its forward saved: its output (zero-cost to keep) or, for an
+    in-place ReLU, whose output the model may change later, a bool mask of where it was open."""
+    if saved.dtype == torch.bool:
+        return lambda grad: grad * saved
+    if upper is None:
+        return lambda grad: torch.ops.aten.threshold_backward(grad, saved, 0.0)
+    return lambda grad: torch.ops.aten.hardtanh_backward(grad, saved, 0.0, upper)
+
+
 class _ReLUWithRule(torch.autograd.Function):
-    """max(0, x) (or min(max(0, x), upper)) with a switchable backward.  The forward saves one byte per
-    element, in one pass (two for ReLU6) over its output: where the ReLU was open."""
+    """max(0, x) (or min(max(0, x), upper)) with a switchable backward.  Out of place, the forward is the ReLU
+    alone and keeps its output, as PyTorch's own ReLU does; in place, it changes its input (one pass) and
+    keeps one byte per element of where it was open (one more)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, upper: float | None, fn: Callable[[torch.Tensor], torch.Tensor]):
-        out = fn(x)
-        ctx.redirected = _rule["method"] == REDIRECTED
+    def forward(ctx, x: torch.Tensor, upper: float | None, fn: Callable[[torch.Tensor], torch.Tensor],
+                inplace: bool):
+        ctx.upper, ctx.redirected = upper, _rule["method"] == REDIRECTED
+        if inplace:
+            out = fn(x, True)
+            ctx.mark_dirty(out)
+        else:
+            out = fn(x, False)
         if ctx.redirected:  # which side each closed ReLU is on
             state = -(out <= 0).to(torch.int8)
             if upper is not None:
                 state += (out >= upper).to(torch.int8)
             ctx.save_for_backward(state)
-        else:
+        elif inplace:
             ctx.save_for_backward(out > 0 if upper is None else (out > 0) & (out < upper))
+        else:
+            ctx.save_for_backward(out)
         return out
 
     @staticmethod
@@ -87,10 +106,11 @@ class _ReLUWithRule(torch.autograd.Function):
         (saved,) = ctx.saved_tensors
         method = _rule["method"]
         if ctx.redirected:
-            return (_redirected(grad, saved) if method == REDIRECTED else RULES[method](grad, saved == 0)), None, None
+            rule = _redirected(grad, saved) if method == REDIRECTED else RULES[method](grad, _through(saved == 0, None))
+            return rule, None, None, None
         if method == REDIRECTED:
             raise RuntimeError("the redirected rule must be in force during the forward pass too")
-        return RULES[method](grad, saved), None, None
+        return RULES[method](grad, _through(saved, ctx.upper)), None, None, None
 
 
 def arg(args: tuple, kwargs: dict, index: int, name: str, default):
@@ -111,7 +131,7 @@ _RELU_FUNCS = {
 
 
 def _relu_call(func, args: tuple, kwargs: dict):
-    """If ``func(*args, **kwargs)`` is a ReLU-like call, return (x, upper, inplace, plain_fn)."""
+    """If ``func(*args, **kwargs)`` is a ReLU-like call, return (x, upper, inplace, plain_fn(x, inplace))."""
     name = getattr(func, "__name__", None)
     if name not in _RELU_FUNCS or not args or not isinstance(args[0], torch.Tensor):
         return None
@@ -119,14 +139,14 @@ def _relu_call(func, args: tuple, kwargs: dict):
     inplace_index, always_inplace = _RELU_FUNCS[name]
     inplace = always_inplace or bool(arg(args, kwargs, inplace_index, "inplace", False))
     if name.startswith("relu6"):
-        return x, 6.0, inplace, F.relu6
+        return x, 6.0, inplace, lambda t, in_place: F.hardtanh(t, 0.0, 6.0, in_place)
     if name.startswith("hardtanh"):
         low = float(arg(args, kwargs, 1, "min_val", -1.0))
         high = float(arg(args, kwargs, 2, "max_val", 1.0))
         if low != 0.0:  # not a ReLU: keep its true gradient
             return None
-        return x, high, inplace, lambda t: F.hardtanh(t, 0.0, high)
-    return x, None, inplace, torch.relu
+        return x, high, inplace, lambda t, in_place: F.hardtanh(t, 0.0, high, in_place)
+    return x, None, inplace, lambda t, in_place: torch.relu_(t) if in_place else torch.relu(t)
 
 
 class _RuleMode(TorchFunctionMode):
@@ -136,11 +156,7 @@ class _RuleMode(TorchFunctionMode):
         if call is None or not torch.is_grad_enabled():
             return func(*args, **kwargs)
         x, upper, inplace, plain = call
-        out = _ReLUWithRule.apply(x, upper, plain)
-        if inplace:
-            x.copy_(out)
-            return x
-        return out
+        return _ReLUWithRule.apply(x, upper, plain, inplace)
 
 
 @contextlib.contextmanager

@@ -149,3 +149,24 @@ def test_rendering_needs_no_torch(tmp_path):
     subprocess.run([sys.executable, "-c", script], check=True)
     neuron = (tmp_path / "site" / "layers" / "conv" / "1.html").read_text()
     assert "Hand-made &lt;atlas&gt;" in neuron and "Activation over 3 probe views" in neuron
+
+
+def test_a_layer_of_many_neurons_is_split_into_linked_pages(tmp_path, monkeypatch):
+    from sitegen.render import render
+    from sitegen.site.pages import layer
+
+    monkeypatch.setattr(layer, "PER_PAGE", 3)
+    config = parse('[layers]\nuse = ["conv", "fc"]\n', tmp_path / "atlas.toml")
+    site = build_site_model(handmade.manifest(), config)
+    parts = [pages(site)[path] for path in ("layers/conv.html", "layers/conv/part-2.html")]
+    assert [[tile["neuron"] for tile in part.context["tiles"]] for part in parts] == [[0, 1, 2], [3]]
+    assert parts[1].title == "Layer conv, neurons 3 to 3" and parts[1].context["notes"] == ""
+    assert pages(site)["layers/fc.html"].context["parts"] == []  # two neurons: one page
+
+    class NoCache:
+        def get(self, kind, key):
+            return {asset.member: b"x" for asset in site.assets if asset.key == key}
+
+    render(site, tmp_path / "out", NoCache())
+    second = (tmp_path / "out" / "layers" / "conv" / "part-2.html").read_text()
+    assert '<a href="../conv.html">0–2</a>' in second and 'aria-current="page">3–3</a>' in second

@@ -18,8 +18,9 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", text) or "_"
 
 
-def layer_url(layer: str) -> str:
-    return f"layers/{safe_name(layer)}.html"
+def layer_url(layer: str, part: int = 0) -> str:
+    """A layer's page, or its ``part``-th page of tiles after the first (a layer of many neurons)."""
+    return f"layers/{safe_name(layer)}.html" if part == 0 else f"layers/{safe_name(layer)}/part-{part + 1}.html"
 
 
 def neuron_url(layer: str, neuron: int) -> str:

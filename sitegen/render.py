@@ -20,7 +20,7 @@ import jinja2
 
 from .errors import SitegenError
 from .site.model import SiteModel
-from .store.cache import Cache
+from .store.cache import Cache, as_umask_allows
 from .store.locks import held
 
 RECORD = ".sitegen-files"  # what sitegen wrote into the folder, one path a line
@@ -83,6 +83,7 @@ class Writer:
             target.parent.mkdir(parents=True, exist_ok=True)
         handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMP)
         try:
+            as_umask_allows(handle)
             with os.fdopen(handle, "wb") as raw:
                 raw.write(data)
             os.replace(temp, target)
@@ -103,6 +104,7 @@ class Writer:
 
     def _record(self, files: set[str]) -> None:
         handle, temp = tempfile.mkstemp(dir=self.out, prefix=f"{RECORD}.", suffix=TEMP)
+        as_umask_allows(handle)
         with os.fdopen(handle, "w", encoding="utf-8") as record:
             record.write("".join(f"{rel}\n" for rel in sorted(files)))
         os.replace(temp, self.out / RECORD)
@@ -133,8 +135,8 @@ class Writer:
 
 def check_out_dir(out: Path) -> None:
     """Refuse to write into a non-empty folder that sitegen did not make."""
-    if out.exists() and (not out.is_dir() or (not (out / RECORD).is_file()
-                                              and any(p.name != LOCK for p in out.iterdir()))):
+    if out.exists() and (not out.is_dir() or (not (out / RECORD).is_file() and any(
+            p.name != LOCK and not p.name.endswith(TEMP) for p in out.iterdir()))):  # another render's first steps
         raise SitegenError(f"output folder {str(out)!r} is not empty and was not made by sitegen; "
                            f"choose another --out or empty it")
 

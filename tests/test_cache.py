@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from sitegen.store.cache import Cache, is_cache, make_key
+from sitegen.store.cache import COMPUTE_VERSION, Cache, is_cache, make_key
 
 
 def test_keys_hash_exactly_their_parts():
@@ -67,7 +67,8 @@ def test_an_entry_copied_over_another_is_caught_by_its_key(tmp_path):
     cache.put("vis", two, {"0.webp": b"two"})
     cache.path("vis", two).write_bytes(cache.path("vis", one).read_bytes())
     assert cache.get("vis", two) is None and cache.names("vis", two) == set()
-    assert cache.warnings == [f"cache entry vis/{two} holds vis/{one} of version 3: removed, and computed again"]
+    assert cache.warnings == [f"cache entry vis/{two} holds vis/{one} of version {COMPUTE_VERSION}: removed, and "
+                              f"computed again"]
     assert not cache.path("vis", two).exists() and cache.get("vis", one) == {"0.webp": b"one"}
     cache.put("acts", two, {"values.npy": np.zeros(3, np.float32)})  # the same key under another kind
     cache.path("vis", two).parent.mkdir(parents=True, exist_ok=True)

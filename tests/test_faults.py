@@ -101,6 +101,9 @@ def test_two_renders_into_one_folder_both_succeed(tmp_path):
             finished(process)
         assert files(tmp_path / "site") == files(tmp_path / "site-one")
         assert not [p for p in (tmp_path / "site").rglob("*") if p.name.endswith(".sitegen-tmp")]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert {p.stat().st_mode & 0o777 for p in (tmp_path / "site").rglob("*.html")} == {0o666 & ~mask}
 
 
 def test_two_builds_on_one_cache_compute_each_entry_once(tmp_path):

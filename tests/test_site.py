@@ -72,7 +72,9 @@ def test_a_neuron_page_shows_its_records(site):
 
 def test_assets_name_their_cache_members(site):
     assert Asset("assets/patches/conv/1/1-gb.webp", "patch", "patch-1", "1-gb.webp") in site.assets
-    assert Asset("assets/patches/conv/1/p99-img.webp", "patch", "patch-2", "1-img.webp") in site.assets
+    # a patch's photo is one file per view and box, whichever neurons show it
+    assert Asset("assets/patches/conv/views/2-img_0_0_2_2.webp", "patch", "patch-2", "img_0_0_2_2.webp") \
+        in site.assets
     assert Asset("assets/vis/conv/3/cat-guided-box.webp", "vis", "vis-conv-guided", "3-box.webp") in site.assets
     assert Asset("assets/optimized/fc/2.png", "opt", "opt-fc", "2.png") in site.assets
     assert Asset("assets/photos/cat.jpg", "photo", "photo-cat", "photo.jpg") in site.assets
@@ -99,7 +101,7 @@ def test_manifest_json_and_the_search_index(site):
     assert fc["optimize"]["neurons"]["2"] == {"own": 22.0, "other": 7.0, "probe": 9.0}
     assert fc["neurons"][0]["top_patches"][0] == {"rank": 1, "value": 9.0, "box": [0, 0, 2, 2],
                                                   "source": "photos/cat.png", "view": "whole image", "scale": 0.5,
-                                                  "photo": "assets/patches/fc/0/1-img.webp",
+                                                  "photo": "assets/patches/fc/views/0-img_0_0_2_2.webp",
                                                   "guided": "assets/patches/fc/0/1-gb.webp"}
     conv = data["layers"][0]["neurons"][2]
     assert conv["featured"][0] == {"image": "photos/cat.png", "method": "guided", "scale": 0.1, "zoom_scale": 0.2,

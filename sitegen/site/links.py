@@ -59,10 +59,13 @@ class Assets:
 
     def patch(self, layer: str, neuron: int, patch: PatchRecord, which: str) -> str:
         """A patch's photo (``which`` "img") or its guided-backprop picture ("gb")."""
+        if which == "img":  # one file per view and box, whichever neurons show it
+            member = members.patch_photo(patch.box)
+            return self._add(f"assets/patches/{safe_name(layer)}/views/{patch.item}-{member}", members.PATCHES,
+                             patch.key, member)
         name = patch.rank if patch.rank is not None else f"p{patch.percentile:g}"
-        member = members.patch_photo(neuron) if which == "img" else members.patch_guided(neuron)
-        return self._add(f"assets/patches/{safe_name(layer)}/{neuron}/{name}-{which}.webp", members.PATCHES,
-                         patch.key, member)
+        return self._add(f"assets/patches/{safe_name(layer)}/{neuron}/{name}-gb.webp", members.PATCHES, patch.key,
+                         members.patch_guided(neuron))
 
     def activation_map(self, featured: FeaturedRecord, layer: str, neuron: int) -> str:
         return self._add(f"assets/maps/{safe_name(layer)}/{neuron}/{featured.slug}.webp", members.MAPS,

@@ -37,7 +37,7 @@ import numpy as np
 from .locks import held, slot
 
 # Bump when a change to the compute code changes what it produces.
-COMPUTE_VERSION = 3
+COMPUTE_VERSION = 4
 ENTRY = "entry.json"  # the member that names the entry
 MARKER = "CACHEDIR.TAG"
 MARKER_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -49,6 +49,14 @@ MANIFESTS = "manifests"
 # shape None matches any length and a ... first or last any further axes there; the kind is numpy's ('f'
 # float, 'i' signed integer; "" any)
 Expect = Mapping[str, tuple[tuple, str]]
+
+
+def as_umask_allows(handle: int) -> None:
+    """Give a file made by ``tempfile.mkstemp`` (readable by its owner alone) the mode that ``open`` would:
+    a site must be readable by the web server, a shared cache by the group."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.fchmod(handle, 0o666 & ~mask)
 
 
 def make_key(*parts: Any) -> str:
@@ -185,6 +193,7 @@ class Cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".zip")
         try:
+            as_umask_allows(handle)
             with os.fdopen(handle, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as archive:
                 archive.writestr(ENTRY, json.dumps({"kind": kind, "key": key, "version": COMPUTE_VERSION}))
                 for name, value in members.items():
@@ -221,6 +230,7 @@ class Cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
         try:
+            as_umask_allows(handle)
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 out.write(text)
             os.replace(temp, path)

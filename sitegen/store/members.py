@@ -63,9 +63,10 @@ def photo_zoom(neuron: int) -> str:
     return f"{neuron}-img.webp"
 
 
-def patch_photo(neuron: int) -> str:
-    """A patch: the probe view's photo cut to the neuron's receptive field (patches entry)."""
-    return f"{neuron}-img.webp"
+def patch_photo(box: tuple[int, int, int, int]) -> str:
+    """A patch's photo: the probe view cut to a box (patches entry).  Named by the box, not the neuron: every
+    neuron that looks at the same part of the view shows the same file (all of a flat layer's do)."""
+    return "img_{}_{}_{}_{}.webp".format(*box)
 
 
 def patch_guided(neuron: int) -> str:

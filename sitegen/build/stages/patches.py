@@ -75,8 +75,11 @@ class PatchesStage(Stage):
                 boxes = [patch_box(ws, state, layer, int(position)) for position in w.positions]
                 shown, scales = display(cut_gradients(result[GUIDED], boxes), PATCH_SIDE)
                 jobs, written = {}, {}
+                stored = ws.cache.names(members.PATCHES, patches_key(ws, state, item, layer))
                 for k, neuron in enumerate(w.neurons):
-                    jobs[members.patch_photo(neuron)] = (fit(cut(pixels, boxes[k]), PATCH_SIDE), "patch")
+                    photo = members.patch_photo(boxes[k])
+                    if photo not in stored and photo not in jobs:
+                        jobs[photo] = (fit(cut(pixels, boxes[k]), PATCH_SIDE), "patch")
                     jobs[members.patch_guided(neuron)] = (shown[k], "picture")
                     written[members.patch_scale(neuron)] = np.array([scales[k]], dtype=np.float32)
                 ws.write(members.PATCHES, patches_key(ws, state, item, layer), {**ws.encode_many(jobs), **written},

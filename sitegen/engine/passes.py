@@ -7,6 +7,7 @@ is batched and runs on whatever device the model's parameters are on.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -315,15 +316,22 @@ def batch_for(device: torch.device) -> int:
     return 256 if device.type == "cuda" else 16
 
 
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {(layer, H, W): crop plan}
+
+
 def crop_plan(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module) -> tuple[Geometry | None, int]:
     """The geometry for receptive-field crops of the layer's neurons on images of ``image``'s size, once
-    checked to give the whole image's numbers (else None), and the width of the layer's map."""
+    checked to give the whole image's numbers (else None), and the width of the layer's map.  Both follow
+    from the architecture alone, so they are kept for the model's later calls."""
     size = (image.shape[-2], image.shape[-1])
-    geometry = receptive_fields(model, {name: module}, size)[name]
-    with inference_state(model), torch.no_grad():
-        out = capture(model, image.to(model_device(model))[None], {name: module})[name]
-    width = out.shape[-1] if out.dim() == 4 else 1
-    return (geometry if crops_are_exact(model, image, name, module, geometry) else None), width
+    plans = _PLANS.setdefault(model, {})
+    if (name, *size) not in plans:
+        geometry = receptive_fields(model, {name: module}, size)[name]
+        with inference_state(model), torch.no_grad():
+            out = capture(model, image.to(model_device(model))[None], {name: module})[name]
+        width = out.shape[-1] if out.dim() == 4 else 1
+        plans[(name, *size)] = (geometry if crops_are_exact(model, image, name, module, geometry) else None), width
+    return plans[(name, *size)]
 
 
 def visualize(model: nn.Module, images: torch.Tensor, name: str, module: nn.Module,

@@ -31,10 +31,12 @@ test: $(STAMP) chromium
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(PY) bench/visualize.py
+	$(PY) bench/rules.py
 	$(PY) bench/mining.py
 	$(PY) bench/edges.py
 	$(PY) bench/trees.py
 	$(PY) bench/build.py
+	$(PY) bench/scale.py
 
 clean:
 	-$(VENV)/bin/sitegen clean --out site

@@ -172,3 +172,4 @@ def test_a_layer_of_many_neurons_is_split_into_linked_pages(tmp_path, monkeypatc
     render(site, tmp_path / "out", NoCache())
     second = (tmp_path / "out" / "layers" / "conv" / "part-2.html").read_text()
     assert '<a href="../conv.html">0–2</a>' in second and 'aria-current="page">3–3</a>' in second
+    assert pages(site)["layers/conv/3.html"].context["layer_page"] == "layers/conv/part-2.html"

@@ -6,8 +6,9 @@ from __future__ import annotations
 from ... import stats
 from ...store.manifest import LayerRecord, NeuronRecord
 from ..atlas import Atlas
-from ..links import image_url, neuron_url
+from ..links import image_url, layer_url, neuron_url
 from ..model import Page
+from . import layer as layer_pages
 
 
 def featured_rows(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> list[dict]:
@@ -83,6 +84,7 @@ def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
     following = mapped[position + 1] if position + 1 < len(mapped) else None
     return Page(neuron_url(name, neuron), "neuron.html", f"{name}/{neuron}", {
         "layer": atlas.layer_summary(layer), "neuron": neuron, "label": label, "notes": notes,
+        "layer_page": layer_url(name, position // layer_pages.PER_PAGE),  # the page of the layer's tiles that has this one
         "rows": featured_rows(atlas, layer, record), "methods": atlas.methods(layer),
         "stats": [{"name": stat.NAME, "context": stat.context(record.stats[stat.NAME])}
                   for stat in stats.STATISTICS if stat.NAME in record.stats],

@@ -122,7 +122,7 @@ def visualize_paths(model: nn.Module, images: torch.Tensor, paths: Sequence[Sequ
 
 
 def path_edges(model: nn.Module, images: torch.Tensor, paths: Sequence[Sequence[tuple[str, int]]], lower: str,
-               batch_size: int = 32) -> torch.Tensor:
+               batch_size: int | None = None) -> torch.Tensor:
     """Path weights ``[N, len(paths), C_lower]`` to every neuron of ``lower`` (DESIGN §2).
 
     ``w_j = sum over positions of A_j * g_j``, with ``g`` the true gradient of

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import SitegenError
 from .capture import inference_state, model_device
-from .passes import activations, gradients
+from .passes import activations, batch_for, gradients
 
 
 @dataclass(frozen=True)
@@ -77,13 +77,14 @@ def keep_masks(paths: Sequence[Sequence[Step]]) -> list[tuple[nn.Module, list[in
 
 def path_gradients(model: nn.Module, images: torch.Tensor, paths: Sequence[Sequence[Step]],
                    methods: Sequence[str], lower: nn.Module | None = None,
-                   batch_size: int = 32) -> dict[str, torch.Tensor]:
+                   batch_size: int | None = None) -> dict[str, torch.Tensor]:
     """``{method: [N, len(paths), 3, H, W]}``, and with ``lower`` ``"edges"``: ``[N, len(paths), C_lower]``.
 
     Paths are grouped by their root's layer; each group's paths go through
     shared passes, each root neuron at its own position on each image.
     """
     device = model_device(model)
+    batch_size = batch_size or batch_for(device)
     results: dict[str, torch.Tensor] = {}
     groups: dict[nn.Module, list[int]] = {}
     for index, path in enumerate(paths):

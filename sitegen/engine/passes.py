@@ -348,7 +348,12 @@ def visualize(model: nn.Module, images: torch.Tensor, name: str, module: nn.Modu
         where = positions[index, neurons].tolist()
         per_image.append(gradients(model, images[index], name, module, neurons, where, methods, batch_size,
                                    geometry, width))
-    return {method: torch.stack([grads[method] for grads in per_image]) for method in methods}
+    return {method: _stacked([grads[method] for grads in per_image]) for method in methods}
+
+
+def _stacked(per_image: list[torch.Tensor]) -> torch.Tensor:
+    """Per-image results as one tensor, without copying a single image's (pictures of a layer are large)."""
+    return per_image[0].unsqueeze(0) if len(per_image) == 1 else torch.stack(per_image)
 
 
 def edges(model: nn.Module, images: torch.Tensor, name: str, module: nn.Module, lower: nn.Module,
@@ -360,7 +365,7 @@ def edges(model: nn.Module, images: torch.Tensor, name: str, module: nn.Module, 
     geometry, width = crop_plan(model, images[0], name, module)
     per_image = [gradients(model, images[n], name, module, neurons, positions[n, neurons].tolist(), [],
                            batch_size, geometry, width, lower=lower)["edges"] for n in range(images.shape[0])]
-    return torch.stack(per_image)
+    return _stacked(per_image)
 
 
 def predictions(model: nn.Module, images: torch.Tensor, k: int = 5, batch_size: int = 32):

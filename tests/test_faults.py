@@ -200,3 +200,32 @@ def test_folder_and_port_errors_are_one_line(tmp_path, monkeypatch):
         result = runner.invoke(app, ["serve", "-o", str(tmp_path / "site"), "--port", str(port)])
     assert result.exit_code == 1 and result.output.count("\n") == 1
     assert f"cannot serve on 127.0.0.1:{port}" in result.output and "choose another --port" in result.output
+
+
+def test_a_piece_its_run_leaves_unfinished_runs_once(tmp_path):
+    """A stage whose run cannot finish a piece must not make the build loop on it."""
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    from sitegen.build.runner import shared
+    from sitegen.build.stage import Stage, State
+
+    @dataclass(frozen=True)
+    class Piece:
+        index: int
+        size: int = 1
+
+    class Stubborn(Stage):
+        name = "stubborn"
+        runs: list = []
+
+        def plan(self, ws, state):
+            return [Piece(0), Piece(1)]
+
+        def run(self, ws, state, work, advance):
+            self.runs.extend(piece.index for piece in work)
+
+    stage = Stubborn()
+    ws = SimpleNamespace(cache=Cache(tmp_path / "cache"), log=print)
+    shared(ws, stage, State(), stage.plan(ws, State()), lambda n: None)
+    assert sorted(stage.runs) == [0, 1]

@@ -60,9 +60,10 @@ def shared(ws: Workspace, stage: Stage, state: State, work: list, advance: Calla
     """Run a stage's plan while other builds on the same cache may run it too.  Each piece of work is claimed
     (a lock on its identity, see ``store/locks.py``) by the process that computes it, a quarter of the plan
     at a time, and planned again once claimed, so what another process finished meanwhile is not done
-    twice; pieces claimed elsewhere are left to their process, and waited for when nothing else is left."""
+    twice; pieces claimed elsewhere are left to their process, and waited for when nothing else is left.
+    A piece runs once in a process: one that its run leaves unfinished is not tried again."""
     folder = ws.cache.root / LOCKS / ("stage-" + re.sub(r"\W+", "-", stage.name))
-    batch, told = max(1, math.ceil(len(work) / 4)), False
+    batch, told, ran = max(1, math.ceil(len(work) / 4)), False, set()
     while work:
         claimed: dict[str, Lock] = {}
         for piece in work:
@@ -75,6 +76,7 @@ def shared(ws: Workspace, stage: Stage, state: State, work: list, advance: Calla
             if claimed:
                 stage.run(ws, state, [piece for piece in stage.plan(ws, state) if identity(piece) in claimed],
                           advance)
+                ran.update(claimed)
             else:
                 if not told:
                     ws.log(f"waiting for another sitegen build on {ws.cache.root} to finish its {stage.name}")
@@ -84,7 +86,7 @@ def shared(ws: Workspace, stage: Stage, state: State, work: list, advance: Calla
         finally:
             for lock in claimed.values():
                 lock.release()
-        work = stage.plan(ws, state)
+        work = [piece for piece in stage.plan(ws, state) if identity(piece) not in ran]
 
 
 def run(ws: Workspace) -> Manifest | None:

@@ -13,7 +13,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -81,9 +81,11 @@ def _name_pattern(part: str) -> str:
             regex += "[^/]*"
         elif char == "?":
             regex += "[^/]"
-        elif end > 0:
+        elif end > 0:  # a class: "!" negates it as in a shell; anything else is literal but ranges
             inner = part[i + 1:end]
-            regex += "[" + ("^" + inner[1:] if inner.startswith("!") else inner).replace("\\", "\\\\") + "]"
+            negated = inner.startswith("!")
+            inner = re.sub(r"([\\^\[&~|])", r"\\\1", inner[1:] if negated else inner)
+            regex += "[" + ("^" if negated else "") + inner + "]"
             i = end
         else:
             regex += re.escape(char)
@@ -104,9 +106,10 @@ def _pattern(text: str) -> re.Pattern:
     return re.compile("".join(pieces))
 
 
-def walk(folder: Path, notes: list[str], what: str) -> Iterator[Path]:
-    """The files under ``folder``, sorted within each folder; a linked folder is followed once, never back
-    into one already seen (a link to a parent makes no loop), and at most MAX_FILES are given."""
+def walk(folder: Path, notes: list[str], what: str, accept: Callable[[Path], bool]) -> Iterator[Path]:
+    """The files under ``folder`` that ``accept`` takes, sorted within each folder, at most MAX_FILES of them;
+    hidden folders (a cache, .git) are not entered, and a linked folder is followed once, never back into
+    one already seen (a link to a parent makes no loop)."""
     seen: set[tuple[int, int]] = set()
     count = 0
     for top, dirs, files in os.walk(folder, followlinks=True):
@@ -115,13 +118,16 @@ def walk(folder: Path, notes: list[str], what: str) -> Iterator[Path]:
             dirs[:] = []
             continue
         seen.add((here.st_dev, here.st_ino))
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
+            path = Path(top, name)
+            if not accept(path):
+                continue
             if count == MAX_FILES:
                 notes.append(f"{what}: more than {MAX_FILES} files under {folder}; using the first {MAX_FILES}")
                 return
             count += 1
-            yield Path(top, name)
+            yield path
 
 
 def expand(patterns: tuple[str, ...], root: Path, key: str, notes: list[str] | None = None) -> list[Path]:
@@ -135,12 +141,15 @@ def expand(patterns: tuple[str, ...], root: Path, key: str, notes: list[str] | N
             parts = Path(pattern).parts
             fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
             base = root.joinpath(*parts[:fixed])
-            match = _pattern("/".join(parts[fixed:]))
-            matches = [p for p in walk(base, notes, f"{key}: {pattern!r}") if p.is_file()
-                       and match.fullmatch(p.relative_to(base).as_posix())] if base.is_dir() else []
+            try:
+                match = _pattern("/".join(parts[fixed:]))
+            except re.error as error:
+                raise SitegenError(f"{key}: {pattern!r} is not a valid pattern ({error})") from None
+            matches = list(walk(base, notes, f"{key}: {pattern!r}", lambda p: p.is_file() and bool(
+                match.fullmatch(p.relative_to(base).as_posix())))) if base.is_dir() else []
         elif full.is_dir():
-            matches = [p for p in walk(full, notes, f"{key}: {pattern!r}") if p.suffix.lower() in IMAGE_SUFFIXES
-                       and p.is_file()]
+            matches = list(walk(full, notes, f"{key}: {pattern!r}",
+                                lambda p: p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
         elif full.is_file():
             matches = [full]
         else:

@@ -21,7 +21,7 @@ import jinja2
 from .errors import SitegenError
 from .site.model import SiteModel
 from .store.cache import Cache, as_umask_allows
-from .store.locks import held
+from .store.locks import Lock
 
 RECORD = ".sitegen-files"  # what sitegen wrote into the folder, one path a line
 LOCK = ".sitegen-lock"  # held by the render or clean at work in the folder
@@ -145,10 +145,19 @@ def check_out_dir(out: Path) -> None:
 def taken(out: Path, log: Callable[[str], None]) -> Iterator[Writer]:
     """The output folder, made if need be and locked against other renders and cleans while in use."""
     check_out_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with held(out / LOCK, lambda: log(f"waiting for another sitegen render into {out} to finish")):
+    told: list[bool] = []
+    while True:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = Lock(out / LOCK)
+        lock.take(lambda: told or told.append(log(f"waiting for another sitegen render into {out} to finish")))
+        if lock.current():
+            break
+        lock.release()  # a clean removed the folder meanwhile: lock the new one
+    try:
         check_out_dir(out)  # another render may have written into it meanwhile: it is still sitegen's
         yield Writer(out)
+    finally:
+        lock.release()
 
 
 def planned_files(site: SiteModel, templates: Path) -> tuple[set[str], list[Path]]:
@@ -203,7 +212,7 @@ def clean(out: Path, log: Callable[[str], None] = print) -> int:
         writer.begin(set())  # removes half-written files too
         writer.finish()
         (out / RECORD).unlink(missing_ok=True)
-    (out / LOCK).unlink(missing_ok=True)
-    if out.is_dir() and not any(out.iterdir()):
-        out.rmdir()
+        if [p.name for p in out.iterdir()] == [LOCK]:  # a render waiting on the lock sees it go and retries
+            (out / LOCK).unlink()
+            out.rmdir()
     return existing

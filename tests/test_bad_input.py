@@ -102,3 +102,24 @@ def test_a_symlink_loop_under_a_recursive_glob_is_walked_once(tmp_path, monkeypa
     monkeypatch.setattr(images, "MAX_FILES", 2)
     assert len(images.expand(("imgs/**/*.png",), tmp_path, "images.probe", notes)) == 2
     assert notes == [f"images.probe: 'imgs/**/*.png': more than 2 files under {tmp_path / 'imgs'}; using the first 2"]
+
+
+def test_the_file_limit_counts_matches_and_hidden_folders_are_not_entered(tmp_path, monkeypatch):
+    import pytest
+
+    from sitegen import images
+    from sitegen.errors import SitegenError
+
+    for n in range(10):
+        (tmp_path / "a" / "deep").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "a" / "deep" / f"{n}.txt").write_text("not an image")
+    (tmp_path / ".cache" / "x").mkdir(parents=True)
+    write_images(tmp_path / ".cache" / "x", 2)
+    write_images(tmp_path / "b", 1)
+    monkeypatch.setattr(images, "MAX_FILES", 5)
+    notes: list[str] = []
+    assert images.expand(("*/*.png",), tmp_path, "images.probe", notes) == [tmp_path / "b" / "img0.png"]
+    assert images.expand(("**/*.png",), tmp_path, "images.probe", notes) == [tmp_path / "b" / "img0.png"]
+    assert notes == []
+    with pytest.raises(SitegenError, match=r"images.probe: '\[z-a\].png' is not a valid pattern"):
+        images.expand(("[z-a].png",), tmp_path, "images.probe")

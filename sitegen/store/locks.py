@@ -65,6 +65,15 @@ class Lock:
             fcntl.flock(handle, fcntl.LOCK_EX)
         self.handle = handle
 
+    def current(self) -> bool:
+        """Whether the lock held is on the file at its path now (a clean may have removed the file while
+        this process waited on it: then another process can lock the new one, and this lock means nothing)."""
+        try:
+            held, now = os.fstat(self.handle), os.stat(self.path)
+        except (OSError, TypeError):
+            return False
+        return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+
     def release(self) -> None:
         if self.handle is not None:
             os.close(self.handle)  # closing the file ends its lock

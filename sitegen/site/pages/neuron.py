@@ -84,7 +84,7 @@ def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
     following = mapped[position + 1] if position + 1 < len(mapped) else None
     return Page(neuron_url(name, neuron), "neuron.html", f"{name}/{neuron}", {
         "layer": atlas.layer_summary(layer), "neuron": neuron, "label": label, "notes": notes,
-        "layer_page": layer_url(name, position // layer_pages.PER_PAGE),  # the page of the layer's tiles that has this one
+        "layer_page": layer_url(name, position // layer_pages.PER_PAGE),  # the page of tiles that holds it
         "rows": featured_rows(atlas, layer, record), "methods": atlas.methods(layer),
         "stats": [{"name": stat.NAME, "context": stat.context(record.stats[stat.NAME])}
                   for stat in stats.STATISTICS if stat.NAME in record.stats],

@@ -145,11 +145,10 @@ def check_out_dir(out: Path) -> None:
 def taken(out: Path, log: Callable[[str], None]) -> Iterator[Writer]:
     """The output folder, made if need be and locked against other renders and cleans while in use."""
     check_out_dir(out)
-    told: list[bool] = []
     while True:
         out.mkdir(parents=True, exist_ok=True)
         lock = Lock(out / LOCK)
-        lock.take(lambda: told or told.append(log(f"waiting for another sitegen render into {out} to finish")))
+        lock.take(lambda: log(f"waiting for another sitegen render into {out} to finish"))
         if lock.current():
             break
         lock.release()  # a clean removed the folder meanwhile: lock the new one

@@ -197,3 +197,40 @@ def test_crops_are_refused_where_padding_depends_on_the_input_size():
     geometry = receptive_fields(model, {"3": model[3]}, (64, 64))["3"]
     assert not geometry.whole
     assert not crops_are_exact(model, image, "3", model[3], geometry)
+
+
+class _HostScale(torch.autograd.Function):
+    """Doubles its input; its backward goes through numpy, which a batched (vmap) backward cannot do."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.from_numpy(grad.detach().numpy() * 2)
+
+
+class _HostNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(4 * 14 * 14, 6)
+
+    def forward(self, x):
+        return self.fc(self.relu(_HostScale.apply(self.conv(x))).flatten(1))
+
+
+def test_whole_image_neurons_fall_back_to_copies_where_the_backward_cannot_run_batched():
+    from sitegen.engine import passes
+
+    torch.manual_seed(0)
+    model = _HostNet().double()
+    images = torch.randn(1, 3, 16, 16, dtype=torch.float64)
+    for method in ("guided", "gradient"):
+        got = sitegen.visualize(model, images, "fc", range(6), method)
+        want = reference_visualize(model, images, "fc", list(range(6)), method)
+        assert model in passes._UNSHARED  # the batched backward failed and is not tried again
+        assert want.abs().amax() > 0
+        assert torch.allclose(got, want, atol=1e-10)

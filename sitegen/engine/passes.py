@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -17,8 +16,9 @@ from torch import nn
 from ..errors import SitegenError
 from ..methods import TRUE_GRADIENT
 from .capture import capture, inference_state, model_device
+from .crops import Crop, batches, plan_crops
 from .geometry import Geometry, receptive_fields
-from .rules import RULES, backward_rule, current_rule, relu_rules
+from .rules import RULES, backward_rule, relu_rules
 
 
 def _flat(out: torch.Tensor) -> torch.Tensor:
@@ -49,136 +49,104 @@ def activations(model: nn.Module, images: torch.Tensor, modules: dict[str, nn.Mo
     return {name: (torch.cat(values[name]).to(where), torch.cat(positions[name]).to(where)) for name in modules}
 
 
-@dataclass(frozen=True)
-class Crop:
-    """Rows y0..y1 and columns x0..x1 (inclusive) of the image, and the neuron's position (i, j) in
-    the layer's output for that crop."""
-
-    y0: int
-    x0: int
-    y1: int
-    x1: int
-    i: int
-    j: int
-
-
-def crop_for(geometry: Geometry, i: int, j: int, height: int, width: int) -> Crop | None:
-    """The smallest crop on which the neuron at (i, j) computes exactly as on the whole image.
-
-    It holds the receptive field, starts on the layer's stride grid (so every
-    layer between sees the same positions), and is cut by the image's own
-    borders (so the padding there is the network's own).  Positions next to
-    the crop's inner borders see padding where the image had pixels, but they
-    lie outside the neuron's receptive field.  None: the whole image is needed.
-    """
-    if geometry.whole:
-        return None
-    (jy, jx), (ly, lx), (hy, hx) = geometry.jump, geometry.lo, geometry.hi
-    y0, x0 = max(0, (ly + i * jy) // jy * jy), max(0, (lx + j * jx) // jx * jx)
-    y1, x1 = min(height - 1, hy + i * jy), min(width - 1, hx + j * jx)
-    if (y0, x0, y1, x1) == (0, 0, height - 1, width - 1):
-        return None
-    return Crop(y0, x0, y1, x1, i - y0 // jy, j - x0 // jx)
-
-
-def common_shape(crops: list[Crop | None], geometry: Geometry, height: int, width: int) -> list[Crop | None]:
-    """The crops grown to one shape, so that they batch together (what a GPU wants).
-
-    A crop stays exact when it grows, as long as it starts on the stride grid
-    (or at the image's edge) and still holds the receptive field.  Along each
-    axis the common length L is the longest crop's, made a little longer
-    where needed so that a crop ending at the image's far edge starts on the
-    grid; each crop then starts where it did, or L before that edge.
-    """
-    if not crops or any(c is None for c in crops):
-        return [None] * len(crops)
-
-    def length(longest: int, size: int, jump: int) -> int:
-        while (size - longest) % jump:
-            longest += 1
-        return longest
-
-    rows = length(max(c.y1 - c.y0 + 1 for c in crops), height, geometry.jump[0])
-    cols = length(max(c.x1 - c.x0 + 1 for c in crops), width, geometry.jump[1])
-    if (rows, cols) == (height, width):
-        return [None] * len(crops)
-    grown = []
-    for c in crops:
-        i, j = c.i + c.y0 // geometry.jump[0], c.j + c.x0 // geometry.jump[1]
-        y0, x0 = min(c.y0, height - rows), min(c.x0, width - cols)
-        grown.append(Crop(y0, x0, y0 + rows - 1, x0 + cols - 1, i - y0 // geometry.jump[0],
-                          j - x0 // geometry.jump[1]))
-    return grown
-
-
 class _LowerLayer:
-    """Records a lower layer's output as it was made, and its true gradient, for edge weights."""
+    """A lower layer's output as the forward made it, for edge weights and path maps: the tensor itself (a
+    node of the graph, so a backward pass can stop there) and its value.  The model goes on with a copy, so
+    a later in-place function (an in-place ReLU, a residual ``+=``) changes neither."""
 
     def __init__(self, module: nn.Module):
         self.module = module
-        self.value: torch.Tensor | None = None
-        self.grad: torch.Tensor | None = None
+        self.node: torch.Tensor | None = None
 
     def __enter__(self):
         def hook(_module, _inputs, output):
-            # copied now: a later in-place function (an in-place ReLU) may change the tensor
-            self.value = output.detach().clone()
             if output.requires_grad:
-                output.register_hook(self._keep)
+                self.node = output
+                return output.clone()
+            return None
         self.handle = self.module.register_forward_hook(hook)
         return self
-
-    def _keep(self, grad: torch.Tensor) -> None:
-        if current_rule() == TRUE_GRADIENT:  # edges use true gradients only
-            self.grad = grad
 
     def __exit__(self, *exc):
         self.handle.remove()
 
-    def products(self) -> torch.Tensor:
-        """[B, C_lower, ...]: activation times gradient at each position."""
-        if self.value is None or self.grad is None:
+    def checked(self) -> torch.Tensor:
+        if self.node is None:
             raise SitegenError("the upper layer does not depend on the lower one: list layers lowest first")
-        return self.value * self.grad
-
-    def weights(self) -> torch.Tensor:
-        """[B, C_lower]: activation times gradient, summed over positions."""
-        product = self.products()
-        return product.reshape(product.shape[0], product.shape[1], -1).sum(dim=2)
+        return self.node
 
 
-def _crops(geometry: Geometry | None, positions: Sequence[int], out_width: int, height: int, width: int,
-           common: bool) -> list[Crop | None]:
-    """Each neuron's receptive-field crop (None: the whole image), grown to one shape if ``common``."""
-    if geometry is None:
-        return [None] * len(positions)
-    crops = [crop_for(geometry, *divmod(int(p), out_width), height, width) for p in positions]
-    return common_shape(crops, geometry, height, width) if common else crops
+def _recorded(kind: str, value: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """From a lower layer's value and each copy's true gradient there: ``"maps"``, activation times
+    gradient at each position, [B, C, ...]; ``"edges"``, the same summed over positions, [B, C]."""
+    product = value * grad
+    return product if kind == "maps" else product.reshape(product.shape[0], product.shape[1], -1).sum(dim=2)
 
 
-def _batches(crops: list[Crop | None], batch_size: int, height: int, width: int) -> Iterator[list[int]]:
-    """Indices of neurons that go through one pass together: crops of one shape, more of the small ones
-    (a crop costs, and holds, about its share of the image)."""
-    groups: dict[tuple[int, int] | None, list[int]] = {}
-    for index, crop in enumerate(crops):
-        shape = None if crop is None else (crop.y1 - crop.y0 + 1, crop.x1 - crop.x0 + 1)
-        groups.setdefault(shape, []).append(index)
-    for shape, members in groups.items():
-        size = batch_size if shape is None else min(
-            len(members), max(batch_size, batch_size * height * width // (shape[0] * shape[1])))
-        for start in range(0, len(members), size):
-            yield members[start:start + size]
+def _backward(out: torch.Tensor, seeds: torch.Tensor | None, x: torch.Tensor, recorders: dict[str, _LowerLayer],
+              passes: list[str], want: set[str]) -> dict[str, torch.Tensor]:
+    """One backward pass from ``out`` per method, each under its rule: the gradient at ``x`` for the methods in
+    ``want``, and from the true gradient's pass each recorder's kind (that pass stops at the recorders'
+    layers where ``x``'s gradient is not wanted).  ``seeds``: the copies' one-hot gradients at ``out``, for a
+    batched backward of one forward; None where ``out`` is the sum of every copy's own neuron."""
+    got: dict[str, torch.Tensor] = {}
+    for index, method in enumerate(passes):
+        nodes = [r.checked() for r in recorders.values()] if method == TRUE_GRADIENT else []
+        inputs = ([x] if method in want else []) + nodes
+        with backward_rule(method):
+            grads = torch.autograd.grad(out, inputs, seeds, retain_graph=index < len(passes) - 1,
+                                        is_grads_batched=seeds is not None)
+        if seeds is not None:
+            grads = tuple(grad[:, 0] for grad in grads)  # [copies, 1, ...] -> [copies, ...]
+        if method in want:
+            got[method] = grads[0]
+        for (kind, recorder), grad in zip(recorders.items(), grads[len(inputs) - len(nodes):]):
+            got[kind] = _recorded(kind, recorder.node.detach(), grad)
+    return got
 
 
-def _seeds(model: nn.Module, batch: torch.Tensor, name: str, module: nn.Module, neurons: list[int],
-           cuts: list[Crop | None], positions: list[int]) -> torch.Tensor:
-    """The forward pass of a batch under the ReLU rules: the sum of each copy's own neuron at its position."""
-    with torch.enable_grad(), relu_rules():
-        out = capture(model, batch, {name: module})[name]
-        where = [int(p) if c is None else c.i * out.shape[-1] + c.j for p, c in zip(positions, cuts)]
-        rows = torch.arange(len(neurons), device=batch.device)
-        return _flat(out)[rows, torch.as_tensor(neurons, device=batch.device),
-                          torch.as_tensor(where, device=batch.device)].sum()
+def _copies(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module, seeds: list[tuple[int, int]],
+            cuts: list[Crop | None], passes: list[str], want: set[str], recorded: dict[str, nn.Module],
+            keep: Sequence[tuple[nn.Module, Sequence[int | None]]], rows: list[int]) -> dict[str, torch.Tensor]:
+    """One pass over a batch of copies of the image (or of crops), each seeded with its own neuron at its
+    position: ``{method: [B, 3, h, w]}`` for the methods in ``want``, and each recorded kind."""
+    if cuts[0] is None:
+        batch = image.expand(len(seeds), -1, -1, -1).clone()
+    else:
+        batch = torch.stack([image[:, c.y0:c.y1 + 1, c.x0:c.x1 + 1] for c in cuts])
+    batch.requires_grad_(True)
+    with contextlib.ExitStack() as stack:
+        recorders = {kind: stack.enter_context(_LowerLayer(at)) for kind, at in recorded.items()}
+        _restrict(stack, keep, rows)
+        with torch.enable_grad(), relu_rules():
+            out = capture(model, batch, {name: module})[name]
+        where = [p if c is None else c.i * out.shape[-1] + c.j for (_, p), c in zip(seeds, cuts)]
+        copies = torch.arange(len(seeds), device=batch.device)
+        channels = torch.as_tensor([n for n, _ in seeds], device=batch.device)
+        total = _flat(out)[copies, channels, torch.as_tensor(where, device=batch.device)].sum()
+        return _backward(total, None, batch, recorders, passes, want)
+
+
+_UNSHARED: weakref.WeakSet = weakref.WeakSet()  # models whose backward pass does not run batched (vmap)
+
+
+def _shared(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module, seeds: list[tuple[int, int]],
+            passes: list[str], want: set[str], recorded: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """As :func:`_copies` for neurons that need the whole image, with one forward pass of the image alone:
+    the copies would all compute the same forward.  Each backward pass is batched over the seeds (autograd's
+    ``is_grads_batched``), and the true gradient's, where it only serves the recorded kinds, stops at their
+    layers."""
+    x = image[None].clone().requires_grad_(True)
+    with contextlib.ExitStack() as stack:
+        recorders = {kind: stack.enter_context(_LowerLayer(at)) for kind, at in recorded.items()}
+        with torch.enable_grad(), relu_rules():
+            out = capture(model, x, {name: module})[name]
+        one_hot = torch.zeros(len(seeds), *out.shape, device=x.device, dtype=out.dtype)
+        rows = torch.arange(len(seeds), device=x.device)
+        channels = torch.as_tensor([n for n, _ in seeds], device=x.device)
+        where = torch.as_tensor([p for _, p in seeds], device=x.device)
+        _flat(one_hot.view(len(seeds), *out.shape[1:]))[rows, channels, where] = 1
+        return _backward(out, one_hot, x, recorders, passes, want)
 
 
 def _restrict(stack: contextlib.ExitStack, keep: Sequence[tuple[nn.Module, Sequence[int | None]]],
@@ -217,17 +185,19 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
     backward per method serve ``batch_size`` neurons.  Batch elements are
     independent in eval mode, so every copy's input gradient is exactly that
     neuron's gradient.  Given the layer's ``geometry`` (and its output width),
-    each neuron is computed on its receptive-field crop (:func:`crop_for`)
+    each neuron is computed on its receptive-field crop (``crops.crop_for``)
     where that is smaller than the image, and the result is placed back.
     Crops of many shapes make many small batches; with ``common`` (the
     default on a GPU, where a batch's size costs little and a pass's launch
-    much) they are grown to one shape first (:func:`common_shape`).
+    much) they are grown to one shape first (``crops.common_shape``).
+    Neurons that need the whole image share one forward pass of it, and
+    their backward passes run batched (:func:`_shared`).
 
     Given a ``lower`` layer's module, the result also holds ``"edges"``,
     ``[len(neurons), C_lower]``: each neuron's edge weights
     ``sum over positions of A_j * d a_i / d A_j`` with true gradients
     (DESIGN §2), from the gradient pass when ``methods`` has one and from
-    one more backward pass otherwise.
+    one more backward pass otherwise, which stops at the lower layer.
 
     ``keep`` makes each neuron's result a path's (DESIGN §2, path picture and
     path weight): for each of its layers (modules below this one), the
@@ -245,38 +215,34 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
     image = image.to(device)
     image = image[0] if image.dim() == 4 else image
     _, height, width = image.shape
-    crops = _crops(geometry, positions, out_width, height, width, device.type == "cuda" if common is None else common)
+    crops = plan_crops(geometry, positions, out_width, height, width,
+                       device.type == "cuda" if common is None else common)
     results = {method: torch.zeros(len(neurons), *image.shape, device=device, dtype=image.dtype)
                for method in methods}
     recorded = {kind: at for kind, at in (("edges", lower), ("maps", maps_at)) if at is not None}
     passes = list(methods) + ([TRUE_GRADIENT] if recorded and TRUE_GRADIENT not in methods else [])
     kept: dict[str, dict[int, torch.Tensor]] = {kind: {} for kind in recorded}
     with inference_state(model):
-        for chunk in _batches(crops, batch_size, height, width):
+        for chunk in batches(crops, batch_size, height, width):
             cuts = [crops[k] for k in chunk]
-            if cuts[0] is None:
-                batch = image.expand(len(chunk), -1, -1, -1).clone()
-            else:
-                batch = torch.stack([image[:, c.y0:c.y1 + 1, c.x0:c.x1 + 1] for c in cuts])
-            batch.requires_grad_(True)
-            with contextlib.ExitStack() as stack:
-                recorders = {kind: stack.enter_context(_LowerLayer(at)) for kind, at in recorded.items()}
-                _restrict(stack, keep, chunk)
-                seeds = _seeds(model, batch, name, module, [int(neurons[k]) for k in chunk], cuts,
-                               [positions[k] for k in chunk])
-                for index, method in enumerate(passes):
-                    with backward_rule(method):
-                        (grad,) = torch.autograd.grad(seeds, batch, retain_graph=index < len(passes) - 1)
-                    if method in results:
-                        for row, (k, c) in enumerate(zip(chunk, cuts)):
-                            if c is None:
-                                results[method][k] = grad[row]
-                            else:
-                                results[method][k, :, c.y0:c.y1 + 1, c.x0:c.x1 + 1] = grad[row]
-                for kind, recorder in recorders.items():
-                    values = recorder.weights() if kind == "edges" else recorder.products()
-                    kept[kind].update((k, value.float()) for k, value in zip(chunk, values))
-            del seeds, batch
+            seeds = [(int(neurons[k]), int(positions[k])) for k in chunk]
+            got = None
+            if cuts[0] is None and not keep and model not in _UNSHARED:
+                try:
+                    got = _shared(model, image, name, module, seeds, passes, set(methods), recorded)
+                except (RuntimeError, NotImplementedError):  # an operation without a batched backward
+                    _UNSHARED.add(model)
+            if got is None:
+                got = _copies(model, image, name, module, seeds, cuts, passes, set(methods), recorded, keep, chunk)
+            for method in methods:
+                for row, (k, c) in enumerate(zip(chunk, cuts)):
+                    if c is None:
+                        results[method][k] = got[method][row]
+                    else:
+                        results[method][k, :, c.y0:c.y1 + 1, c.x0:c.x1 + 1] = got[method][row]
+            for kind in recorded:
+                kept[kind].update((k, value.float()) for k, value in zip(chunk, got[kind]))
+            del got
     for kind, values in kept.items():
         results[kind] = torch.stack([values[k] for k in range(len(neurons))])
     return results

@@ -1,6 +1,7 @@
 """Patches: for each neuron's top and percentile items, the photo and the guided-backprop picture cut to its
 effective receptive field (or the whole image), the picture on its own scale; the top items' edges ride on
-the same passes.  One gradient call per probe item and layer serves every neuron that shows that item."""
+the same passes.  The neurons that show one probe item go through one gradient call per few batches of
+them (so memory does not grow with the neurons), and the photo and the edges are written once per item."""
 
 from __future__ import annotations
 
@@ -41,6 +42,23 @@ class Patches:
         return len(self.neurons)
 
 
+
+def _patches(ws: Workspace, state: State, layer: Layer, pixels: np.ndarray, neurons: list[int],
+             positions: list[int], guided, stored: set[str]) -> dict[str, object]:
+    """Members for some neurons' patches on one photo: each guided picture cut to its box and shown on its own
+    scale, its scale, and the photo of each box not ``stored`` yet (a box serves every neuron that shares it)."""
+    boxes = [patch_box(ws, state, layer, int(position)) for position in positions]
+    shown, scales = display(cut_gradients(guided, boxes), PATCH_SIDE)
+    jobs, written = {}, {}
+    for k, neuron in enumerate(neurons):
+        photo = members.patch_photo(boxes[k])
+        if photo not in stored and photo not in jobs:
+            jobs[photo] = (fit(cut(pixels, boxes[k]), PATCH_SIDE), "patch")
+        jobs[members.patch_guided(neuron)] = (shown[k], "picture")
+        written[members.patch_scale(neuron)] = np.array([scales[k]], dtype=np.float32)
+    return {**ws.encode_many(jobs), **written}
+
+
 class PatchesStage(Stage):
     name = "top patches"
     title = "top patches (neurons)"
@@ -64,33 +82,31 @@ class PatchesStage(Stage):
         return work
 
     def run(self, ws: Workspace, state: State, work: Sequence[Patches], advance: Callable[[int], None]) -> None:
+        size = ws.config.compute.batch_size
         for w in work:
             item, layer = ws.probe[w.index], w.layer
             pixels = ws.pixels(item)
             x = ws.tensor([pixels])[0]
-            result = gradients(ws.model.module, x, layer.path, ws.modules[layer.path], list(w.neurons),
-                               list(w.positions), [GUIDED] if w.patches else [], ws.config.compute.batch_size,
-                               *ws.crop_args(layer, x), lower=ws.modules[layer.lower.path] if w.edges else None)
+            stored = ws.cache.names(members.PATCHES, patches_key(ws, state, item, layer)) if w.patches else set()
+            written: dict[str, object] = {}
+            weights = {}
+            for start in range(0, len(w.neurons), size * 8):  # a few batches a call: memory flat in neurons
+                neurons, positions = list(w.neurons[start:start + size * 8]), list(w.positions[start:start + size * 8])
+                result = gradients(ws.model.module, x, layer.path, ws.modules[layer.path], neurons, positions,
+                                   [GUIDED] if w.patches else [], size, *ws.crop_args(layer, x),
+                                   lower=ws.modules[layer.lower.path] if w.edges else None)
+                if w.patches:
+                    written.update(_patches(ws, state, layer, pixels, neurons, positions, result[GUIDED],
+                                            stored | set(written)))
+                if w.edges:
+                    weights.update({members.edges(n): row for n, row in zip(neurons, result["edges"].cpu().numpy())})
+                advance(len(neurons))
             if w.patches:
-                boxes = [patch_box(ws, state, layer, int(position)) for position in w.positions]
-                shown, scales = display(cut_gradients(result[GUIDED], boxes), PATCH_SIDE)
-                jobs, written = {}, {}
-                stored = ws.cache.names(members.PATCHES, patches_key(ws, state, item, layer))
-                for k, neuron in enumerate(w.neurons):
-                    photo = members.patch_photo(boxes[k])
-                    if photo not in stored and photo not in jobs:
-                        jobs[photo] = (fit(cut(pixels, boxes[k]), PATCH_SIDE), "patch")
-                    jobs[members.patch_guided(neuron)] = (shown[k], "picture")
-                    written[members.patch_scale(neuron)] = np.array([scales[k]], dtype=np.float32)
-                ws.write(members.PATCHES, patches_key(ws, state, item, layer), {**ws.encode_many(jobs), **written},
-                         add=True)
+                ws.write(members.PATCHES, patches_key(ws, state, item, layer), written, add=True)
                 ws.count("patches", len(w.neurons))
             if w.edges:
-                ws.write(members.EDGES, edges_key(ws, item, layer),
-                         {members.edges(n): row for n, row in zip(w.neurons, result["edges"].cpu().numpy())},
-                         add=True)
+                ws.write(members.EDGES, edges_key(ws, item, layer), weights, add=True)
                 ws.count("edges", len(w.neurons))
-            advance(len(w.neurons))
 
     def describe(self, ws: Workspace, state: State, work: list[Patches]) -> str:
         return f"top patches: {sum(w.size for w in work)} to compute over {len({w.index for w in work})} probe views"

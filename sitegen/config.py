@@ -128,9 +128,21 @@ class TreesConfig:
     method: str = option("guided", "The method of the path pictures.", choices=RULE_METHODS)
 
 
+@dataclass(frozen=True)
+class CompareConfig:
+    weights: str = option("", "The other checkpoint of the same architecture, to compare this atlas's model "
+                              "with: a path to a state_dict file, 'default' or 'none'.", required=True)
+    label: str = option("", "How pages name the other checkpoint (\"epoch 60\"); its file name if not given.")
+    match: str = option("index", "How neurons are matched: \"index\" (neuron c is neuron c, as after a "
+                                 "fine-tune) or \"activations\" (one to one, by the correlation of their "
+                                 "activations over the probe set: for independent runs or permuted channels).",
+                        choices=("index", "activations"))
+
+
 # Each TOML table and the class that declares its options; "" is the top level.  [[credits]] is an array.
 SCHEMA = {"": TopConfig, "model": ModelConfig, "layers": LayersConfig, "images": ImagesConfig,
-          "compute": ComputeConfig, "optimize": OptimizeConfig, "trees": TreesConfig, "site": SiteConfig}
+          "compute": ComputeConfig, "optimize": OptimizeConfig, "trees": TreesConfig, "site": SiteConfig,
+          "compare": CompareConfig}
 
 
 @dataclass(frozen=True)
@@ -146,6 +158,7 @@ class Config:
     trees: TreesConfig
     site: SiteConfig
     credits: tuple[Credit, ...]
+    compare: CompareConfig | None = None  # None without a [compare] table; its label always set
 
     @property
     def root(self) -> Path:
@@ -153,9 +166,15 @@ class Config:
         return self.path.parent
 
     def weights_path(self) -> str:
-        if self.model.weights in ("default", "none"):
-            return self.model.weights
-        return str((self.root / self.model.weights).resolve())
+        return self._weights(self.model.weights)
+
+    def compare_weights_path(self) -> str:
+        return self._weights(self.compare.weights) if self.compare else ""
+
+    def _weights(self, weights: str) -> str:
+        if weights in ("default", "none"):
+            return weights
+        return str((self.root / weights).resolve())
 
 
 def _expected(annotation: Any) -> tuple[type, type | None]:
@@ -273,7 +292,7 @@ def _layer_methods(layers: LayersConfig, compute: ComputeConfig, errors: list[st
     return chosen
 
 
-def _cross_checks(data: dict, tables: dict[str, Any], errors: list[str]) -> dict[str, Any]:
+def _cross_checks(data: dict, tables: dict[str, Any], errors: list[str], root: Path) -> dict[str, Any]:
     """Problems that involve more than one option; returns layers.neurons, checked."""
     model, layers, images, compute = tables["model"], tables["layers"], tables["images"], tables["compute"]
     for name in ("mean", "std"):
@@ -306,6 +325,9 @@ def _cross_checks(data: dict, tables: dict[str, Any], errors: list[str]) -> dict
             errors.append(f"trees.layers: {name!r} is not in layers.use")
     if not tables["trees"].widths:
         errors.append("trees.widths: list at least one width")
+    compare = tables["compare"]
+    if compare and compare.weights not in ("default", "none") and not (root / compare.weights).is_file():
+        errors.append(f"compare.weights: {compare.weights!r} is not a file (paths are relative to the config)")
     return neurons
 
 
@@ -318,7 +340,9 @@ def parse(text: str, path: Path) -> Config:
     errors: list[str] = []
     tables = {}
     for name, cls in SCHEMA.items():
-        if name:
+        if name == "compare" and name not in data:  # an optional table: its required key only where it is
+            tables[name] = None
+        elif name:
             section = data.get(name, {})
             if not isinstance(section, dict):
                 errors.append(f"{name}: expected a table ([{name}])")
@@ -326,8 +350,8 @@ def parse(text: str, path: Path) -> Config:
             tables[name] = _table(section, f"{name}.", cls, errors)
     tables[""] = _table(data, "", TopConfig, errors, also=(*SCHEMA, "credits"))
     credits = _credits(data.get("credits"), errors)
-    neurons = _cross_checks(data, tables, errors)
-    layers, compute, optimize = tables["layers"], tables["compute"], tables["optimize"]
+    neurons = _cross_checks(data, tables, errors, path.parent)
+    layers, compute, optimize, compare = tables["layers"], tables["compute"], tables["optimize"], tables["compare"]
     methods = _layer_methods(layers, compute, errors)
     if errors:
         raise SitegenError(f"{path}: {len(errors)} problem(s) in the config:\n" +
@@ -339,7 +363,9 @@ def parse(text: str, path: Path) -> Config:
                                                            if m != OPTIMIZE)),
         optimize=dataclasses.replace(optimize, layers=optimize.layers or layers.use)
         if OPTIMIZE in compute.methods else None,
-        trees=tables["trees"], site=tables["site"], credits=credits)
+        trees=tables["trees"], site=tables["site"], credits=credits,
+        compare=dataclasses.replace(compare, label=compare.label or Path(compare.weights).name)
+        if compare else None)
 
 
 def load(path: str | Path) -> Config:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +31,7 @@ from ..store import manifest as manifest_store
 from ..store.cache import LOCKS, Cache
 from ..store.locks import Lock, held, slot
 from ..store.manifest import Manifest
+from . import compare
 from .record import record
 from .stage import Stage, State, identity
 from .stages.activations import ActivationsStage
@@ -114,7 +116,12 @@ def compute(config: Config, cache_dir: str | Path, device: str | None = None, qu
     cache = Cache(cache_dir)
     with Workspace.open(config, cache, device, quiet=quiet, log=log) as ws:
         manifest = run(ws)
-        counts = ws.group.gather_to_all(dict(ws.tally))
+        tallies = [dict(ws.tally)]
+        if config.compare is not None:  # the other checkpoint's atlas, and the changes
+            comparison, more = compare.compute(ws, manifest, run, device)
+            tallies += more
+            manifest = replace(manifest, compare=comparison) if manifest else None
+        counts = ws.group.gather_to_all({kind: sum(t.get(kind, 0) for t in tallies) for kind in set().union(*tallies)})
         computed = {kind: sum(c.get(kind, 0) for c in counts) for kind in sorted(set().union(*counts))}
         if ws.group.leader:
             manifest_store.save(cache, config.path, manifest)

@@ -182,6 +182,35 @@ class ModelRecord:
 
 
 @dataclass(frozen=True)
+class NeuronChange:
+    """A neuron against its match in the other checkpoint (``stats/compare.py``)."""
+
+    neuron: int
+    match: int  # the other model's neuron
+    correlation: float  # of their activations over the probe set
+    top_overlap: float  # of their top-k probe views (Jaccard)
+    edge_overlap: float | None  # of their children over the dataset (None in the lowest layer)
+    change: float  # in [0, 1]; 0: unchanged
+    status: str = ""  # "died", "born" or ""
+
+
+@dataclass(frozen=True)
+class LayerChanges:
+    name: str
+    neurons: tuple[NeuronChange, ...]  # the mapped neurons, in order
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The atlas against another checkpoint of its model: that checkpoint's own atlas, and the changes."""
+
+    label: str
+    match: str  # "index" or "activations"
+    before: Manifest  # the other checkpoint's atlas, of its matched neurons
+    layers: tuple[LayerChanges, ...]
+
+
+@dataclass(frozen=True)
 class Manifest:
     version: str  # sitegen's
     title: str
@@ -194,6 +223,7 @@ class Manifest:
     featured: tuple[FeaturedRecord, ...]
     probe: ProbeRecord
     format: int = FORMAT
+    compare: Comparison | None = None
 
     def layer(self, name: str) -> LayerRecord:
         return next(layer for layer in self.layers if layer.name == name)

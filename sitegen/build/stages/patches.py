@@ -79,14 +79,15 @@ class PatchesStage(Stage):
                     todo = sorted(set(patches) | set(edges))
                     work.append(Patches(layer, index, tuple(todo), tuple(where[n] for n in todo), bool(patches),
                                         bool(edges)))
-        return work
+        return sorted(work, key=lambda w: w.index)  # a photo's layers one after another: it is read once
 
     def run(self, ws: Workspace, state: State, work: Sequence[Patches], advance: Callable[[int], None]) -> None:
-        size = ws.config.compute.batch_size
+        size, index, pixels, x = ws.config.compute.batch_size, -1, None, None
         for w in work:
             item, layer = ws.probe[w.index], w.layer
-            pixels = ws.pixels(item)
-            x = ws.tensor([pixels])[0]
+            if w.index != index:  # the plan keeps a photo's layers together
+                index, pixels = w.index, ws.pixels(item)
+                x = ws.tensor([pixels])[0]
             stored = ws.cache.names(members.PATCHES, patches_key(ws, state, item, layer)) if w.patches else set()
             written: dict[str, object] = {}
             weights = {}

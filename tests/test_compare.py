@@ -1,6 +1,7 @@
 """[compare]: an atlas against another checkpoint of its model (sitegen/build/compare.py, stats/compare.py)."""
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -126,3 +127,36 @@ def test_correlations_over_chunks_and_constant_neurons():
     assert r[2, 2] == 1.0 and r[2, 0] == 0.0  # dead in both: unchanged; dead against alive: nothing shared
     assert peaks_a[2] == 0.0
     assert change_score(1.0, 1.0, None) == 0.0 and change_score(-0.5, 0.0, 0.0) == 1.0
+
+
+def test_the_pages_and_changes_json_agree(tmp_path):
+    from typer.testing import CliRunner
+
+    from sitegen.check import check_site
+    from sitegen.cli import app
+
+    write_images(tmp_path / "imgs", 5)
+    torch.save(reinitialised([2, 5]), tmp_path / "other.pth")
+    (tmp_path / "atlas.toml").write_text(CONFIG.format(match="activations"))
+    result = CliRunner().invoke(app, ["build", "--config", str(tmp_path / "atlas.toml"), "--cache",
+                                      str(tmp_path / "cache"), "--out", str(tmp_path / "site"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    site = tmp_path / "site"
+    links, problems = check_site(site)
+    assert not problems
+    data = json.loads((site / "changes.json").read_text())
+    assert data["against"] == "epoch 1" and data["match"] == "activations"
+    layers = {layer["name"]: layer["neurons"] for layer in data["layers"]}
+    assert set(layers) == {"features.1", "features.4", "features.7", "fc"}
+    changes_page = (site / "changes.html").read_text()
+    for neuron in layers["features.4"]:
+        page = (site / "layers" / "features.4" / f"{neuron['neuron']}.html").read_text()
+        assert 'id="before"' in page
+        assert f"Change <span class=\"num\">{neuron['change']:.2f}</span>" in page
+        assert f"layers/features.4/{neuron['neuron']}.html#before" in changes_page
+        assert 0.0 <= neuron["change"] <= 1.0
+    most = max(layers["features.4"], key=lambda n: n["change"])
+    assert most["neuron"] in (2, 5)
+    assert "before/assets/" in changes_page  # the other checkpoint's tiles, from its own files
+    assert (site / "search-index.js").read_text().count('"c":') == sum(len(n) for n in layers.values())
+    assert "Changes" in (site / "index.html").read_text()

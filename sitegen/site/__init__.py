@@ -26,8 +26,10 @@ def build_site_model(manifest: Manifest, config: Config) -> SiteModel:
                 pages.append(made)
     nav = [{"title": "Atlas", "url": "index.html"}]
     nav += [{"title": layer.name, "url": layer_url(layer.name)} for layer in manifest.layers]
+    nav += [{"title": "Changes", "url": "changes.html"}] if manifest.compare else []
     nav += [{"title": "About", "url": "about.html"}]
     model = manifest.model
     provenance = {"version": manifest.version, "model": model.name, "fingerprint": model.fingerprint,
                   "probe_count": manifest.probe.count, "probe_hash": manifest.probe.hash}
-    return SiteModel(manifest.title, pages, atlas.assets.listed, nav, files, provenance)
+    assets = atlas.assets.listed + (atlas.before.assets.listed if atlas.before else [])
+    return SiteModel(manifest.title, pages, assets, nav, files, provenance)

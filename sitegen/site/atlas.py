@@ -14,17 +14,23 @@ from .links import Assets, image_url, layer_url, neuron_url, node_id, safe_name
 
 
 class Atlas:
-    def __init__(self, manifest: Manifest, config: Config):
+    def __init__(self, manifest: Manifest, config: Config, before: bool = False):
+        """``before``: the atlas of the other checkpoint of a comparison (its files under "before/", its
+        labels the class names alone: the notes describe this model's neurons)."""
         self.manifest = manifest
         self.config = config
         self.content = Content(config.root, config.site.raw_html)
-        self.assets = Assets()
+        self.assets = Assets("before/" if before else "")
         self.layers = manifest.layers
         self._index = {layer.name: index for index, layer in enumerate(self.layers)}
         self._records = {(layer.name, record.neuron): record for layer in self.layers for record in layer.neurons}
-        self.labels = self._labels()
+        self.labels = self._labels(notes=not before)
         self.parents = self._parents()
         self.in_trees = self._in_trees()
+        compare = manifest.compare
+        self.before = Atlas(compare.before, config, before=True) if compare else None
+        self.changes = {(layer.name, change.neuron): change for layer in compare.layers
+                        for change in layer.neurons} if compare else {}
 
     # -- lookups -------------------------------------------------------------
     def layer(self, name: str) -> LayerRecord:
@@ -42,15 +48,16 @@ class Atlas:
         """Whether the layer is the classifier's output, one unit per class."""
         return classifier_output(layer.shape, self.manifest.model.categories)
 
-    def _labels(self) -> dict[tuple[str, int], tuple[str, str]]:
+    def _labels(self, notes: bool = True) -> dict[tuple[str, int], tuple[str, str]]:
         """(layer, neuron) -> (label, notes as HTML): a note's '# Label', else the class of a logit."""
         labels = {}
         categories = self.manifest.model.categories
         for layer in self.layers:
             for neuron in layer.mapped:
-                label, notes = self.content.note("neurons", safe_name(layer.name), f"{neuron}.md")
+                label, notes_html = self.content.note("neurons", safe_name(layer.name), f"{neuron}.md") if notes \
+                    else ("", "")
                 labels[(layer.name, neuron)] = (label or (categories[neuron] if self.is_logits(layer) else ""),
-                                                notes)
+                                                notes_html)
         return labels
 
     def _parents(self) -> dict[tuple[str, int], dict[str, list[Edge]]]:

@@ -37,12 +37,15 @@ def node_id(path: list[TreeNode]) -> str:
 
 
 class Assets:
-    """Collects the files the pages show; each method returns the file's path from the site root."""
+    """Collects the files the pages show; each method returns the file's path from the site root.  A
+    ``prefix`` keeps another atlas's files apart (the other checkpoint's of a comparison, under "before/")."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
         self.listed: list[Asset] = []
+        self.prefix = prefix
 
     def _add(self, path: str, kind: str, key: str, member: str) -> str:
+        path = self.prefix + path
         self.listed.append(Asset(path, kind, key, member))
         return path
 

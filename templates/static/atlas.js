@@ -49,10 +49,22 @@
       var words = input.value.toLowerCase().split(/\s+/).filter(Boolean);
       list.textContent = "";
       if (!words.length) return;
+      // "change>0.5", "change<0.1": a filter on the change score against another checkpoint
+      var limits = [];
+      words = words.filter(function (w) {
+        var m = /^change([<>])(\d*\.?\d+)$/.exec(w);
+        if (m) { limits.push({ above: m[1] === ">", value: parseFloat(m[2]) }); }
+        return !m;
+      });
       var hits = index.filter(function (e) {
-        return words.every(function (w) { return e.text.indexOf(w) >= 0; });
+        return words.every(function (w) { return e.text.indexOf(w) >= 0; }) &&
+          limits.every(function (l) {
+            var c = e.result.c;
+            return typeof c === "number" && (l.above ? c > l.value : c < l.value);
+          });
       });
       hits.sort(function (a, b) {
+        if (!words.length) { return b.result.c - a.result.c; }  // a change filter alone: most changed first
         var x = a.title.indexOf(words[0]) === 0 ? 0 : 1, y = b.title.indexOf(words[0]) === 0 ? 0 : 1;
         return x - y;
       });

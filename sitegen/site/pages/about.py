@@ -7,6 +7,7 @@ from ..atlas import Atlas
 from ..content import credits
 from ..definitions import DEFINITIONS
 from ..model import Page
+from . import changes
 
 
 def build(atlas: Atlas) -> list[Page]:
@@ -18,4 +19,6 @@ def build(atlas: Atlas) -> list[Page]:
         "methods": [{"name": m, "title": BY_NAME[m].title, "text": BY_NAME[m].definition} for m in manifest.methods],
         "credits": credits(atlas.config, used), "probe": manifest.probe, "top_k": manifest.top_k,
         "sitegen_version": manifest.version,
-        "optimized_layers": [atlas.layer_summary(layer) for layer in manifest.layers if layer.optimized]})]
+        "optimized_layers": [atlas.layer_summary(layer) for layer in manifest.layers if layer.optimized],
+        "compare": {"label": manifest.compare.label, "model": manifest.compare.before.model,
+                    "score": changes.score_text()} if manifest.compare else None})]

@@ -4,6 +4,7 @@ optimized image, and the neurons it is built from and feeds."""
 from __future__ import annotations
 
 from ... import stats
+from ...methods import BY_NAME
 from ...store.manifest import LayerRecord, NeuronRecord
 from ..atlas import Atlas
 from ..links import image_url, layer_url, neuron_url
@@ -70,6 +71,29 @@ def edge_sections(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> dic
     return {"lower": layer.lower, "upper": upper, "per_image": sections, "dataset": dataset}
 
 
+def before_section(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> dict | None:
+    """With a comparison: the neuron's match in the other checkpoint, as this page shows the neuron itself (its
+    pictures on the featured images, top patches, children), and the figures of the change."""
+    change = atlas.changes.get((layer.name, record.neuron))
+    if change is None:
+        return None
+    before, name = atlas.before, layer.name
+    theirs, other = before.record(name, change.match), before.layer(name)
+    thumbnail = before.thumbnail_method(other)
+    now = {c.match: c.neuron for (at, _), c in atlas.changes.items() if at == layer.lower}
+    children = []
+    for tile in before.relatives(theirs.children.get("dataset", ()), layer.lower, None) if layer.lower else []:
+        mine = now.get(tile["neuron"])
+        children.append({**tile, "now": mine, "url": neuron_url(layer.lower, mine) if mine is not None else None})
+    return {"label": atlas.manifest.compare.label, "match": change.match, "change": change.change,
+            "status": change.status, "correlation": change.correlation, "top_overlap": change.top_overlap,
+            "edge_overlap": change.edge_overlap, "thumbnail": BY_NAME[thumbnail].title,
+            "featured": [{"name": f.name, "value": theirs.featured[f.slug].value,
+                          "photo": before.photo_there(f, name, change.match),
+                          "picture": before.thumbnail(f, name, change.match)} for f in before.manifest.featured],
+            "patches": patches(before, other, theirs, theirs.top), "children": children}
+
+
 def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
     record = layer.neurons[position]
     name, neuron, manifest = layer.name, record.neuron, atlas.manifest
@@ -90,6 +114,7 @@ def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
                   for stat in stats.STATISTICS if stat.NAME in record.stats],
         "patches": patches(atlas, layer, record, record.top), "levels": patches(atlas, layer, record, record.levels),
         "optimized": optimized, "top_k": manifest.top_k, "edges": edge_sections(atlas, layer, record),
+        "before": before_section(atlas, layer, record),
         "featured_in_probe": atlas.config.images.featured_in_probe,
         "prev": previous, "next": following,
         "prev_url": neuron_url(name, previous) if previous is not None else None,

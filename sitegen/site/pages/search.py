@@ -18,12 +18,17 @@ def build(atlas: Atlas) -> list[Page | File]:
         for record in layer.neurons:
             label, notes = atlas.labels[(layer.name, record.neuron)]
             sources = sorted({manifest.probe.items[patch.item].name for patch in record.top})
-            results.append({"t": f"{layer.name}/{record.neuron}" + (f" {label}" if label else ""),
-                            "d": " ".join([re.sub(r"<[^>]+>", " ", notes)] + sources).strip(),
-                            "u": neuron_url(layer.name, record.neuron)})
+            entry = {"t": f"{layer.name}/{record.neuron}" + (f" {label}" if label else ""),
+                     "d": " ".join([re.sub(r"<[^>]+>", " ", notes)] + sources).strip(),
+                     "u": neuron_url(layer.name, record.neuron)}
+            change = atlas.changes.get((layer.name, record.neuron))
+            if change is not None:  # "change>0.5" finds it by its change score; "died", "born" by its status
+                entry["c"] = round(change.change, 3)
+                entry["d"] = " ".join(filter(None, [change.status, f"change {change.change:.2f}", entry["d"]]))
+            results.append(entry)
     for featured in manifest.featured:
         results.append({"t": featured.name, "d": " ".join(p.label for p in featured.predictions),
                         "u": image_url(featured.slug)})
     text = json.dumps(results, ensure_ascii=False, separators=(",", ":"))
-    return [Page("search.html", "search.html", "Search", {}),
+    return [Page("search.html", "search.html", "Search", {"compare": manifest.compare is not None}),
             File("search-index.js", f"window.SITEGEN_INDEX = {text};\n".encode("utf-8"))]

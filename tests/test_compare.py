@@ -160,3 +160,7 @@ def test_the_pages_and_changes_json_agree(tmp_path):
     assert "before/assets/" in changes_page  # the other checkpoint's tiles, from its own files
     assert (site / "search-index.js").read_text().count('"c":') == sum(len(n) for n in layers.values())
     assert "Changes" in (site / "index.html").read_text()
+    status = CliRunner().invoke(app, ["status", "--config", str(tmp_path / "atlas.toml"), "--cache",
+                                      str(tmp_path / "cache")])
+    assert status.exit_code == 0, status.output
+    assert "compare with epoch 1:" in status.output

@@ -157,6 +157,28 @@ def _changes(ws: Workspace, previous: Manifest) -> list[str]:
     return lines
 
 
+def _plans(ws: Workspace) -> list[str]:
+    """What each stage would compute for the workspace, as lines."""
+    lines: list[str] = []
+    state, pending = State(), set()
+    for stage in STAGES:
+        waiting = [name for name in stage.needs if name in pending]
+        if waiting:
+            pending.add(stage.name)
+            if stage.title:
+                lines.append(f"{stage.name}: to compute once the {' and '.join(waiting)} are")
+            continue
+        work = stage.plan(ws, state)
+        line = stage.describe(ws, state, work)
+        if line:
+            lines.append(line)
+        if work:
+            pending.add(stage.name)
+        else:
+            state = stage.derive(ws, state)
+    return lines
+
+
 def status(config: Config, cache_dir: str | Path) -> list[str]:
     """What a build would compute, and why, without computing it."""
     cache = Cache(cache_dir)
@@ -171,22 +193,15 @@ def status(config: Config, cache_dir: str | Path) -> list[str]:
             lines.append("nothing computed yet for this config")
         elif previous is not None:
             lines += _changes(ws, previous)
-        state, pending = State(), set()
-        for stage in STAGES:
-            waiting = [name for name in stage.needs if name in pending]
-            if waiting:
-                pending.add(stage.name)
-                if stage.title:
-                    lines.append(f"{stage.name}: to compute once the {' and '.join(waiting)} are")
-                continue
-            work = stage.plan(ws, state)
-            line = stage.describe(ws, state, work)
-            if line:
-                lines.append(line)
-            if work:
-                pending.add(stage.name)
-            else:
-                state = stage.derive(ws, state)
+        lines += _plans(ws)
+        if config.compare is not None:
+            known = {layer.name: layer.mapped for layer in previous.layers} if previous is not None else {}
+            neurons = {**config.layers.neurons, **{layer.listed: tuple(known[layer.name]) for layer in ws.layers
+                                                   if layer.name in known}}
+            with Workspace.open(compare.other_config(config, neurons), cache, "cpu", quiet=True,
+                                encode=False) as other:
+                plans = _plans(other) or ["nothing to compute"]
+                lines += [f"compare with {config.compare.label}: {line}" for line in plans]
         lines += [f"note: {note}" for note in ws.notes] + [f"warning: {warning}" for warning in cache.warnings]
         if ws.skipped:
             lines.append(skip_summary(list(ws.skipped)).replace("skipped", "will skip", 1))

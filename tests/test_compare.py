@@ -164,3 +164,21 @@ def test_the_pages_and_changes_json_agree(tmp_path):
                                       str(tmp_path / "cache")])
     assert status.exit_code == 0, status.output
     assert "compare with epoch 1:" in status.output
+
+
+def test_the_comparison_is_cached_and_costs_nothing_when_nothing_changed(tmp_path):
+    from dataclasses import replace
+
+    config, _ = atlas(tmp_path, build().state_dict())  # [compare] with the same weights as the model's
+    alone = replace(config, compare=None)
+    cold = tmp_path / "cold"
+    _, by_itself = compute(alone, cold, device="cpu", quiet=True, log=lambda line: None)
+    _, with_compare = compute(config, cold, device="cpu", quiet=True, log=lambda line: None)
+    assert sum(by_itself.values()) > 0 and sum(with_compare.values()) == 0  # the same weights: the same entries
+    # another checkpoint, turned off and on again: nothing is computed the second time
+    torch.save(reinitialised([1]), tmp_path / "other.pth")
+    config = load(tmp_path / "atlas.toml")
+    _, first = compute(config, cold, device="cpu", quiet=True, log=lambda line: None)
+    _, off = compute(replace(config, compare=None), cold, device="cpu", quiet=True, log=lambda line: None)
+    _, on = compute(config, cold, device="cpu", quiet=True, log=lambda line: None)
+    assert sum(first.values()) > 0 and sum(off.values()) == 0 and sum(on.values()) == 0

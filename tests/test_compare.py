@@ -182,3 +182,18 @@ def test_the_comparison_is_cached_and_costs_nothing_when_nothing_changed(tmp_pat
     _, off = compute(replace(config, compare=None), cold, device="cpu", quiet=True, log=lambda line: None)
     _, on = compute(config, cold, device="cpu", quiet=True, log=lambda line: None)
     assert sum(first.values()) > 0 and sum(off.values()) == 0 and sum(on.values()) == 0
+
+
+def test_matched_neurons_that_the_first_pass_did_not_map_are_mapped(tmp_path):
+    write_images(tmp_path / "imgs", 5)
+    torch.save(permuted(), tmp_path / "other.pth")
+    text = CONFIG.format(match="activations").replace('use = ["features.1", "features.4", "features.7", "fc"]',
+                                                      'use = ["features.1", "features.4", "features.7", "fc"]\n'
+                                                      'neurons = { "features.4" = [0, 1] }')
+    (tmp_path / "atlas.toml").write_text(text)
+    manifest, _ = compute(load(tmp_path / "atlas.toml"), tmp_path / "cache", device="cpu", quiet=True,
+                          log=lambda line: None)
+    found = {c.neuron: c.match for c in changes(manifest, "features.4")}
+    assert found == {0: PERMUTATION.index(0), 1: PERMUTATION.index(1)}
+    assert manifest.compare.before.layer("features.4").mapped == tuple(sorted(found.values()))
+    assert all(c.change == pytest.approx(0.0, abs=1e-6) for c in changes(manifest, "features.4"))

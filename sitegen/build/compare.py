@@ -18,6 +18,7 @@ from ..config import Config
 from ..store.manifest import Comparison, LayerChanges, LayerRecord, Manifest, NeuronChange, classifier_output
 from ..stats import compare as stats
 from .stages.activations import chunks, read_chunk
+from .stages.mapped import select
 from .workspace import Workspace
 
 
@@ -51,16 +52,16 @@ def compute(ws: Workspace, manifest: Manifest | None, run: Callable[[Workspace],
     """Compute the other checkpoint's atlas (``run`` computes one) and compare: the comparison (None on the
     ranks but the first) and what each atlas computed, as the workspace tallied it."""
     config = ws.config
-    mapped = {layer.name: record.mapped for layer, record in zip(ws.layers, manifest.layers)} if manifest else {
-        layer.name: tuple(range(layer.count)) for layer in ws.layers}
+    mapped = {layer.name: select(ws, layer) for layer in ws.layers}  # as every rank of torchrun sees them
     tallies, before, wanted = [], None, _selections(ws, mapped)
     for _ in range(2):  # a second time only where activation matching wants neurons the first did not map
         with Workspace.open(other_config(config, wanted), ws.cache, device, quiet=ws.quiet, log=ws.log) as other:
             before = run(other)
             tallies.append(dict(other.tally))
             found = _matching(ws, other, config.compare.match)
+            theirs = {layer.name: set(select(other, layer)) for layer in other.layers}
         needed = {name: tuple(sorted({int(found[name][0][n]) for n in mapped[name]})) for name in mapped}
-        if before is None or all(set(needed[r.name]) <= set(r.mapped) for r in before.layers):
+        if all(set(needed[name]) <= theirs[name] for name in needed):
             break
         wanted = _selections(ws, needed)
     if manifest is None or before is None:

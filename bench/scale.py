@@ -80,6 +80,12 @@ def main() -> None:
         manifest, _ = runner.compute(config, cache.root, quiet=True, log=lambda line: None)
         compute = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        neurons = sum(len(layer.neurons) for layer in manifest.layers)
+        print(f"AlexNet (random init), conv1-conv5 and fc6: {neurons} neurons, {count} probe images, top 4, guided")
+        for name, seconds in spent.items():
+            if seconds >= 0.05:
+                print(f"  {name:<32} {seconds:8.1f} s")
+        print(f"  compute in all                   {compute:8.1f} s, peak resident memory {peak:.2f} GB", flush=True)
         start = time.perf_counter()
         render(build_site_model(manifest, config), root / "site", cache, log=lambda line: None)
         rendered = time.perf_counter() - start
@@ -88,12 +94,6 @@ def main() -> None:
         checked = time.perf_counter() - start
         files = [p for p in (root / "site").rglob("*") if p.is_file()]
         size = sum(p.stat().st_size for p in files) / 1e6
-        neurons = sum(len(layer.neurons) for layer in manifest.layers)
-    print(f"AlexNet (random init), conv1-conv5 and fc6: {neurons} neurons, {count} probe images, top 4, guided")
-    for name, seconds in spent.items():
-        if seconds >= 0.05:
-            print(f"  {name:<32} {seconds:8.1f} s")
-    print(f"  compute in all                   {compute:8.1f} s, peak resident memory {peak:.2f} GB")
     print(f"  render {rendered:.1f} s, check {checked:.1f} s ({links} links, {len(problems)} broken)")
     print(f"  site: {len(files)} files, {size:.0f} MB, {size / neurons * 1000:.0f} MB per 1,000 neurons")
     grows = sum(spent.get(name, 0.0) for name in PER_IMAGE)

@@ -32,10 +32,12 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(PY) bench/visualize.py
 	$(PY) bench/rules.py
+	$(PY) bench/shared.py
 	$(PY) bench/mining.py
 	$(PY) bench/edges.py
 	$(PY) bench/trees.py
 	$(PY) bench/build.py
+	$(PY) bench/overhead.py
 	$(PY) bench/scale.py
 
 clean:

@@ -1,8 +1,8 @@
 """Two checkpoints' neurons side by side (numpy only): the correlation of their activations over the probe
 set, a one-to-one matching, and how much each neuron changed.
 
-The change score of a neuron and its match is ``1 - mean(terms)``, each term in [0, 1] and 1 where nothing
-changed: the correlation of their activations over the probe set (below 0 counts as 0), the overlap of
+The change score of a neuron and its match is 1 minus the mean of up to three terms, each in [0, 1] and 1
+where nothing changed: the correlation of their activations over the probe set (below 0 counts as 0), the overlap of
 their top-k probe views (Jaccard), and, above the lowest layer, the overlap of their children over the
 dataset (Jaccard, the other model's children taken through the lower layer's matching).  0: the neuron
 fires on the same views, as strongly ranked, built from the same parts; 1: nothing in common.

@@ -11,7 +11,8 @@ from ..atlas import Atlas
 from ..links import neuron_url
 from ..model import File, Page
 
-SHOWN = 48  # neurons of a layer shown with their tiles, most changed first; the rest are listed as links
+SHOWN = 48  # changed neurons of a layer shown with their tiles, most changed first; the rest are listed as links
+CHANGED = 0.01  # a change score below this is shown as unchanged
 BINS = 10
 
 
@@ -49,11 +50,14 @@ def build(atlas: Atlas) -> list[Page | File]:
         counts = [0] * BINS
         for s in scores:
             counts[min(BINS - 1, int(s * BINS))] += 1
+        changed = [c for c in ranked if c.change >= CHANGED]
         layers.append({
-            "layer": atlas.layer_summary(layer), "logits": atlas.is_logits(layer),
-            "shown": [pair(atlas, layer.name, c) for c in ranked[:SHOWN]],
+            "layer": atlas.layer_summary(layer), "logits": atlas.is_logits(layer), "changed": len(changed),
+            "shown": [pair(atlas, layer.name, c) for c in changed[:SHOWN]],
             "rest": [{"neuron": c.neuron, "change": c.change, "url": neuron_url(layer.name, c.neuron) + "#before"}
-                     for c in ranked[SHOWN:]],
+                     for c in changed[SHOWN:]],
+            "unchanged": [{"neuron": c.neuron, "url": neuron_url(layer.name, c.neuron) + "#before"}
+                          for c in ranked[len(changed):]],
             "mean": sum(scores) / len(scores) if scores else 0.0,
             "died": [c.neuron for c in changes.neurons if c.status == "died"],
             "born": [c.neuron for c in changes.neurons if c.status == "born"],
@@ -61,5 +65,6 @@ def build(atlas: Atlas) -> list[Page | File]:
     text = json.dumps(data(atlas), indent=1, ensure_ascii=False) + "\n"
     return [Page("changes.html", "changes.html", f"Changes since {compare.label}", {
                 "label": compare.label, "match": compare.match, "layers": layers, "score": score_text(),
+                "changed": CHANGED,
                 "before_model": compare.before.model}),
             File("changes.json", text.encode("utf-8"))]

@@ -71,6 +71,11 @@ class ImagesConfig:
     probe_zooms: tuple[float, ...] = option((1.0,), "Zoomed views of each probe image: 1.0 is the whole image; a "
                                                     "zoom below 1 takes that fraction of each side at the centre "
                                                     "and the four corners.")
+    labels: str = option("", "The probe images' classes: \"folders\" (each file's parent folder, as in an "
+                             "ImageFolder tree) or a CSV file of (file, label) rows, files relative to the config. "
+                             "Neurons are then named by the classes of their top images.")
+    label_top: int = option(50, "With labels: the top-N probe images of each neuron whose classes are counted "
+                                "(besides its top_k patches).", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -325,6 +330,9 @@ def _cross_checks(data: dict, tables: dict[str, Any], errors: list[str], root: P
             errors.append(f"trees.layers: {name!r} is not in layers.use")
     if not tables["trees"].widths:
         errors.append("trees.widths: list at least one width")
+    if images.labels not in ("", "folders") and not (root / images.labels).is_file():
+        errors.append(f"images.labels: {images.labels!r} is neither \"folders\" nor a CSV file (paths are relative "
+                      f"to the config)")
     compare = tables["compare"]
     if compare and compare.weights not in ("default", "none") and not (root / compare.weights).is_file():
         errors.append(f"compare.weights: {compare.weights!r} is not a file (paths are relative to the config)")

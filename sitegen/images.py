@@ -51,6 +51,7 @@ class Item:
     name: str  # the file's path relative to the config folder, for people
     digest: str  # sha256 of the file's bytes
     view: View = View()
+    label: str = ""  # its class, in a labelled probe set
 
     @property
     def id(self) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import ctypes
 import os
-from pathlib import Path
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -51,6 +53,7 @@ def collect_items(config: Config, cache: Cache | None, problems: list[str], note
         problems.append(str(error))
         return featured, probe, skipped, checks
     skipped += [pair for pair in skipped_probe if pair not in skipped]
+    probe = labelled(config, probe, problems)
     if not probe:
         also = (" (featured images are left out of the probe set unless images.featured_in_probe = true)"
                 if leave_out else "")
@@ -59,6 +62,37 @@ def collect_items(config: Config, cache: Cache | None, problems: list[str], note
     elif config.compute.top_k > len(probe):
         problems.append(f"compute.top_k is {config.compute.top_k} but the probe set has only {len(probe)} views")
     return featured, probe, skipped, checks
+
+
+def labelled(config: Config, probe: list[Item], problems: list[str]) -> list[Item]:
+    """The probe items with their classes (``images.labels``): each file's parent folder, or its row of a
+    CSV file of (file, label); a file without one is a problem, named."""
+    how = config.images.labels
+    if not how:
+        return probe
+    if how == "folders":  # a file right in a probe folder is in no class folder
+        roots = {(config.root / entry).resolve() for entry in config.images.probe}
+        labels = {item.name: item.path.parent.name for item in probe if item.path.parent.resolve() not in roots}
+    else:
+        labels = {}
+        try:
+            with open(config.root / how, newline="", encoding="utf-8") as rows:
+                for number, row in enumerate(csv.reader(rows), start=1):
+                    if len(row) != 2 or not row[0].strip():
+                        if number == 1 or not any(row):  # a header, or an empty line
+                            continue
+                        problems.append(f"images.labels: {how}, line {number}: expected file,label")
+                        continue
+                    labels[PurePosixPath(row[0].strip()).as_posix().removeprefix("./")] = row[1].strip()
+        except (OSError, UnicodeDecodeError) as error:
+            problems.append(f"images.labels: {how} could not be read: {error}")
+            return probe
+    missing = sorted({item.name for item in probe if not labels.get(item.name)})
+    if missing:
+        where = "in no class folder (images.labels = \"folders\")" if how == "folders" else f"without a label in {how}"
+        problems.append(f"images.labels: {len(missing)} probe file(s) {where}: " + ", ".join(missing[:5])
+                        + (", ..." if len(missing) > 5 else ""))
+    return [replace(item, label=labels.get(item.name, "")) for item in probe]
 
 
 def keep_checks(cache: Cache, checks: dict[str, bytes]) -> None:

@@ -13,7 +13,7 @@ from ..store.manifest import (Excitation, FeaturedRecord, LayerRecord, Manifest,
                               OptimizedRecord, PatchRecord, Prediction, ProbeItem, ProbeRecord, Seen, TreeNode)
 from . import edges
 from .stage import State, require
-from .stages import activations, optimize, patches, specificity, statistics, trees
+from .stages import activations, classes, optimize, patches, specificity, statistics, trees
 from .stages.effective import patch_box
 from .stages.featured import pictures_key
 from .stages.mapped import selection_text
@@ -155,6 +155,7 @@ def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], re
     arrays = {statistic.NAME: statistics.read(ws, state, layer, statistic) for statistic in stats.STATISTICS}
     optimized, excitations = optimized_record(ws, state, layer)
     on_featured = seen(ws, state, layer, slugs, read)
+    views = classes.top_views(ws, state, layer)
     neurons = []
     for row, neuron in enumerate(units):
         order = top.order[row].tolist()
@@ -166,7 +167,8 @@ def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], re
         neurons.append(NeuronRecord(
             neuron, best, levels, on_featured[row], children(ws, state, layer, neuron, order, slugs, read),
             {statistic.NAME: statistic.record(arrays[statistic.NAME], row) for statistic in stats.STATISTICS},
-            excitations[row]))
+            excitations[row],
+            classes.shares(views[row].tolist(), ws.probe, ws.config.images.label_top) if views is not None else ()))
     geometry = layer.geometry
     return LayerRecord(layer.name, layer.path, layer.shape, selection_text(ws, layer),
                        layer.lower.name if layer.lower is not None else None, ws.config.layers.methods[layer.listed],
@@ -187,4 +189,4 @@ def record(ws: Workspace, state: State) -> Manifest:
         layers=tuple(layer_record(ws, state, layer, slugs, read) for layer in ws.layers),
         featured=tuple(featured_record(ws, state, item, slug, read) for item, slug in zip(ws.featured, slugs)),
         probe=ProbeRecord(len(probe), len({item.digest for item in probe}), ws.probe_hash,
-                          tuple(ProbeItem(item.name, item.view.describe()) for item in probe)))
+                          tuple(ProbeItem(item.name, item.view.describe(), item.label) for item in probe)))

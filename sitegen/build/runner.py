@@ -35,6 +35,7 @@ from . import compare
 from .record import record
 from .stage import Stage, State, identity
 from .stages.activations import ActivationsStage
+from .stages.classes import ClassesStage
 from .stages.effective import EffectiveStage
 from .stages.featured import FeaturedStage
 from .stages.mapped import MappedStage
@@ -48,7 +49,8 @@ from .stages.statistics import StatisticsStage
 from .stages.trees import TreesStage
 from .workspace import Workspace
 
-STAGES: tuple[Stage, ...] = (ActivationsStage(), MappedStage(), StatisticsStage(), SelectionStage(), EffectiveStage(),
+STAGES: tuple[Stage, ...] = (ActivationsStage(), MappedStage(), StatisticsStage(), ClassesStage(), SelectionStage(),
+                             EffectiveStage(),
                              PhotosStage(), FeaturedStage(), MapsStage(), TreesStage(), PatchesStage(),
                              OptimizeStage(), SpecificityStage(), ExcitationStage())
 

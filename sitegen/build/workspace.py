@@ -119,7 +119,8 @@ class Workspace:
     @property
     def probe_hash(self) -> str:
         """A short hash of the probe set's views, in order."""
-        text = "".join(f"{item.digest}{item.view.spec}" for item in self.probe)
+        text = "".join(f"{item.digest}{item.view.spec}" + (f"\0{item.label}\0" if item.label else "")
+                       for item in self.probe)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     # -- layers ----------------------------------------------------------------

@@ -27,6 +27,7 @@ def build_site_model(manifest: Manifest, config: Config) -> SiteModel:
     nav = [{"title": "Atlas", "url": "index.html"}]
     nav += [{"title": layer.name, "url": layer_url(layer.name)} for layer in manifest.layers]
     nav += [{"title": "Changes", "url": "changes.html"}] if manifest.compare else []
+    nav += [{"title": "Classes", "url": "classes.html"}] if any(item.label for item in manifest.probe.items) else []
     nav += [{"title": "About", "url": "about.html"}]
     model = manifest.model
     provenance = {"version": manifest.version, "model": model.name, "fingerprint": model.fingerprint,

@@ -8,9 +8,21 @@ from __future__ import annotations
 
 from ..config import Config
 from ..methods import BY_NAME, GUIDED
-from ..store.manifest import Edge, FeaturedRecord, LayerRecord, Manifest, NeuronRecord, classifier_output
+from ..store.manifest import (ClassShare, Edge, FeaturedRecord, LayerRecord, Manifest, NeuronRecord,
+                              classifier_output)
 from .content import Content
 from .links import Assets, image_url, layer_url, neuron_url, node_id, safe_name
+
+
+LEADS = (0.3, 2.0)  # an automatic label: the leading class holds at least this share of the top-N images and
+# is at least this many times as common among them as in the probe set
+
+
+def automatic(classes: tuple[ClassShare, ...]) -> str:
+    """A neuron's automatic label: the leading class of its top images where it clearly leads, else ""."""
+    if classes and classes[0].share >= LEADS[0] and classes[0].selectivity >= LEADS[1]:
+        return classes[0].name
+    return ""
 
 
 class Atlas:
@@ -24,6 +36,7 @@ class Atlas:
         self.layers = manifest.layers
         self._index = {layer.name: index for index, layer in enumerate(self.layers)}
         self._records = {(layer.name, record.neuron): record for layer in self.layers for record in layer.neurons}
+        self.automatic: set[tuple[str, int]] = set()  # neurons named by the classes of their top images
         self.labels = self._labels(notes=not before)
         self.parents = self._parents()
         self.in_trees = self._in_trees()
@@ -56,8 +69,12 @@ class Atlas:
             for neuron in layer.mapped:
                 label, notes_html = self.content.note("neurons", safe_name(layer.name), f"{neuron}.md") if notes \
                     else ("", "")
-                labels[(layer.name, neuron)] = (label or (categories[neuron] if self.is_logits(layer) else ""),
-                                                notes_html)
+                label = label or (categories[neuron] if self.is_logits(layer) else "")
+                if not label:
+                    label = automatic(self.record(layer.name, neuron).classes)
+                    if label:
+                        self.automatic.add((layer.name, neuron))
+                labels[(layer.name, neuron)] = (label, notes_html)
         return labels
 
     def _parents(self) -> dict[tuple[str, int], dict[str, list[Edge]]]:
@@ -123,7 +140,8 @@ class Atlas:
         best = self.record(layer, neuron).top[0]
         optimized = self.layer(layer).optimized
         return {"layer": layer, "neuron": neuron, "url": neuron_url(layer, neuron),
-                "label": self.labels[(layer, neuron)][0], "value": best.value,
+                "label": self.labels[(layer, neuron)][0], "auto": (layer, neuron) in self.automatic,
+                "value": best.value,
                 "img": self.assets.patch(layer, neuron, best, "img"),
                 "gb": self.assets.patch(layer, neuron, best, "gb"),
                 "opt": self.assets.optimized(layer, neuron, optimized) if optimized else None}

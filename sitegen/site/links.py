@@ -27,6 +27,11 @@ def neuron_url(layer: str, neuron: int) -> str:
     return f"layers/{safe_name(layer)}/{neuron}.html"
 
 
+def class_url(name: str) -> str:
+    """A class of a labelled probe set: the neurons most selective for it."""
+    return f"classes/{safe_name(name)}.html"
+
+
 def image_url(slug: str) -> str:
     return f"images/{slug}.html"
 

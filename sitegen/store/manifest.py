@@ -64,6 +64,7 @@ class ProbeItem:
 
     name: str  # the file
     view: str  # the view, in words ("whole image", "zoom 0.6 at the centre, mirrored")
+    label: str = ""  # its class, in a labelled probe set
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,15 @@ class Excitation:
 
 
 @dataclass(frozen=True)
+class ClassShare:
+    """A class over-represented among a neuron's top-N probe images (a labelled probe set)."""
+
+    name: str
+    share: float  # of its top-N images
+    selectivity: float  # that share over the class's share of the probe set's images
+
+
+@dataclass(frozen=True)
 class NeuronRecord:
     neuron: int
     top: tuple[PatchRecord, ...]  # best first
@@ -122,6 +132,7 @@ class NeuronRecord:
     children: Mapping[str, tuple[Edge, ...]]  # featured slug, or "dataset" -> strongest first
     stats: Mapping[str, Mapping[str, Any]]  # statistic name -> its record (sitegen/stats)
     excitation: Excitation | None = None  # where its layer has optimized images
+    classes: tuple[ClassShare, ...] = ()  # strongest first (a labelled probe set)
 
 
 @dataclass(frozen=True)

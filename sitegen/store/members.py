@@ -16,8 +16,9 @@ EXCITATIONS = "optcheck"
 RECEPTIVE_FIELDS = "erf"
 MAPS = "maps"  # activation maps of the featured images
 TREES = "tree"  # a node of a featured image's tree: one entry per path
+TOP_VIEWS = "topviews"  # per layer, each mapped neuron's top probe views, for its classes (a labelled probe set)
 KINDS = (ACTIVATIONS, PREDICTIONS, PHOTOS, PICTURES, EDGES, PATCHES, OPTIMIZED, IMAGE_CHECKS, STATISTICS,
-         SPECIFICITIES, EXCITATIONS, RECEPTIVE_FIELDS, MAPS, TREES)
+         SPECIFICITIES, EXCITATIONS, RECEPTIVE_FIELDS, MAPS, TREES, TOP_VIEWS)
 
 # activations of one featured view ([C]) or of a chunk of probe views ([n, C])
 VALUES = "values.npy"
@@ -41,6 +42,8 @@ NODE_PICTURE = "picture.webp"
 NODE_PHOTO = "photo.webp"
 NODE_FACTS = "facts.npy"
 NODE_WEIGHTS = "weights.npy"
+# a layer's mapped neurons' top probe views, best first ([neurons, M]; -1 where the probe set is short)
+VIEWS = "views.npy"
 
 
 def picture(neuron: int) -> str:
@@ -120,4 +123,5 @@ def expect(kind: str, channels: int | None = None, lower: int | None = None, row
         SPECIFICITIES: {SPECIFICITY: ((channels,), "f")},
         RECEPTIVE_FIELDS: {SIDES: ((None,), "i")},
         TREES: {NODE_FACTS: ((6,), "f"), NODE_WEIGHTS: ((lower,), "f")},
+        TOP_VIEWS: {VIEWS: ((channels, None), "i")},
     }.get(kind, {})

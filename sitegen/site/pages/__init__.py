@@ -3,6 +3,6 @@
 Adding a page type: a module here, its template, and a line in ``PAGE_TYPES``.
 """
 
-from . import about, changes, image, index, layer, manifest, markdown, neuron, search
+from . import about, changes, classes, image, index, layer, manifest, markdown, neuron, search
 
-PAGE_TYPES = (index, about, layer, neuron, image, changes, markdown, search, manifest)
+PAGE_TYPES = (index, about, layer, neuron, image, changes, classes, markdown, search, manifest)

@@ -41,7 +41,7 @@ def featured(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> list[dic
 def top_patches(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> list[dict]:
     items = atlas.manifest.probe.items
     return [{"rank": p.rank, "value": p.value, "box": list(p.box), "source": items[p.item].name,
-             "view": items[p.item].view, "scale": p.scale,
+             "view": items[p.item].view, "label": items[p.item].label or None, "scale": p.scale,
              "photo": atlas.assets.patch(layer.name, record.neuron, p, "img"),
              "guided": atlas.assets.patch(layer.name, record.neuron, p, "gb")} for p in record.top]
 
@@ -73,6 +73,10 @@ def build(atlas: Atlas) -> list[File]:
             "effective_receptive_field": layer.effective, "optimize": optimized(layer),
             "neurons": [{"neuron": record.neuron, "page": neuron_url(layer.name, record.neuron),
                          "top_patches": top_patches(atlas, layer, record),
+                         "classes": [{"class": c.name, "share": c.share, "selectivity": c.selectivity}
+                                     for c in record.classes],
+                         "label": atlas.labels[(layer.name, record.neuron)][0] or None,
+                         "label_automatic": (layer.name, record.neuron) in atlas.automatic,
                          "featured": featured(atlas, layer, record)}
                         for record in layer.neurons]} for layer in manifest.layers],
     }

@@ -3,11 +3,13 @@ optimized image, and the neurons it is built from and feeds."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from ... import stats
 from ...methods import BY_NAME
 from ...store.manifest import LayerRecord, NeuronRecord
 from ..atlas import Atlas
-from ..links import image_url, layer_url, neuron_url
+from ..links import class_url, image_url, layer_url, neuron_url
 from ..model import Page
 from . import layer as layer_pages
 
@@ -44,6 +46,7 @@ def patches(atlas: Atlas, layer: LayerRecord, record: NeuronRecord, chosen) -> l
     for patch in chosen:
         item = atlas.manifest.probe.items[patch.item]
         out.append({"rank": patch.rank, "value": patch.value, "source": item.name, "view": item.view,
+                    "label": item.label,
                     "scale": patch.scale,
                     "percentile": f"{patch.percentile:g}" if patch.percentile is not None else None,
                     "img": atlas.assets.patch(layer.name, record.neuron, patch, "img"),
@@ -94,6 +97,18 @@ def before_section(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> di
             "patches": patches(before, other, theirs, theirs.top), "children": children}
 
 
+def classes_section(atlas: Atlas, record: NeuronRecord) -> dict | None:
+    """With a labelled probe set: the classes over-represented among the neuron's top-N images, and the
+    classes of its top-k patches, counted."""
+    items = atlas.manifest.probe.items
+    if not any(item.label for item in items):
+        return None
+    in_top = Counter(items[p.item].label for p in record.top)
+    return {"top": atlas.config.images.label_top, "in_top": sorted(in_top.items(), key=lambda kv: (-kv[1], kv[0])),
+            "rows": [{"name": c.name, "share": c.share, "selectivity": c.selectivity, "url": class_url(c.name)}
+                     for c in record.classes]}
+
+
 def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
     record = layer.neurons[position]
     name, neuron, manifest = layer.name, record.neuron, atlas.manifest
@@ -114,7 +129,8 @@ def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
                   for stat in stats.STATISTICS if stat.NAME in record.stats],
         "patches": patches(atlas, layer, record, record.top), "levels": patches(atlas, layer, record, record.levels),
         "optimized": optimized, "top_k": manifest.top_k, "edges": edge_sections(atlas, layer, record),
-        "before": before_section(atlas, layer, record),
+        "before": before_section(atlas, layer, record), "classes": classes_section(atlas, record),
+        "label_auto": (name, neuron) in atlas.automatic,
         "featured_in_probe": atlas.config.images.featured_in_probe,
         "prev": previous, "next": following,
         "prev_url": neuron_url(name, previous) if previous is not None else None,

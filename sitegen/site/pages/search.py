@@ -7,7 +7,7 @@ import json
 import re
 
 from ..atlas import Atlas
-from ..links import image_url, layer_url, neuron_url
+from ..links import class_url, image_url, layer_url, neuron_url
 from ..model import File, Page
 
 
@@ -18,6 +18,7 @@ def build(atlas: Atlas) -> list[Page | File]:
         for record in layer.neurons:
             label, notes = atlas.labels[(layer.name, record.neuron)]
             sources = sorted({manifest.probe.items[patch.item].name for patch in record.top})
+            sources += [c.name for c in record.classes]  # "dog" finds the neurons whose top images are dogs
             entry = {"t": f"{layer.name}/{record.neuron}" + (f" {label}" if label else ""),
                      "d": " ".join([re.sub(r"<[^>]+>", " ", notes)] + sources).strip(),
                      "u": neuron_url(layer.name, record.neuron)}
@@ -26,6 +27,9 @@ def build(atlas: Atlas) -> list[Page | File]:
                 entry["c"] = round(change.change, 3)
                 entry["d"] = " ".join(filter(None, [change.status, f"change {change.change:.2f}", entry["d"]]))
             results.append(entry)
+    labels = sorted({item.label for item in manifest.probe.items if item.label})
+    results += [{"t": f"Class {name}", "d": "the neurons its images make fire most", "u": class_url(name)}
+                for name in labels]
     for featured in manifest.featured:
         results.append({"t": featured.name, "d": " ".join(p.label for p in featured.predictions),
                         "u": image_url(featured.slug)})

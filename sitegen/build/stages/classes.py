@@ -1,0 +1,90 @@
+"""Neurons named by their images (a labelled probe set, ``images.labels``): each mapped neuron's top probe
+views, enough of them to hold its top-N files, cached per layer; the record counts their classes.
+
+A class is over-represented among a neuron's top images when its share of them is above its share of the
+probe set's files: the ratio is its selectivity.  The site names a neuron by its leading class where that
+is clearly over-represented (``site/atlas.py``), unless a note gives the neuron a label.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ...engine.topk import RunningTopK
+from ...model.layers import Layer
+from ...store import members
+from ...store.manifest import ClassShare
+from ..stage import EntryStage, State
+from ..workspace import Workspace
+from .activations import chunks, read_chunk
+
+SHOWN = 3  # classes kept per neuron, strongest first
+
+
+@dataclass(frozen=True)
+class TopViews:
+    layer: Layer
+    size = 1
+
+
+def views_needed(ws: Workspace) -> int:
+    """Top views per neuron that hold its top-N files, whatever views of one file come first."""
+    per_file = max(Counter(item.digest for item in ws.probe).values())
+    return min(len(ws.probe), ws.config.images.label_top * per_file)
+
+
+class ClassesStage(EntryStage):
+    name = "classes"
+    title = "classes (layers)"
+    needs = ("activations",)
+    kind = members.TOP_VIEWS
+    counted = "class counts"
+
+    def candidates(self, ws: Workspace, state: State) -> list[TopViews]:
+        return [TopViews(layer) for layer in ws.layers] if ws.config.images.labels else []
+
+    def key(self, ws: Workspace, state: State, work: TopViews) -> str:
+        return ws.key(members.TOP_VIEWS, work.layer.path, ws.probe_hash, views_needed(ws),
+                      list(state.mapped[work.layer.name]))
+
+    def entry(self, ws: Workspace, state: State, work: TopViews) -> dict[str, np.ndarray]:
+        units = list(state.mapped[work.layer.name])
+        running = RunningTopK(len(units), views_needed(ws))
+        for start, items in chunks(ws):
+            values, positions = read_chunk(ws, items, work.layer)
+            running.update(values[:, units], positions[:, units], np.arange(start, start + values.shape[0]))
+        return {members.VIEWS: running.rows.T.astype(np.int64)}
+
+    def expect(self, ws: Workspace, state: State, work: TopViews) -> dict:
+        return members.expect(members.TOP_VIEWS, len(state.mapped[work.layer.name]))
+
+    def describe(self, ws: Workspace, state: State, work: list[TopViews]) -> str:
+        return f"classes: the top views of {len(work)} of {len(ws.layers)} layers to count"
+
+
+def top_views(ws: Workspace, state: State, layer: Layer) -> np.ndarray | None:
+    """[mapped neurons, M]: each neuron's top probe views, best first; None without labels."""
+    if not ws.config.images.labels:
+        return None
+    return ClassesStage().value(ws, state, TopViews(layer))[members.VIEWS]
+
+
+def shares(views: Sequence[int], items: Sequence, top: int) -> tuple[ClassShare, ...]:
+    """The classes over-represented among the first ``top`` distinct files of ``views`` (a neuron's top probe
+    views, best first), strongest first: their share of those files and that share over their share of
+    the probe set's files (``items``: the probe views, each with its file's digest and label)."""
+    files: dict[str, str] = {}
+    for view in views:
+        if view < 0 or len(files) >= top:
+            break
+        files.setdefault(items[view].digest, items[view].label)
+    everywhere = Counter({digest: label for digest, label in ((i.digest, i.label) for i in items)}.values())
+    total, counted = sum(everywhere.values()), Counter(files.values())
+    found = [ClassShare(name, count / len(files), (count / len(files)) / (everywhere[name] / total))
+             for name, count in counted.items()]
+    found = [c for c in found if c.selectivity > 1.0]
+    return tuple(sorted(found, key=lambda c: (-c.share, -c.selectivity, c.name))[:SHOWN])

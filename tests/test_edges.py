@@ -16,6 +16,8 @@ CASES = [
     ("alexnet", "fc7", "fc8", "classifier.5", "classifier.6", 80),     # fc -> logits
     ("resnet18", "layer2", "layer3", "layer2", "layer3", 64),          # through residual branches
     ("efficientnet_lite0", "block4", "block7", "_blocks.4", "_blocks.7", 96),
+    ("timm:resnet10t", "stage2", "stage4", "layer1", "layer3", 64),
+    ("timm:convnext_atto", "stage1", "stage3", "stages.0", "stages.2", 64),
 ]
 
 

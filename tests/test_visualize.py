@@ -26,6 +26,8 @@ CASES = [
     ("resnet18", "layer4.1.conv1", "layer4.1.conv1", 64, [2]),
     ("efficientnet_lite0", "block4", "_blocks.4", 96, [0, 39]),  # shared ReLU6 module
     ("efficientnet_lite0", "logits", "_fc", 64, [281, 7]),
+    ("timm:resnet10t", "stage3", "layer2", 64, [0, 90]),  # timm's ResNet: its feature stages as aliases
+    ("timm:convnext_atto", "stage2.block1", "stages.1.blocks.1", 64, [3, 60]),  # GELU keeps its true gradient
 ]
 
 

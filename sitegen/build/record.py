@@ -22,6 +22,11 @@ from .stages.photos import photo_key, predictions_key
 from .workspace import Workspace
 
 
+# activation modules whose backward no method changes: the methods differ only at a model's ReLUs
+OTHER_ACTIVATIONS = {"GELU", "SiLU", "Hardswish", "Mish", "ELU", "CELU", "SELU", "LeakyReLU", "PReLU", "Tanh",
+                     "Sigmoid", "Hardsigmoid", "Softplus", "GELUTanh", "QuickGELU"}
+
+
 class Reader:
     """Cache entries read once each while the manifest is assembled."""
 
@@ -184,7 +189,9 @@ def record(ws: Workspace, state: State) -> Manifest:
     return Manifest(
         version=__version__, title=ws.config.title, config=str(ws.config.path),
         model=ModelRecord(model.name, model.weights, model.fingerprint, model.weights_license,
-                          model.preprocess.as_dict(), model.preprocess.describe(), tuple(model.categories or ())),
+                          model.preprocess.as_dict(), model.preprocess.describe(), tuple(model.categories or ()),
+                          tuple(sorted({type(m).__name__ for m in model.module.modules()
+                                        if type(m).__name__ in OTHER_ACTIVATIONS}))),
         methods=ws.config.compute.methods, top_k=ws.config.compute.top_k, children=ws.config.compute.children,
         layers=tuple(layer_record(ws, state, layer, slugs, read) for layer in ws.layers),
         featured=tuple(featured_record(ws, state, item, slug, read) for item, slug in zip(ws.featured, slugs)),

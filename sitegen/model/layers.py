@@ -12,6 +12,7 @@ from torch import nn
 from ..engine.capture import inference_state, model_device
 from ..engine.geometry import Geometry, receptive_fields
 from ..errors import SitegenError
+from . import timm_models
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -32,6 +33,8 @@ def aliases_for(module: nn.Module) -> dict[str, str]:
         aliases = {f"block{i}": f"_blocks.{i}" for i in range(len(module._blocks))}
         aliases["logits"] = "_fc"
         return aliases
+    if hasattr(module, "feature_info") and hasattr(module, "pretrained_cfg"):  # a timm model
+        return timm_models.aliases(module)
     return {}
 
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import SitegenError
+from . import timm_models
 from .layers import aliases_for
 
 if TYPE_CHECKING:
@@ -200,6 +201,10 @@ def load_model(name: str, weights: str = "default", seed: int = 0) -> LoadedMode
     """Build the model ``name`` with ``weights`` ("default", "none" or a path)."""
     if name == "efficientnet_lite0":
         loaded = _efficientnet_lite0(weights, seed)
+    elif name.startswith(timm_models.PREFIX):
+        fields = timm_models.load(name, weights, seed, _load_state_dict, _imagenet_categories)
+        loaded = LoadedModel(**{**fields, "preprocess": Preprocess(**fields["preprocess"]),
+                                "aliases": aliases_for(fields["module"])})
     elif ":" in name:
         loaded = _factory(name, weights, seed)
     else:

@@ -190,6 +190,7 @@ class ModelRecord:
     preprocess: Mapping[str, Any]
     preprocess_text: str
     categories: tuple[str, ...]  # class names; empty if the model has none
+    other_activations: tuple[str, ...] = ()  # its activation modules that are not ReLU-like (GELU, SiLU, ...)
 
 
 @dataclass(frozen=True)

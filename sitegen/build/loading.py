@@ -6,7 +6,7 @@ import csv
 import ctypes
 import os
 from dataclasses import replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -72,7 +72,8 @@ def labelled(config: Config, probe: list[Item], problems: list[str]) -> list[Ite
         return probe
     if how == "folders":  # a file right in a probe folder is in no class folder
         roots = {(config.root / entry).resolve() for entry in config.images.probe}
-        labels = {item.name: item.path.parent.name for item in probe if item.path.parent.resolve() not in roots}
+        labels = {item.path.resolve(): item.path.parent.name for item in probe
+                  if item.path.parent.resolve() not in roots}
     else:
         labels = {}
         try:
@@ -83,16 +84,16 @@ def labelled(config: Config, probe: list[Item], problems: list[str]) -> list[Ite
                             continue
                         problems.append(f"images.labels: {how}, line {number}: expected file,label")
                         continue
-                    labels[PurePosixPath(row[0].strip()).as_posix().removeprefix("./")] = row[1].strip()
+                    labels[(config.root / row[0].strip()).resolve()] = row[1].strip()
         except (OSError, UnicodeDecodeError) as error:
             problems.append(f"images.labels: {how} could not be read: {error}")
             return probe
-    missing = sorted({item.name for item in probe if not labels.get(item.name)})
+    missing = sorted({item.name for item in probe if not labels.get(item.path.resolve())})
     if missing:
         where = "in no class folder (images.labels = \"folders\")" if how == "folders" else f"without a label in {how}"
         problems.append(f"images.labels: {len(missing)} probe file(s) {where}: " + ", ".join(missing[:5])
                         + (", ..." if len(missing) > 5 else ""))
-    return [replace(item, label=labels.get(item.name, "")) for item in probe]
+    return [replace(item, label=labels.get(item.path.resolve(), "")) for item in probe]
 
 
 def keep_checks(cache: Cache, checks: dict[str, bytes]) -> None:

@@ -12,7 +12,8 @@ Cache entries (DESIGN §3; every key also holds the compute version; the kinds a
 - ``patch`` (patches): per probe item and layer: photo and guided patches of the neurons that show it;
 - ``opt``, ``optcheck`` (optimize): per layer, optimized images and their check;
 - ``spec`` (specificity): per featured item and layer; ``image`` (the loader): per image file, whether it can
-  be used.
+  be used;
+- ``topviews`` (classes): per layer, with a labelled probe set, each mapped neuron's top probe views.
 """
 
 from __future__ import annotations

@@ -14,14 +14,20 @@ from .content import Content
 from .links import Assets, image_url, layer_url, neuron_url, node_id, safe_name
 
 
-LEADS = (0.3, 2.0)  # an automatic label: the leading class holds at least this share of the top-N images and
-# is at least this many times as common among them as in the probe set
+LEADS = (0.3, 2.0, 3)  # an automatic label: the leading class holds at least this share of the top-N images,
+# is at least this many times as common among them as in the probe set, with at least this many images
 
 
 def automatic(classes: tuple[ClassShare, ...]) -> str:
-    """A neuron's automatic label: the leading class of its top images where it clearly leads, else ""."""
-    if classes and classes[0].share >= LEADS[0] and classes[0].selectivity >= LEADS[1]:
-        return classes[0].name
+    """A neuron's automatic label: the leading class of its top images where it clearly leads (ahead of the
+    second, and by the figures of ``LEADS``), else ""."""
+    if not classes:
+        return ""
+    lead = classes[0]
+    if len(classes) > 1 and classes[1].share >= lead.share:
+        return ""
+    if lead.share >= LEADS[0] and lead.selectivity >= LEADS[1] and lead.count >= LEADS[2]:
+        return lead.name
     return ""
 
 

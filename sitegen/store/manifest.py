@@ -121,6 +121,7 @@ class ClassShare:
     name: str
     share: float  # of its top-N images
     selectivity: float  # that share over the class's share of the probe set's images
+    count: int = 0  # its images among the top-N
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ def shares(views: Sequence[int], items: Sequence, top: int) -> tuple[ClassShare,
         files.setdefault(items[view].digest, items[view].label)
     everywhere = Counter({digest: label for digest, label in ((i.digest, i.label) for i in items)}.values())
     total, counted = sum(everywhere.values()), Counter(files.values())
-    found = [ClassShare(name, count / len(files), (count / len(files)) / (everywhere[name] / total))
+    found = [ClassShare(name, count / len(files), (count / len(files)) / (everywhere[name] / total), count)
              for name, count in counted.items()]
     found = [c for c in found if c.selectivity > 1.0]
     return tuple(sorted(found, key=lambda c: (-c.share, -c.selectivity, c.name))[:SHOWN])

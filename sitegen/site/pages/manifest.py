@@ -73,8 +73,8 @@ def build(atlas: Atlas) -> list[File]:
             "effective_receptive_field": layer.effective, "optimize": optimized(layer),
             "neurons": [{"neuron": record.neuron, "page": neuron_url(layer.name, record.neuron),
                          "top_patches": top_patches(atlas, layer, record),
-                         "classes": [{"class": c.name, "share": c.share, "selectivity": c.selectivity}
-                                     for c in record.classes],
+                         "classes": [{"class": c.name, "share": c.share, "selectivity": c.selectivity,
+                                      "count": c.count} for c in record.classes],
                          "label": atlas.labels[(layer.name, record.neuron)][0] or None,
                          "label_automatic": (layer.name, record.neuron) in atlas.automatic,
                          "featured": featured(atlas, layer, record)}

@@ -101,6 +101,7 @@ def test_manifest_json_and_the_search_index(site):
     assert fc["optimize"]["neurons"]["2"] == {"own": 22.0, "other": 7.0, "probe": 9.0}
     assert fc["neurons"][0]["top_patches"][0] == {"rank": 1, "value": 9.0, "box": [0, 0, 2, 2],
                                                   "source": "photos/cat.png", "view": "whole image", "scale": 0.5,
+                                                  "label": None,
                                                   "photo": "assets/patches/fc/views/0-img_0_0_2_2.webp",
                                                   "guided": "assets/patches/fc/0/1-gb.webp"}
     conv = data["layers"][0]["neurons"][2]

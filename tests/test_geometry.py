@@ -66,7 +66,8 @@ def _support(model, module, size, channel=0):
 def test_gradient_support_fits_the_box():
     torch.manual_seed(0)
     cases = [("alexnet", "features.0", 96), ("alexnet", "features.3", 96), ("resnet18", "layer1", 96),
-             ("efficientnet_lite0", "_blocks.4", 224)]
+             ("efficientnet_lite0", "_blocks.4", 224),
+             ("timm:convnext_atto", "stages.1", 160)]  # norm and MLP on a channels-last map, between permutes
     for name, path, size in cases:
         model = load_model(name, "none").module.eval()
         # linearise: the support of a purely linear network is the whole receptive field

@@ -152,7 +152,8 @@ def test_bad_arguments_are_named():
 
 
 @pytest.mark.parametrize("name,path,size", [("efficientnet_lite0", "_blocks.4", 128), ("alexnet", "features.4", 128),
-                                            ("resnet18", "layer2", 128), ("vgg11", "features.7", 64)])
+                                            ("resnet18", "layer2", 128), ("vgg11", "features.7", 64),
+                                            ("timm:convnext_atto", "stages.1", 160)])
 def test_receptive_field_crops_give_the_whole_image_numbers(name, path, size):
     from sitegen.engine.passes import crops_are_exact, gradients
     from sitegen.engine.geometry import receptive_fields

@@ -105,15 +105,39 @@ _MIXING = {"conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "roll", "
            "pixel_unshuffle", "interpolate", "upsample", "fft_fft2", "fft_ifft2", "fft_rfft2", "fft_irfft2"}
 
 
+# Functions that only reorder a tensor's dimensions: the spatial ones move, the geometry stays.
+_REORDER = {"permute", "transpose", "swapaxes", "swapdims"}
+
+
+def _reordered(name: str, args, kwargs, dims: tuple[int, int], ndim: int) -> tuple[int, int] | None:
+    """Where the spatial dimensions ``dims`` go under a permute or transpose (None: not understood)."""
+    if name == "permute":
+        order = [a for a in args[1:]] if len(args) > 2 else list(arg(args, kwargs, 1, "dims", ()))
+        order = [int(d) % ndim for d in order]
+        return (order.index(dims[0]), order.index(dims[1])) if sorted(order) == list(range(ndim)) else None
+    first = int(arg(args, kwargs, 1, "dim0", 0)) % ndim
+    second = int(arg(args, kwargs, 2, "dim1", 0)) % ndim
+    swap = {first: second, second: first}
+    return (swap.get(dims[0], dims[0]), swap.get(dims[1], dims[1]))
+
+
 class _GeometryMode(TorchFunctionMode):
+    """Follows every tensor made from the input: its geometry, and which of its dimensions are the image's
+    rows and columns (2 and 3 in NCHW; 1 and 2 after a permute to channels-last, as ConvNeXt's blocks do
+    for their norm and MLP)."""
+
     def __init__(self, source: torch.Tensor):
         super().__init__()
-        # id -> (tensor, geometry); the tensor is kept so its id is not reused
-        self.geos: dict[int, tuple[torch.Tensor, Geometry]] = {id(source): (source, Geometry())}
+        # id -> (tensor, geometry, spatial dimensions); the tensor is kept so its id is not reused
+        self.geos: dict[int, tuple[torch.Tensor, Geometry, tuple[int, int]]] = {
+            id(source): (source, Geometry(), (2, 3))}
 
     def of(self, tensor: torch.Tensor) -> Geometry | None:
         found = self.geos.get(id(tensor))
         return found[1] if found is not None and found[0] is tensor else None
+
+    def dims(self, tensor: torch.Tensor) -> tuple[int, int]:
+        return self.geos[id(tensor)][2]
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -124,13 +148,21 @@ class _GeometryMode(TorchFunctionMode):
             return result
         name = getattr(func, "__name__", "")
         for out in outs:  # every output: chunk, split and unbind make several
-            geo = WHOLE if name in _MIXING else self._propagate(name, args, kwargs, inputs, out)
-            self.geos[id(out)] = (out, geo)
+            dims = self.dims(inputs[0])
+            if name in _REORDER and inputs[0] is args[0]:
+                moved = _reordered(name, args, kwargs, dims, inputs[0].dim())
+                geo, dims = (self.of(inputs[0]), moved) if moved is not None else (WHOLE, dims)
+            elif name in _MIXING:
+                geo = WHOLE
+            else:
+                geo = self._propagate(name, args, kwargs, inputs, out)
+            self.geos[id(out)] = (out, geo, dims)
         return result
 
     def _propagate(self, name, args, kwargs, inputs, out) -> Geometry:
         first = self.of(inputs[0])
-        if name == "conv2d" and inputs[0] is args[0]:
+        nchw = self.dims(inputs[0]) == (2, 3)
+        if name == "conv2d" and inputs[0] is args[0] and nchw:
             weight = arg(args, kwargs, 1, "weight", None)
             kernel = tuple(weight.shape[-2:])
             stride = arg(args, kwargs, 3, "stride", 1)
@@ -142,13 +174,14 @@ class _GeometryMode(TorchFunctionMode):
                 d = _pair(dilation)
                 padding = tuple(d[a] * (kernel[a] - 1) // 2 for a in range(2))
             return _window(first, kernel, stride, padding, dilation)
-        if name in ("max_pool2d", "_max_pool2d", "max_pool2d_with_indices", "avg_pool2d") and inputs[0] is args[0]:
+        if name in ("max_pool2d", "_max_pool2d", "max_pool2d_with_indices", "avg_pool2d") and inputs[0] is args[0] \
+                and nchw:
             kernel = arg(args, kwargs, 1, "kernel_size", 1)
             stride = arg(args, kwargs, 2, "stride", None) or kernel
             padding = arg(args, kwargs, 3, "padding", 0)
             dilation = arg(args, kwargs, 4, "dilation", 1) if "max" in name else 1
             return _window(first, kernel, stride, padding, dilation)
-        if name in ("pad", "_pad") and inputs[0] is args[0] and not first.whole:
+        if name in ("pad", "_pad") and inputs[0] is args[0] and not first.whole and nchw:
             pad = list(arg(args, kwargs, 1, "pad", ()))
             if len(pad) >= 4:
                 left, top = pad[0], pad[2]
@@ -156,8 +189,13 @@ class _GeometryMode(TorchFunctionMode):
                                 (first.lo[0] - top * first.jump[0], first.lo[1] - left * first.jump[1]),
                                 (first.hi[0] - top * first.jump[0], first.hi[1] - left * first.jump[1]))
             return WHOLE
-        # anything else: an element-wise function keeps positions, all else mixes them
-        if out.dim() == 4 and all(t.dim() == 4 and t.shape[-2:] == out.shape[-2:] for t in inputs):
+        # anything else: an element-wise function (or one along the channels alone, as a linear layer or a
+        # norm on a channels-last map) keeps positions, all else mixes them
+        h, w = self.dims(inputs[0])
+        if max(h, w) >= out.dim():
+            return WHOLE
+        size = (out.shape[h], out.shape[w])
+        if all(t.dim() == out.dim() and self.dims(t) == (h, w) and (t.shape[h], t.shape[w]) == size for t in inputs):
             return _union([self.of(t) for t in inputs])
         return WHOLE
 
@@ -175,7 +213,7 @@ def receptive_fields(model: nn.Module, modules: dict[str, nn.Module], input_size
         result = {}
         for name, out in outputs.items():
             geo = mode.of(out)
-            result[name] = geo if geo is not None and out.dim() == 4 else WHOLE
+            result[name] = geo if geo is not None and out.dim() == 4 and mode.dims(out) == (2, 3) else WHOLE
     return result
 
 

@@ -86,9 +86,10 @@ def test_a_known_detector_is_named_by_its_class(tmp_path):
 
 def test_labels_from_a_csv_file_and_files_without_one(tmp_path):
     probe_set(tmp_path)
-    rows = ["file,label"] + [f"probe/stripes/s{i}.png,diagonal" for i in range(6)]
+    rows = [f"probe/stripes/s{i}.png,diagonal" for i in range(6)]  # no header: the first row is a file
     rows += [f"probe/{kind}/img{i}.png,other" for kind in ("blobs", "noise") for i in range(6)]
-    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    # as a spreadsheet saves it: a byte-order mark and Windows line ends
+    (tmp_path / "labels.csv").write_bytes(("\ufeff" + "\r\n".join(rows) + "\r\n").encode("utf-8"))
     (tmp_path / "atlas.toml").write_text(CONFIG.format(labels="labels.csv"))
     manifest, _ = compute(load(tmp_path / "atlas.toml"), tmp_path / "cache", device="cpu", quiet=True,
                           log=lambda line: None)

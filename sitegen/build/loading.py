@@ -77,7 +77,7 @@ def labelled(config: Config, probe: list[Item], problems: list[str]) -> list[Ite
     else:
         labels = {}
         try:
-            with open(config.root / how, newline="", encoding="utf-8") as rows:
+            with open(config.root / how, newline="", encoding="utf-8-sig") as rows:  # a spreadsheet's BOM too
                 for number, row in enumerate(csv.reader(rows), start=1):
                     if len(row) != 2 or not row[0].strip():
                         if number == 1 or not any(row):  # a header, or an empty line

@@ -127,6 +127,11 @@ def test_correlations_over_chunks_and_constant_neurons():
     assert r[2, 2] == 1.0 and r[2, 0] == 0.0  # dead in both: unchanged; dead against alive: nothing shared
     assert peaks_a[2] == 0.0
     assert change_score(1.0, 1.0, None) == 0.0 and change_score(-0.5, 0.0, 0.0) == 1.0
+    # constant but not zero (a square that rounds): the same constant is unchanged, another one is not
+    a, b = np.full((300, 2), 3.7), np.full((300, 2), 3.7)
+    b[:, 1] = 0.1
+    r, _, _ = correlations([(a[:100], b[:100]), (a[100:], b[100:])])
+    assert r[0, 0] == 1.0 and r[0, 1] == 0.0
 
 
 def test_the_pages_and_changes_json_agree(tmp_path):

@@ -39,6 +39,7 @@ def test_a_timm_model_loads_with_its_preprocessing_and_aliases():
     assert load_model("timm:resnet10t", "none").aliases["stage2"] == "layer1"
     with pytest.raises(SitegenError, match="timm has no model 'convnext_tiy'.*convnext_tiny"):
         load_model("timm:convnext_tiy", "none")
+    assert load_model("timm:convnext_atto.d2_in1k", "none").aliases["stage1"] == "stages.0"  # a pretrained tag
 
 
 def test_a_gelu_models_atlas_says_what_its_methods_change(tmp_path):

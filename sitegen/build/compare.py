@@ -87,7 +87,8 @@ def _changes(layer: LayerRecord, other: LayerRecord, found: tuple, lower: LayerR
             edges = stats.jaccard((e.neuron for e in record.children.get("dataset", ())),
                                   (back.get(e.neuron, -1 - e.neuron) for e in theirs.children.get("dataset", ())))
         correlation = float(r[record.neuron, c])
+        status = "" if layer.signed or other.signed else stats.status(bool(now[record.neuron] > 0),
+                                                                      bool(before[c] > 0))
         out.append(NeuronChange(record.neuron, c, correlation, top, edges,
-                                stats.change_score(correlation, top, edges),
-                                stats.status(bool(now[record.neuron] > 0), bool(before[c] > 0))))
+                                stats.change_score(correlation, top, edges), status))
     return LayerChanges(layer.name, tuple(out))

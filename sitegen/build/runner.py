@@ -204,6 +204,9 @@ def status(config: Config, cache_dir: str | Path) -> list[str]:
             with Workspace.open(compare.other_config(config, neurons), cache, "cpu", quiet=True,
                                 encode=False) as other:
                 plans = _plans(other) or ["nothing to compute"]
+                if config.compare.match == "activations":
+                    plans.append("(the neurons matched by their activations may add some: the plans above map "
+                                 "this atlas's own neurons)")
                 lines += [f"compare with {config.compare.label}: {line}" for line in plans]
         lines += [f"note: {note}" for note in ws.notes] + [f"warning: {warning}" for warning in cache.warnings]
         if ws.skipped:

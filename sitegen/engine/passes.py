@@ -230,6 +230,8 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
             if cuts[0] is None and not keep and model not in _UNSHARED:
                 try:
                     got = _shared(model, image, name, module, seeds, passes, set(methods), recorded)
+                except torch.OutOfMemoryError:
+                    raise
                 except (RuntimeError, NotImplementedError):  # an operation without a batched backward
                     _UNSHARED.add(model)
             if got is None:

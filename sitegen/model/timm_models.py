@@ -31,7 +31,9 @@ def aliases(module: nn.Module) -> dict[str, str]:
     ``logits`` for the classifier."""
     found: dict[str, str] = {}
     modules = dict(module.named_modules())
-    stages = [info["module"] for info in getattr(module, "feature_info", []) if info.get("module") in modules]
+    channels_first = getattr(module, "output_fmt", "NCHW") == "NCHW"  # a Swin's stages give [H, W, C]: no aliases
+    stages = [info["module"] for info in getattr(module, "feature_info", [])
+              if info.get("module") in modules and channels_first]
     for number, path in enumerate(stages, start=1):
         found[f"stage{number}"] = path
         blocks = modules[path].blocks if hasattr(modules[path], "blocks") else modules[path]
@@ -50,7 +52,7 @@ def load(name: str, weights: str, seed: int, load_state_dict: Callable[[nn.Modul
     """The fields of a LoadedModel for ``timm:NAME``."""
     timm = _timm()
     arch = name[len(PREFIX):]
-    if arch not in timm.list_models():
+    if not timm.is_model(arch.split(".")[0]):  # a name may carry a pretrained tag: convnext_tiny.fb_in1k
         close = difflib.get_close_matches(arch, timm.list_models(), n=3)
         hint = f" Did you mean {' or '.join(repr(PREFIX + c) for c in close)}?" if close else ""
         raise SitegenError(f"model.name {name!r}: timm has no model {arch!r}.{hint}")

@@ -7,6 +7,7 @@ from the cache and remembers where it comes from.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from ..store import members
@@ -28,8 +29,12 @@ def neuron_url(layer: str, neuron: int) -> str:
 
 
 def class_url(name: str) -> str:
-    """A class of a labelled probe set: the neurons most selective for it."""
-    return f"classes/{safe_name(name)}.html"
+    """A class of a labelled probe set: the neurons most selective for it.  A name that is not safe as a
+    file name as it is gets a short hash of itself, so that two such names never share a page."""
+    safe = safe_name(name)
+    if safe != name:
+        safe += "-" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    return f"classes/{safe}.html"
 
 
 def image_url(slug: str) -> str:

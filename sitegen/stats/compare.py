@@ -20,28 +20,34 @@ def correlations(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[np.nda
     correlation of every neuron with every other-model neuron, [C, C'], and each model's largest activation
     per neuron.  A neuron constant over the probe set correlates 1 with a neuron that is the same constant,
     0 with any other."""
-    count, sums, squares, cross, peaks = 0, None, None, None, None
+    count, sums, squares, cross, peaks, shifts = 0, None, None, None, None, None
     for a, b in pairs:
         a, b = a.astype(np.float64), b.astype(np.float64)
-        if sums is None:
+        if sums is None:  # sums of x minus its first value: a constant neuron's spread comes out exactly 0
+            shifts = [a[0].copy(), b[0].copy()]
             sums, squares = [np.zeros(x.shape[1]) for x in (a, b)], [np.zeros(x.shape[1]) for x in (a, b)]
             cross, peaks = np.zeros((a.shape[1], b.shape[1])), [np.full(x.shape[1], -np.inf) for x in (a, b)]
         count += a.shape[0]
         for side, x in enumerate((a, b)):
+            peaks[side] = np.maximum(peaks[side], x.max(axis=0))
+        a, b = a - shifts[0], b - shifts[1]
+        for side, x in enumerate((a, b)):
             sums[side] += x.sum(axis=0)
             squares[side] += (x * x).sum(axis=0)
-            peaks[side] = np.maximum(peaks[side], x.max(axis=0))
         cross += a.T @ b
     if sums is None:
         raise ValueError("no probe views to compare the models on")
-    means = [s / count for s in sums]
-    spreads = [np.sqrt(np.maximum(q / count - m * m, 0.0)) for q, m in zip(squares, means)]
-    covariance = cross / count - np.outer(means[0], means[1])
+    offsets = [s / count for s in sums]  # the means, less the shifts
+    means = [shift + offset for shift, offset in zip(shifts, offsets)]
+    spreads = [np.sqrt(np.maximum(q / count - m * m, 0.0)) for q, m in zip(squares, offsets)]
+    covariance = cross / count - np.outer(offsets[0], offsets[1])
     scale = np.outer(spreads[0], spreads[1])
-    tiny = 1e-9 * max(float(np.abs(means[0]).max(initial=0)), float(np.abs(means[1]).max(initial=0)), 1.0)
-    flat = [spread <= tiny for spread in spreads]
+    flat = [spread <= 1e-7 * np.abs(mean) + 1e-12 for spread, mean in zip(spreads, means)]
     r = np.where(scale > 0, covariance / np.where(scale > 0, scale, 1.0), 0.0)
-    r[np.outer(flat[0], flat[1]) & (np.abs(means[0][:, None] - means[1][None, :]) <= tiny)] = 1.0
+    same = np.abs(means[0][:, None] - means[1][None, :]) <= 1e-7 * np.maximum(
+        np.abs(means[0])[:, None], np.abs(means[1])[None, :]) + 1e-12
+    r[np.outer(flat[0], flat[1])] = 0.0
+    r[np.outer(flat[0], flat[1]) & same] = 1.0
     r[np.outer(flat[0], ~flat[1]) | np.outer(~flat[0], flat[1])] = 0.0
     return np.clip(r, -1.0, 1.0), peaks[0], peaks[1]
 
@@ -99,7 +105,8 @@ def change_score(correlation: float, top_overlap: float, edge_overlap: float | N
 
 
 def status(alive_now: bool, alive_before: bool) -> str:
-    """"died": fired on some probe view before and on none now; "born": the other way round; else ""."""
+    """"died": fired on some probe view before and on none now; "born": the other way round; else "".  Only
+    for layers whose outputs cannot be negative (after a ReLU): elsewhere a sign says little."""
     return "died" if alive_before and not alive_now else "born" if alive_now and not alive_before else ""
 
 

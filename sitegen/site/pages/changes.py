@@ -59,8 +59,10 @@ def build(atlas: Atlas) -> list[Page | File]:
             "unchanged": [{"neuron": c.neuron, "url": neuron_url(layer.name, c.neuron) + "#before"}
                           for c in ranked[len(changed):]],
             "mean": sum(scores) / len(scores) if scores else 0.0,
-            "died": [c.neuron for c in changes.neurons if c.status == "died"],
-            "born": [c.neuron for c in changes.neurons if c.status == "born"],
+            "died": [{"neuron": c.neuron, "url": neuron_url(layer.name, c.neuron) + "#before"}
+                     for c in changes.neurons if c.status == "died"],
+            "born": [{"neuron": c.neuron, "url": neuron_url(layer.name, c.neuron) + "#before"}
+                     for c in changes.neurons if c.status == "born"],
             "histogram": bars({"counts": counts, "low": 0.0, "high": 1.0, "mean": 0.0})})
     text = json.dumps(data(atlas), indent=1, ensure_ascii=False) + "\n"
     return [Page("changes.html", "changes.html", f"Changes since {compare.label}", {

@@ -71,7 +71,9 @@ def edge_sections(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> dic
     dataset = {
         "children": atlas.relatives(record.children.get("dataset", ()), layer.lower, None) if layer.lower else [],
         "parents": atlas.relatives(parents.get("dataset", []), upper, None) if upper else []}
-    return {"lower": layer.lower, "upper": upper, "per_image": sections, "dataset": dataset}
+    return {"lower": layer.lower, "upper": upper, "per_image": sections, "dataset": dataset,
+            "lower_url": layer_url(layer.lower) if layer.lower else None,
+            "upper_url": layer_url(upper) if upper else None}
 
 
 def before_section(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> dict | None:

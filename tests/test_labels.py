@@ -95,6 +95,12 @@ def test_labels_from_a_csv_file_and_files_without_one(tmp_path):
                           log=lambda line: None)
     assert {item.label for item in manifest.probe.items} == {"diagonal", "other"}
     assert manifest.layer("relu").neurons[0].classes[0].name == "diagonal"
+    # relabelling recomputes nothing: only the manifest's counts and the probe set's key change
+    (tmp_path / "labels.csv").write_text("\n".join(row.replace(",diagonal", ",stripes") for row in rows) + "\n")
+    relabelled, computed = compute(load(tmp_path / "atlas.toml"), tmp_path / "cache", device="cpu", quiet=True,
+                                   log=lambda line: None)
+    assert computed == {} and relabelled.probe.hash != manifest.probe.hash
+    assert relabelled.layer("relu").neurons[0].classes[0].name == "stripes"
     # a file the CSV does not name is an error naming it; so is a file right in the probe folder
     (tmp_path / "labels.csv").write_text("\n".join(rows[:-1]) + "\n")
     with pytest.raises(SitegenError, match=r"images.labels: 1 probe file\(s\) without a label in labels.csv: "

@@ -195,5 +195,5 @@ def record(ws: Workspace, state: State) -> Manifest:
         methods=ws.config.compute.methods, top_k=ws.config.compute.top_k, children=ws.config.compute.children,
         layers=tuple(layer_record(ws, state, layer, slugs, read) for layer in ws.layers),
         featured=tuple(featured_record(ws, state, item, slug, read) for item, slug in zip(ws.featured, slugs)),
-        probe=ProbeRecord(len(probe), len({item.digest for item in probe}), ws.probe_hash,
+        probe=ProbeRecord(len(probe), len({item.digest for item in probe}), ws.probe_set_hash,
                           tuple(ProbeItem(item.name, item.view.describe(), item.label) for item in probe)))

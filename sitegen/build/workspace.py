@@ -119,8 +119,17 @@ class Workspace:
     @property
     def probe_hash(self) -> str:
         """A short hash of the probe set's views, in order."""
-        text = "".join(f"{item.digest}{item.view.spec}" + (f"\0{item.label}\0" if item.label else "")
-                       for item in self.probe)
+        text = "".join(f"{item.digest}{item.view.spec}" for item in self.probe)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def probe_set_hash(self) -> str:
+        """The probe set's key as the manifest records it: its views and, in a labelled probe set, their
+        classes.  Cache keys use :attr:`probe_hash`: nothing cached depends on the labels, so editing
+        them recomputes nothing (the classes are counted when the manifest is recorded)."""
+        if not any(item.label for item in self.probe):
+            return self.probe_hash
+        text = self.probe_hash + "".join(f"\0{item.label}" for item in self.probe)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     # -- layers ----------------------------------------------------------------

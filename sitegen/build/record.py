@@ -160,7 +160,7 @@ def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], re
     arrays = {statistic.NAME: statistics.read(ws, state, layer, statistic) for statistic in stats.STATISTICS}
     optimized, excitations = optimized_record(ws, state, layer)
     on_featured = seen(ws, state, layer, slugs, read)
-    views = classes.top_views(ws, state, layer)
+    views, everywhere = classes.top_views(ws, state, layer), classes.files_per_class(ws.probe)
     neurons = []
     for row, neuron in enumerate(units):
         order = top.order[row].tolist()
@@ -173,7 +173,8 @@ def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], re
             neuron, best, levels, on_featured[row], children(ws, state, layer, neuron, order, slugs, read),
             {statistic.NAME: statistic.record(arrays[statistic.NAME], row) for statistic in stats.STATISTICS},
             excitations[row],
-            classes.shares(views[row].tolist(), ws.probe, ws.config.images.label_top) if views is not None else ()))
+            classes.shares(views[row].tolist(), ws.probe, ws.config.images.label_top, everywhere)
+            if views is not None else ()))
     geometry = layer.geometry
     return LayerRecord(layer.name, layer.path, layer.shape, selection_text(ws, layer),
                        layer.lower.name if layer.lower is not None else None, ws.config.layers.methods[layer.listed],

@@ -112,7 +112,7 @@ _REORDER = {"permute", "transpose", "swapaxes", "swapdims"}
 def _reordered(name: str, args, kwargs, dims: tuple[int, int], ndim: int) -> tuple[int, int] | None:
     """Where the spatial dimensions ``dims`` go under a permute or transpose (None: not understood)."""
     if name == "permute":
-        order = [a for a in args[1:]] if len(args) > 2 else list(arg(args, kwargs, 1, "dims", ()))
+        order = list(args[1:]) if len(args) > 2 else list(arg(args, kwargs, 1, "dims", ()))
         order = [int(d) % ndim for d in order]
         return (order.index(dims[0]), order.index(dims[1])) if sorted(order) == list(range(ndim)) else None
     first = int(arg(args, kwargs, 1, "dim0", 0)) % ndim

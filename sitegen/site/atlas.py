@@ -50,6 +50,8 @@ class Atlas:
         self.before = Atlas(compare.before, config, before=True) if compare else None
         self.changes = {(layer.name, change.neuron): change for layer in compare.layers
                         for change in layer.neurons} if compare else {}
+        # (layer, the other checkpoint's neuron) -> the neuron matched with it here
+        self.matched = {(layer, change.match): neuron for (layer, neuron), change in self.changes.items()}
 
     # -- lookups -------------------------------------------------------------
     def layer(self, name: str) -> LayerRecord:

@@ -73,16 +73,21 @@ def top_views(ws: Workspace, state: State, layer: Layer) -> np.ndarray | None:
     return ClassesStage().value(ws, state, TopViews(layer))[members.VIEWS]
 
 
-def shares(views: Sequence[int], items: Sequence, top: int) -> tuple[ClassShare, ...]:
+def files_per_class(items: Sequence) -> Counter:
+    """The probe set's files of each class (``items``: the probe views, each with its file's digest and
+    label; a file's views count once)."""
+    return Counter({item.digest: item.label for item in items}.values())
+
+
+def shares(views: Sequence[int], items: Sequence, top: int, everywhere: Counter) -> tuple[ClassShare, ...]:
     """The classes over-represented among the first ``top`` distinct files of ``views`` (a neuron's top probe
     views, best first), strongest first: their share of those files and that share over their share of
-    the probe set's files (``items``: the probe views, each with its file's digest and label)."""
+    the probe set's files (``everywhere``, :func:`files_per_class` of ``items``)."""
     files: dict[str, str] = {}
     for view in views:
         if view < 0 or len(files) >= top:
             break
         files.setdefault(items[view].digest, items[view].label)
-    everywhere = Counter({digest: label for digest, label in ((i.digest, i.label) for i in items)}.values())
     total, counted = sum(everywhere.values()), Counter(files.values())
     found = [ClassShare(name, count / len(files), (count / len(files)) / (everywhere[name] / total), count)
              for name, count in counted.items()]

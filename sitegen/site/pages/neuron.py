@@ -85,10 +85,9 @@ def before_section(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> di
     before, name = atlas.before, layer.name
     theirs, other = before.record(name, change.match), before.layer(name)
     thumbnail = before.thumbnail_method(other)
-    now = {c.match: c.neuron for (at, _), c in atlas.changes.items() if at == layer.lower}
     children = []
     for tile in before.relatives(theirs.children.get("dataset", ()), layer.lower, None) if layer.lower else []:
-        mine = now.get(tile["neuron"])
+        mine = atlas.matched.get((layer.lower, tile["neuron"]))
         children.append({**tile, "now": mine, "url": neuron_url(layer.lower, mine) if mine is not None else None})
     return {"label": atlas.manifest.compare.label, "match": change.match, "change": change.change,
             "status": change.status, "correlation": change.correlation, "top_overlap": change.top_overlap,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from sitegen.build.workspace import Workspace
+from sitegen.pipeline.workspace import Workspace
 from sitegen.config import load
 from sitegen.engine.passes import crops_are_exact, gradients
 from sitegen.store.cache import Cache

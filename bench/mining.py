@@ -61,8 +61,8 @@ batch_size = 32
 @contextlib.contextmanager
 def workspace(config_path: Path, cache: Path):
     """The bench atlas's workspace, and its state with every neuron mapped."""
-    from sitegen.build.stage import State
-    from sitegen.build.workspace import Workspace
+    from sitegen.pipeline.stage import State
+    from sitegen.pipeline.workspace import Workspace
     from sitegen.config import load
     from sitegen.store.cache import Cache
 
@@ -71,7 +71,7 @@ def workspace(config_path: Path, cache: Path):
 
 
 def mine(ws, state) -> None:
-    from sitegen.build.stages.activations import ActivationsStage
+    from sitegen.pipeline.stages.activations import ActivationsStage
 
     stage = ActivationsStage()
     stage.run(ws, state, stage.plan(ws, state), lambda n: None)
@@ -81,7 +81,7 @@ def mine_only(config_path: Path, cache: Path) -> None:
     """In a fresh process: mine and select the top k; print the peak resident and GPU memory in MiB."""
     import torch
 
-    from sitegen.build.stages.selection import top_k
+    from sitegen.pipeline.stages.selection import top_k
 
     with workspace(config_path, cache) as (ws, state):
         mine(ws, state)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from sitegen.build import runner, workspace
+from sitegen.pipeline import runner, workspace
 from sitegen.config import load
 
 ROOT = Path(__file__).resolve().parent.parent

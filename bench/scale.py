@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sitegen.build import runner
+from sitegen.pipeline import runner
 from sitegen.check import check_site
 from sitegen.config import load
 from sitegen.render import render

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from sitegen.build.workspace import Workspace
+from sitegen.pipeline.workspace import Workspace
 from sitegen.config import load
 from sitegen.engine.passes import activations, gradients, predictions
 from sitegen.engine.paths import Step, keep_masks

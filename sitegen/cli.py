@@ -63,7 +63,7 @@ def _leader() -> bool:
 
 def _compute(config_path: Path, cache: Path, device: Optional[str], quiet: bool) -> None:
     from . import config as config_module
-    from .build.runner import compute
+    from .pipeline.runner import compute
 
     if device not in (None, "auto", "cpu", "cuda"):
         raise SitegenError(f"--device: {device!r} is not one of 'auto', 'cpu', 'cuda'")
@@ -120,7 +120,7 @@ def compute_command(config: ConfigOpt = DEFAULT_CONFIG, cache: CacheOpt = DEFAUL
 def status(config: ConfigOpt = DEFAULT_CONFIG, cache: CacheOpt = DEFAULT_CACHE) -> None:
     """Say what `sitegen build` would compute, and why, without computing it."""
     from . import config as config_module
-    from .build.runner import status as plans
+    from .pipeline.runner import status as plans
 
     for line in plans(config_module.load(config), cache):
         typer.echo(line)

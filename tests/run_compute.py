@@ -3,8 +3,8 @@
 import os
 import sys
 
-from sitegen.build.runner import compute
-from sitegen.build.stages import activations
+from sitegen.pipeline.runner import compute
+from sitegen.pipeline.stages import activations
 from sitegen.config import load
 
 activations.CHUNK = int(os.environ["SITEGEN_TEST_CHUNK"])

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import TINY_MODEL, write_images
-from sitegen.build.runner import compute
+from sitegen.pipeline.runner import compute
 from sitegen.check import check_site
 from sitegen.cli import app
 from sitegen.config import load
@@ -439,7 +439,7 @@ def test_trees_rank_children_by_path_weights(atlas):
 def test_a_tree_node_lies_where_its_neuron_gives_most():
     """A node's square: where the sum of its positive contributions is highest, at least a quarter of the
     image's side, moved into the image; the whole image where the layer has no effective field."""
-    from sitegen.build.stages.trees import placed
+    from sitegen.pipeline.stages.trees import placed
     from sitegen.engine.geometry import Geometry
 
     geometry = Geometry(jump=(4, 4), lo=(-2, -2), hi=(5, 5))  # 8 x 8 fields every 4 pixels of a 64-pixel image

@@ -1,4 +1,4 @@
-"""[compare]: an atlas against another checkpoint of its model (sitegen/build/compare.py, stats/compare.py)."""
+"""[compare]: an atlas against another checkpoint of its model (sitegen/pipeline/compare.py, stats/compare.py)."""
 
 import itertools
 import json
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import TINY_MODEL, write_images
-from sitegen.build.runner import compute
+from sitegen.pipeline.runner import compute
 from sitegen.config import load
 from sitegen.stats.compare import assignment, change_score, correlations
 from tinynet import build

@@ -35,8 +35,8 @@ def entries(cache: Path) -> dict[str, dict[str, bytes]]:
 
 
 def test_two_gloo_ranks_equal_one_process(tmp_path, monkeypatch):
-    from sitegen.build.runner import compute
-    from sitegen.build.stages import activations
+    from sitegen.pipeline.runner import compute
+    from sitegen.pipeline.stages import activations
     from sitegen.config import load
     from sitegen.store.manifest import dump
 

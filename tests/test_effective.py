@@ -2,8 +2,8 @@
 
 from types import SimpleNamespace
 
-from sitegen.build.stage import State
-from sitegen.build.stages.effective import box, patch_box
+from sitegen.pipeline.stage import State
+from sitegen.pipeline.stages.effective import box, patch_box
 from sitegen.engine.geometry import Geometry
 from sitegen.model.layers import Layer
 

@@ -207,8 +207,8 @@ def test_a_piece_its_run_leaves_unfinished_runs_once(tmp_path):
     from dataclasses import dataclass
     from types import SimpleNamespace
 
-    from sitegen.build.runner import shared
-    from sitegen.build.stage import Stage, State
+    from sitegen.pipeline.runner import shared
+    from sitegen.pipeline.stage import Stage, State
 
     @dataclass(frozen=True)
     class Piece:

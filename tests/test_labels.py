@@ -9,7 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import write_images
-from sitegen.build.runner import compute
+from sitegen.pipeline.runner import compute
 from sitegen.check import check_site
 from sitegen.cli import app
 from sitegen.config import load

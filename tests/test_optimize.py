@@ -8,7 +8,7 @@ from torch import nn
 
 import sitegen
 from conftest import TINY_MODEL, write_images
-from sitegen.build.runner import compute
+from sitegen.pipeline.runner import compute
 from sitegen.check import check_site
 from sitegen.config import load
 from sitegen.engine.optimization import FourierImage, Recipe, excitation, objective, optimize

@@ -12,7 +12,7 @@ A statistic module defines
 - ``context(record)``: what its template part shows (as ``stat.context``; the part also sees the page's
   ``layer`` summary and ``probe`` record).
 
-The build computes and caches each statistic in its own stage (``build/stages/statistics.py``), with
+The build computes and caches each statistic in its own stage (``pipeline/stages/statistics.py``), with
 memory that does not grow with the probe set.  No torch here: the site half imports this too.
 """
 

@@ -2,7 +2,7 @@
 
 Two passes over the chunks (the range first, then the counts), so memory does
 not grow with the probe set.  The percentile patches are read off this
-histogram too (``build/stages/selection.py``).
+histogram too (``pipeline/stages/selection.py``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The manifest between the two halves: what was computed, as frozen records.
 
-The build assembles a :class:`Manifest` (``build/record.py``); the site reads
+The build assembles a :class:`Manifest` (``pipeline/record.py``); the site reads
 its attributes.  This module alone turns it into JSON and back (``dump`` and
 ``load``), field by field from the records' type annotations, so a record is
 declared once.  Keys of cache entries are recorded where the site copies

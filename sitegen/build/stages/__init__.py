@@ -1,2 +1,0 @@
-"""One module per product of the build (or a few made in one pass); ``build/runner.py`` lists the stages in
-the order they run."""

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from sitegen.pipeline.workspace import Workspace
 from sitegen.config import load
 from sitegen.engine.passes import crops_are_exact, gradients
+from sitegen.pipeline.workspace import Workspace
 from sitegen.store.cache import Cache
 
 NEURONS = 16

@@ -61,9 +61,9 @@ batch_size = 32
 @contextlib.contextmanager
 def workspace(config_path: Path, cache: Path):
     """The bench atlas's workspace, and its state with every neuron mapped."""
+    from sitegen.config import load
     from sitegen.pipeline.stage import State
     from sitegen.pipeline.workspace import Workspace
-    from sitegen.config import load
     from sitegen.store.cache import Cache
 
     with Workspace.open(load(config_path), Cache(cache), quiet=True) as ws:

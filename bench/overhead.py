@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from sitegen.pipeline import runner, workspace
 from sitegen.config import load
+from sitegen.pipeline import runner, workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 

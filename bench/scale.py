@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sitegen.pipeline import runner
 from sitegen.check import check_site
 from sitegen.config import load
+from sitegen.pipeline import runner
 from sitegen.render import render
 from sitegen.site import build_site_model
 from sitegen.store.cache import Cache

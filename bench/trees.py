@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
-from sitegen.pipeline.workspace import Workspace
 from sitegen.config import load
 from sitegen.engine.passes import activations, gradients, predictions
 from sitegen.engine.paths import Step, keep_masks
+from sitegen.pipeline.workspace import Workspace
 from sitegen.store.cache import Cache
 
 
@@ -57,16 +57,17 @@ def measure(ws: Workspace) -> None:
     level, depth, totals = [(root,)], 0, [0.0, 0.0, 0]
     while level:
         layer, below = level[0][-1][0], level[0][-1][0].lower
-        steps = [[Step(l.name, ws.modules[l.path], n) for l, n in path] for path in level]
+        steps = [[Step(at.name, ws.modules[at.path], n) for at, n in path] for path in level]
 
-        def run(rows: list[int]) -> dict:
+        # run (and the lambdas below) within this iteration: the loop's variables are bound as they are now
+        def run(rows: list[int], layer=layer, below=below, steps=steps, depth=depth) -> dict:
             return gradients(model, x, top.path, ws.modules[top.path], [root[1]] * len(rows), [position] * len(rows),
                              [method], ws.config.compute.batch_size, lower=ws.modules[below.path] if below else None,
                              keep=keep_masks([steps[k] for k in rows]),
                              maps_at=ws.modules[layer.path] if depth else None)
 
-        batched_s, batched = timed(lambda: run(list(range(len(level)))))
-        single_s, singles = timed(lambda: [run([k]) for k in range(len(level))])
+        batched_s, batched = timed(lambda level=level: run(list(range(len(level)))))
+        single_s, singles = timed(lambda level=level: [run([k]) for k in range(len(level))])
         diff = max(float((batched[kind][k] - one[kind][0]).abs().max() / batched[kind][k].abs().max().clamp(min=1e-30))
                    for kind in batched for k, one in enumerate(singles))
         print(f"{depth:>5} {layer.name:<8} {len(level):>5} {batched_s:>10.2f} {single_s:>13.2f} "

@@ -4,9 +4,22 @@ Two layers: ``conv`` (4 channels of 2 x 2, receptive field 3 px) and the logits 
 two of them mapped; one featured image, three probe views, top 2 patches.
 """
 
-from sitegen.store.manifest import (Edge, Excitation, FeaturedRecord, LayerRecord, Manifest, ModelRecord,
-                                    NeuronRecord, OptimizedRecord, PatchRecord, Prediction, ProbeItem, ProbeRecord,
-                                    Seen, TreeNode)
+from sitegen.store.manifest import (
+    Edge,
+    Excitation,
+    FeaturedRecord,
+    LayerRecord,
+    Manifest,
+    ModelRecord,
+    NeuronRecord,
+    OptimizedRecord,
+    PatchRecord,
+    Prediction,
+    ProbeItem,
+    ProbeRecord,
+    Seen,
+    TreeNode,
+)
 
 CATEGORIES = ("cat", "dog", "bird")
 

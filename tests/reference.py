@@ -141,7 +141,7 @@ def reference_visualize_path(model, images, path, method):
         x = images[n:n + 1].clone().requires_grad_(True)
         got = {}
         handles = [modules[name].register_forward_hook(_only(channel)) for name, channel in later]
-        handles.append(modules[root].register_forward_hook(lambda m, i, o: got.__setitem__("o", o)))
+        handles.append(modules[root].register_forward_hook(lambda m, i, o, got=got: got.__setitem__("o", o)))
         try:
             ref(x)
         finally:

@@ -3,9 +3,9 @@
 import os
 import sys
 
+from sitegen.config import load
 from sitegen.pipeline.runner import compute
 from sitegen.pipeline.stages import activations
-from sitegen.config import load
 
 activations.CHUNK = int(os.environ["SITEGEN_TEST_CHUNK"])
 manifest, computed = compute(load(sys.argv[1]), sys.argv[2], quiet=True)

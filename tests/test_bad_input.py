@@ -1,10 +1,10 @@
 """Image folders as users have them: broken files are skipped with one summary, odd ones are used."""
 
 import numpy as np
+from conftest import TINY_MODEL, write_images
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import TINY_MODEL, write_images
 from sitegen.check import check_site
 from sitegen.cli import app
 

@@ -11,9 +11,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import TINY_MODEL, write_images
 from typer.testing import CliRunner
 
-from conftest import TINY_MODEL, write_images
 from sitegen.cli import app
 
 playwright = pytest.importorskip("playwright.sync_api")

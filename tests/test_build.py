@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_MODEL, write_images
 from typer.testing import CliRunner
 
-from conftest import TINY_MODEL, write_images
-from sitegen.pipeline.runner import compute
 from sitegen.check import check_site
 from sitegen.cli import app
 from sitegen.config import load
+from sitegen.pipeline.runner import compute
 from sitegen.store.manifest import dump
 
 CONFIG = """
@@ -439,8 +439,8 @@ def test_trees_rank_children_by_path_weights(atlas):
 def test_a_tree_node_lies_where_its_neuron_gives_most():
     """A node's square: where the sum of its positive contributions is highest, at least a quarter of the
     image's side, moved into the image; the whole image where the layer has no effective field."""
-    from sitegen.pipeline.stages.trees import placed
     from sitegen.engine.geometry import Geometry
+    from sitegen.pipeline.stages.trees import placed
 
     geometry = Geometry(jump=(4, 4), lo=(-2, -2), hi=(5, 5))  # 8 x 8 fields every 4 pixels of a 64-pixel image
     contributions = torch.zeros(16, 16)

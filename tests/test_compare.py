@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY_MODEL, write_images
-from sitegen.pipeline.runner import compute
-from sitegen.config import load
-from sitegen.stats.compare import assignment, change_score, correlations
 from tinynet import build
+
+from sitegen.config import load
+from sitegen.pipeline.runner import compute
+from sitegen.stats.compare import assignment, change_score, correlations
 
 CONFIG = """
 title = "Tiny"

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from reference import reference_edges
 
 import sitegen
-from reference import reference_edges
 from sitegen.errors import SitegenError
 from sitegen.model.registry import load_model
 
@@ -42,8 +42,8 @@ def test_edges_from_a_later_layer_are_refused():
 
 
 def test_edges_on_receptive_field_crops_equal_the_whole_image():
-    from sitegen.engine.passes import gradients
     from sitegen.engine.geometry import receptive_fields
+    from sitegen.engine.passes import gradients
 
     torch.manual_seed(0)
     model = load_model("efficientnet_lite0", "none").module.double().eval()

@@ -2,10 +2,10 @@
 
 from types import SimpleNamespace
 
-from sitegen.pipeline.stage import State
-from sitegen.pipeline.stages.effective import box, patch_box
 from sitegen.engine.geometry import Geometry
 from sitegen.model.layers import Layer
+from sitegen.pipeline.stage import State
+from sitegen.pipeline.stages.effective import box, patch_box
 
 WS = SimpleNamespace(model=SimpleNamespace(preprocess=SimpleNamespace(crop=64)))
 # 8 x 8 positions, 8 px apart; position (i, j) is centred on pixel (8i + 3, 8j + 3)

@@ -5,15 +5,15 @@ import json
 
 import numpy as np
 import pytest
+from conftest import write_images
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import write_images
-from sitegen.pipeline.runner import compute
 from sitegen.check import check_site
 from sitegen.cli import app
 from sitegen.config import load
 from sitegen.errors import SitegenError
+from sitegen.pipeline.runner import compute
 
 CONFIG = """
 title = "Diagonals"

@@ -3,11 +3,11 @@ a method added there is checked here without a new test."""
 
 import pytest
 import torch
+from reference import RULES as REFERENCE_RULES
+from reference import reference_visualize
 from torch import nn
 
 import sitegen
-from reference import RULES as REFERENCE_RULES
-from reference import reference_visualize
 from sitegen.config import parse
 from sitegen.engine.rules import RULES
 from sitegen.methods import METHODS, RULE_METHODS

@@ -4,15 +4,15 @@ import json
 
 import pytest
 import torch
+from conftest import TINY_MODEL, write_images
 from torch import nn
 
 import sitegen
-from conftest import TINY_MODEL, write_images
-from sitegen.pipeline.runner import compute
 from sitegen.check import check_site
 from sitegen.config import load
 from sitegen.engine.optimization import FourierImage, Recipe, excitation, objective, optimize
 from sitegen.errors import SitegenError
+from sitegen.pipeline.runner import compute
 from sitegen.store.manifest import dump
 
 

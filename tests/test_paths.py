@@ -3,10 +3,10 @@
 
 import pytest
 import torch
-
-import sitegen
 from reference import RULES as REFERENCE_RULES
 from reference import reference_path_contributions, reference_path_edges, reference_visualize_path
+
+import sitegen
 from sitegen.engine.passes import activations, gradients
 from sitegen.engine.paths import Step, keep_masks
 from sitegen.errors import SitegenError
@@ -62,7 +62,7 @@ def test_path_pictures_match_the_reference(case, method):
     got = sitegen.visualize_paths(model, images, paths, method, batch_size=2)
     assert got.shape == (2, 3, 3, *images.shape[2:])
     for index, one in enumerate(paths):
-        want = reference_visualize_path(model, images, [(module_path(model, l), n) for l, n in one], method)
+        want = reference_visualize_path(model, images, [(module_path(model, layer), n) for layer, n in one], method)
         scale = want.abs().amax(dim=(1, 2, 3), keepdim=True)
         assert (scale > 0).all(), "a path with no gradient tests nothing"
         assert ((got[:, index] - want).abs() / scale).max() < 1e-9, (one, method)
@@ -74,7 +74,7 @@ def test_path_weights_match_the_reference(case):
     for one in (path[:1], path[:2]):
         below = lower if len(one) < len(path) else None
         got = sitegen.path_edges(model, images, [one], below)[:, 0]
-        want = reference_path_edges(model, images, [(module_path(model, l), n) for l, n in one],
+        want = reference_path_edges(model, images, [(module_path(model, layer), n) for layer, n in one],
                                     module_path(model, below))
         assert want.abs().amax() > 0
         scale = want.abs().amax(dim=1, keepdim=True).clamp(min=1e-12)

@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from sitegen.engine.passes import activations
 from sitegen.engine.geometry import receptive_fields
+from sitegen.engine.passes import activations
 from sitegen.images import View, unique_slugs, view_pixels
 from sitegen.model.registry import load_model
 from sitegen.render import RECORD, Writer

@@ -2,9 +2,9 @@
 stages and blocks, and a GELU model's atlas end to end (its GELUs keep their true gradient)."""
 
 import pytest
+from conftest import write_images
 from typer.testing import CliRunner
 
-from conftest import write_images
 from sitegen.check import check_site
 from sitegen.cli import app
 from sitegen.errors import SitegenError

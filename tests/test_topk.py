@@ -41,9 +41,10 @@ def test_shards_merge_exactly_in_any_order():
 
 def test_chunked_probe_activations_change_nothing(tmp_path, monkeypatch):
     from conftest import TINY_MODEL, write_images
+
+    from sitegen.config import load
     from sitegen.pipeline.runner import compute
     from sitegen.pipeline.stages import activations
-    from sitegen.config import load
 
     write_images(tmp_path / "imgs", 4)
     (tmp_path / "atlas.toml").write_text(TINY_MODEL + """[layers]

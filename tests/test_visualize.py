@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from reference import reference_visualize
 from torch import nn
 
 import sitegen
-from reference import reference_visualize
 from sitegen.engine.pictures import display
 from sitegen.errors import SitegenError
 from sitegen.images import encode
@@ -155,8 +155,8 @@ def test_bad_arguments_are_named():
                                             ("resnet18", "layer2", 128), ("vgg11", "features.7", 64),
                                             ("timm:convnext_atto", "stages.1", 160)])
 def test_receptive_field_crops_give_the_whole_image_numbers(name, path, size):
-    from sitegen.engine.passes import crops_are_exact, gradients
     from sitegen.engine.geometry import receptive_fields
+    from sitegen.engine.passes import crops_are_exact, gradients
 
     torch.manual_seed(0)
     model = load_model(name, "none").module.double().eval()
@@ -189,8 +189,8 @@ def test_receptive_field_crops_give_the_whole_image_numbers(name, path, size):
 def test_crops_are_refused_where_padding_depends_on_the_input_size():
     from efficientnet_lite_pytorch.utils import Conv2dDynamicSamePadding
 
-    from sitegen.engine.passes import crops_are_exact
     from sitegen.engine.geometry import receptive_fields
+    from sitegen.engine.passes import crops_are_exact
 
     torch.manual_seed(0)
     # TensorFlow-style 'same' padding computed per call: a crop of odd size is padded on the left too

@@ -3,8 +3,8 @@ and the batches of neurons whose crops go through one pass together.  Pure arith
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 from .geometry import Geometry
 
@@ -50,7 +50,8 @@ def common_shape(crops: list[Crop | None], geometry: Geometry, height: int, widt
     where needed so that a crop ending at the image's far edge starts on the
     grid; each crop then starts where it did, or L before that edge.
     """
-    if not crops or any(c is None for c in crops):
+    known = [c for c in crops if c is not None]
+    if not crops or len(known) < len(crops):
         return [None] * len(crops)
 
     def length(longest: int, size: int, jump: int) -> int:
@@ -58,12 +59,12 @@ def common_shape(crops: list[Crop | None], geometry: Geometry, height: int, widt
             longest += 1
         return longest
 
-    rows = length(max(c.y1 - c.y0 + 1 for c in crops), height, geometry.jump[0])
-    cols = length(max(c.x1 - c.x0 + 1 for c in crops), width, geometry.jump[1])
+    rows = length(max(c.y1 - c.y0 + 1 for c in known), height, geometry.jump[0])
+    cols = length(max(c.x1 - c.x0 + 1 for c in known), width, geometry.jump[1])
     if (rows, cols) == (height, width):
         return [None] * len(crops)
-    grown = []
-    for c in crops:
+    grown: list[Crop | None] = []
+    for c in known:
         i, j = c.i + c.y0 // geometry.jump[0], c.j + c.x0 // geometry.jump[1]
         y0, x0 = min(c.y0, height - rows), min(c.x0, width - cols)
         grown.append(Crop(y0, x0, y0 + rows - 1, x0 + cols - 1, i - y0 // geometry.jump[0],

@@ -74,17 +74,17 @@ def _window(geo: Geometry, kernel, stride, padding, dilation) -> Geometry:
     if geo.whole:
         return geo
     k, s, p, d = _pair(kernel), _pair(stride), _pair(padding), _pair(dilation)
-    jump = tuple(geo.jump[a] * s[a] for a in range(2))
-    lo = tuple(geo.lo[a] - p[a] * geo.jump[a] for a in range(2))
-    hi = tuple(geo.hi[a] + ((k[a] - 1) * d[a] - p[a]) * geo.jump[a] for a in range(2))
+    jump = (geo.jump[0] * s[0], geo.jump[1] * s[1])
+    lo = (geo.lo[0] - p[0] * geo.jump[0], geo.lo[1] - p[1] * geo.jump[1])
+    hi = (geo.hi[0] + ((k[0] - 1) * d[0] - p[0]) * geo.jump[0], geo.hi[1] + ((k[1] - 1) * d[1] - p[1]) * geo.jump[1])
     return Geometry(jump, lo, hi)
 
 
 def _union(geos: list[Geometry]) -> Geometry:
     if any(g.whole for g in geos) or len({g.jump for g in geos}) > 1:
         return WHOLE
-    lo = tuple(min(g.lo[a] for g in geos) for a in range(2))
-    hi = tuple(max(g.hi[a] for g in geos) for a in range(2))
+    lo = (min(g.lo[0] for g in geos), min(g.lo[1] for g in geos))
+    hi = (max(g.hi[0] for g in geos), max(g.hi[1] for g in geos))
     return Geometry(geos[0].jump, lo, hi)
 
 
@@ -161,6 +161,7 @@ class _GeometryMode(TorchFunctionMode):
 
     def _propagate(self, name, args, kwargs, inputs, out) -> Geometry:
         first = self.of(inputs[0])
+        assert first is not None  # ``inputs`` are the tensors whose geometry is known
         nchw = self.dims(inputs[0]) == (2, 3)
         if name == "conv2d" and inputs[0] is args[0] and nchw:
             weight = arg(args, kwargs, 1, "weight", None)
@@ -196,7 +197,7 @@ class _GeometryMode(TorchFunctionMode):
             return WHOLE
         size = (out.shape[h], out.shape[w])
         if all(t.dim() == out.dim() and self.dims(t) == (h, w) and (t.shape[h], t.shape[w]) == size for t in inputs):
-            return _union([self.of(t) for t in inputs])
+            return _union([geo for geo in map(self.of, inputs) if geo is not None])  # every one of them
         return WHOLE
 
 

@@ -22,8 +22,8 @@ Pure tensor code: no file I/O, no printing (DESIGN §1).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +67,8 @@ def _frequencies(size: int) -> torch.Tensor:
 
 class FourierImage(nn.Module):
     """A batch of images parameterized by their colour-decorrelated, frequency-scaled spectra."""
+
+    scale: torch.Tensor  # a buffer, registered in __init__
 
     def __init__(self, spectra: torch.Tensor, size: int, decay: float):
         super().__init__()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -101,7 +101,7 @@ def _backward(out: torch.Tensor, seeds: torch.Tensor | None, x: torch.Tensor, re
         if method in want:
             got[method] = grads[0]
         for (kind, recorder), grad in zip(recorders.items(), grads[len(inputs) - len(nodes):]):
-            got[kind] = _recorded(kind, recorder.node.detach(), grad)
+            got[kind] = _recorded(kind, recorder.checked().detach(), grad)
     return got
 
 
@@ -113,7 +113,9 @@ def _copies(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module,
     if cuts[0] is None:
         batch = image.expand(len(seeds), -1, -1, -1).clone()
     else:
-        batch = torch.stack([image[:, c.y0:c.y1 + 1, c.x0:c.x1 + 1] for c in cuts])
+        boxes = [c for c in cuts if c is not None]
+        assert len(boxes) == len(cuts)  # a batch's crops are of one shape (crops.batches)
+        batch = torch.stack([image[:, c.y0:c.y1 + 1, c.x0:c.x1 + 1] for c in boxes])
     batch.requires_grad_(True)
     with contextlib.ExitStack() as stack:
         recorders = {kind: stack.enter_context(_LowerLayer(at)) for kind, at in recorded.items()}
@@ -262,8 +264,8 @@ def crops_are_exact(model: nn.Module, image: torch.Tensor, name: str, module: nn
     if geometry.whole:
         return False
     with inference_state(model), torch.no_grad():
-        out = capture(model, image.to(model_device(model))[None], {name: module})
-    out = out[name][0]
+        outputs = capture(model, image.to(model_device(model))[None], {name: module})
+    out = outputs[name][0]
     if out.dim() != 3:
         return False
     _, height, width = out.shape

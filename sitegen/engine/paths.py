@@ -11,8 +11,8 @@ its own channel masks (``passes.gradients``' ``keep``).  Pure tensor code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn

@@ -13,6 +13,8 @@ values stay comparable.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -68,9 +70,19 @@ def cut(grads: torch.Tensor, boxes: list[tuple[int, int, int, int]]) -> torch.Te
     return out
 
 
+class MapStyle(TypedDict):
+    fade: float
+    colour: tuple[int, int, int]
+    opacity: float
+    power: int
+    ring: tuple[int, int, int]
+    radius: int
+
+
 # how an activation map is drawn: the photo faded towards white, the map in one hue over it, as strong as
 # the square of its share of the maximum (so that where it fires strongly stands out), its peak ringed
-MAP_STYLE = {"fade": 0.65, "colour": (214, 48, 20), "opacity": 0.85, "power": 2, "ring": (16, 40, 160), "radius": 7}
+MAP_STYLE: MapStyle = {"fade": 0.65, "colour": (214, 48, 20), "opacity": 0.85, "power": 2, "ring": (16, 40, 160),
+                       "radius": 7}
 
 
 def activation_map(photo: np.ndarray, channel: torch.Tensor, position: int) -> np.ndarray:

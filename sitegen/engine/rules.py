@@ -15,7 +15,7 @@ under the method's name: adding a method is a row there and a rule here.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -27,17 +27,19 @@ from ..methods import RULE_METHODS
 # ReLU as its true backward does, in one native pass (PyTorch's own ReLU backward); it returns the gradient the
 # ReLU passes back to its input.  They run at every ReLU of every backward pass, so each is at most two
 # element-wise passes, the second in place.
+Through = Callable[[torch.Tensor], torch.Tensor]
+Rule = Callable[[torch.Tensor, Through], torch.Tensor]
 
 
-def _guided(grad: torch.Tensor, through: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def _guided(grad: torch.Tensor, through: Through) -> torch.Tensor:
     return through(grad).clamp_(min=0)
 
 
-def _deconv(grad: torch.Tensor, through: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def _deconv(grad: torch.Tensor, through: Through) -> torch.Tensor:
     return grad.clamp(min=0)
 
 
-def _gradient(grad: torch.Tensor, through: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def _gradient(grad: torch.Tensor, through: Through) -> torch.Tensor:
     return through(grad)
 
 
@@ -54,7 +56,7 @@ def _redirected(grad: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
     return torch.where(silent, grad * opening, out)
 
 
-RULES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+RULES: dict[str, Rule] = {
     "guided": _guided, "deconv": _deconv, "gradient": _gradient}
 if set(RULES) != set(RULE_METHODS):
     raise ImportError(f"engine/rules.py has rules for {sorted(RULES)}, methods.py lists {sorted(RULE_METHODS)}")
@@ -66,7 +68,7 @@ REDIRECTED = "redirected"
 _rule = {"method": "gradient"}
 
 
-def _through(saved: torch.Tensor, upper: float | None) -> Callable[[torch.Tensor], torch.Tensor]:
+def _through(saved: torch.Tensor, upper: float | None) -> Through:
     """The true backward of the ReLU from what its forward saved: its output (zero-cost to keep) or, for an
     in-place ReLU, whose output the model may change later, a bool mask of where it was open."""
     if saved.dtype == torch.bool:
@@ -82,7 +84,7 @@ class _ReLUWithRule(torch.autograd.Function):
     keeps one byte per element of where it was open (one more)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, upper: float | None, fn: Callable[[torch.Tensor], torch.Tensor],
+    def forward(ctx, x: torch.Tensor, upper: float | None, fn: Callable[[torch.Tensor, bool], torch.Tensor],
                 inplace: bool):
         ctx.upper, ctx.redirected = upper, _rule["method"] == REDIRECTED
         if inplace:
@@ -137,7 +139,7 @@ def _relu_call(func, args: tuple, kwargs: dict):
         return None
     x = args[0]
     inplace_index, always_inplace = _RELU_FUNCS[name]
-    inplace = always_inplace or bool(arg(args, kwargs, inplace_index, "inplace", False))
+    inplace = always_inplace or (inplace_index is not None and bool(arg(args, kwargs, inplace_index, "inplace", False)))
     if name.startswith("relu6"):
         return x, 6.0, inplace, lambda t, in_place: F.hardtanh(t, 0.0, 6.0, in_place)
     if name.startswith("hardtanh"):

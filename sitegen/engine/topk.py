@@ -30,7 +30,7 @@ class RunningTopK:
         self.rows = np.take_along_axis(all_rows, order, axis=0)
         self.positions = np.take_along_axis(all_positions, order, axis=0)
 
-    def merge(self, other: "RunningTopK") -> None:
+    def merge(self, other: RunningTopK) -> None:
         """Take in another shard's top k (of other rows): the result is the top k of both."""
         self.update(other.values, other.positions, other.rows)
 

@@ -9,14 +9,15 @@ are always matched by index: class c is class c in both.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ..config import Config
-from ..store.manifest import Comparison, LayerChanges, LayerRecord, Manifest, NeuronChange, classifier_output
 from ..stats import compare as stats
+from ..store.manifest import Comparison, LayerChanges, LayerRecord, Manifest, NeuronChange, classifier_output
 from .stages.activations import chunks, read_chunk
 from .stages.mapped import select
 from .workspace import Workspace
@@ -25,6 +26,7 @@ from .workspace import Workspace
 def other_config(config: Config, neurons: dict[str, Any]) -> Config:
     """The other checkpoint's atlas: its weights, ``neurons`` to map per layer; no optimized images (the
     comparison does not show them) and no comparison of its own."""
+    assert config.compare is not None  # asked for where the config compares alone
     return replace(config, model=replace(config.model, weights=config.compare.weights),
                    layers=replace(config.layers, neurons=neurons), optimize=None, compare=None)
 
@@ -51,14 +53,15 @@ def compute(ws: Workspace, manifest: Manifest | None, run: Callable[[Workspace],
             device: str | None) -> tuple[Comparison | None, list[dict[str, int]]]:
     """Compute the other checkpoint's atlas (``run`` computes one) and compare: the comparison (None on the
     ranks but the first) and what each atlas computed, as the workspace tallied it."""
-    config = ws.config
+    config, settings = ws.config, ws.config.compare
+    assert settings is not None  # asked for where the config compares alone
     mapped = {layer.name: select(ws, layer) for layer in ws.layers}  # as every rank of torchrun sees them
     tallies, before, wanted = [], None, _selections(ws, mapped)
     for _ in range(2):  # a second time only where activation matching wants neurons the first did not map
         with Workspace.open(other_config(config, wanted), ws.cache, device, quiet=ws.quiet, log=ws.log) as other:
             before = run(other)
             tallies.append(dict(other.tally))
-            found = _matching(ws, other, config.compare.match)
+            found = _matching(ws, other, settings.match)
             theirs = {layer.name: set(select(other, layer)) for layer in other.layers}
         needed = {name: tuple(sorted({int(found[name][0][n]) for n in mapped[name]})) for name in mapped}
         if all(set(needed[name]) <= theirs[name] for name in needed):
@@ -67,9 +70,10 @@ def compute(ws: Workspace, manifest: Manifest | None, run: Callable[[Workspace],
     if manifest is None or before is None:
         return None, tallies
     layers = tuple(_changes(layer, before.layer(layer.name), found[layer.name],
-                            manifest.layer(layer.lower) if layer.lower else None, found.get(layer.lower))
+                            manifest.layer(layer.lower) if layer.lower else None,
+                            found.get(layer.lower) if layer.lower else None)
                    for layer in manifest.layers)
-    return Comparison(config.compare.label, config.compare.match, before, layers), tallies
+    return Comparison(settings.label, settings.match, before, layers), tallies
 
 
 def _changes(layer: LayerRecord, other: LayerRecord, found: tuple, lower: LayerRecord | None,

@@ -67,7 +67,7 @@ class Group:
         gathered: list | None = [None] * self.world if self.leader else None
         dist.gather_object(self.pending, gathered, dst=0)
         self.pending = []
-        if self.leader:
+        if gathered is not None:  # on the leader
             for entries in gathered:
                 for kind, key, members, add in entries:
                     (cache.add if add else cache.put)(kind, key, members)

@@ -7,7 +7,7 @@ layer, and read into children lists by the record.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from .workspace import Workspace
 
 
 def edges_key(ws: Workspace, item: Item, layer: Layer) -> str:
+    assert layer.lower is not None  # edges go to the layer below: asked for where there is one alone
     return ws.key(members.EDGES, layer.path, layer.lower.path, item.digest, item.view.spec)
 
 

@@ -12,8 +12,9 @@ what later stages plan from (the mapped neurons, the top patches) to the
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SitegenError
 from ..store.cache import Expect

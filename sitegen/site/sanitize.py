@@ -27,7 +27,8 @@ DROPPED = {"script", "style", "iframe", "object", "embed", "template", "svg", "m
 COMMON = {"id", "class", "title"}
 ATTRIBUTES = {"a": {"href"}, "img": {"src", "alt", "width", "height"}, "ol": {"start"}, "th": {"align", "style"},
               "td": {"align", "style"}, "abbr": set()}
-URLS = {"a": {"href": ("http", "https", "mailto")}, "img": {"src": ("http", "https")}}
+URLS: dict[str, dict[str, tuple[str, ...]]] = {"a": {"href": ("http", "https", "mailto")},
+                                              "img": {"src": ("http", "https")}}
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.\-]*):")
 _ALIGN = re.compile(r"^\s*text-align:\s*(left|right|center)\s*;?\s*$")
 

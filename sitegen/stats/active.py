@@ -7,7 +7,7 @@ last.  A neuron never above 0 is never strongly on."""
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -22,6 +22,7 @@ def compute(chunks: Callable[[], Iterator[np.ndarray]], count: int) -> dict[str,
     for values in chunks():
         top = values.max(0).astype(np.float64)
         high = top if high is None else np.maximum(high, top)
+    assert high is not None  # a probe set has at least one view (images.py refuses a pattern that matches none)
     threshold = np.where(high > 0, SHARE * high, np.inf)
     above = np.zeros(len(high))
     for values in chunks():

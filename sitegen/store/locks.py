@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
+from types import ModuleType
 
+fcntl: ModuleType | None  # None where the platform has no fcntl
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX
@@ -68,9 +70,11 @@ class Lock:
     def current(self) -> bool:
         """Whether the lock held is on the file at its path now (a clean may have removed the file while
         this process waited on it: then another process can lock the new one, and this lock means nothing)."""
+        if self.handle is None:  # not held
+            return False
         try:
             held, now = os.fstat(self.handle), os.stat(self.path)
-        except (OSError, TypeError):
+        except OSError:
             return False
         return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
 

@@ -84,7 +84,8 @@ class EffectiveStage(EntryStage):
         return members.expect(self.kind)
 
     def entry(self, ws: Workspace, state: State, work: Effective) -> dict:
-        layer, by_item = work.layer, {}
+        layer = work.layer
+        by_item: dict[int, list[tuple[int, int]]] = {}
         for neuron, index, position in sample(ws, state, layer):
             by_item.setdefault(index, []).append((neuron, position))
         sides = []

@@ -11,8 +11,8 @@ the picture cut to it (scaled on its own) and the photo cut to the same box.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -54,17 +54,18 @@ def _pictures(ws: Workspace, state: State, w: Featured, pixels: np.ndarray, posi
     jobs, scales = {}, {}
     boxes = [box(ws, state, w.layer, int(positions[n])) for n in chunk]
     zoom = boxes[0] is not None
+    known = [b for b in boxes if b is not None]  # all of them where zoom: a layer's neurons have a box, or none
     for method in w.methods:
         whole, whole_scales = display(result[method], WHOLE_SIDE)
-        zoomed, zoom_scales = display(cut_gradients(result[method], boxes), WHOLE_SIDE) if zoom else (None, None)
+        zoomed, zoom_scales = display(cut_gradients(result[method], known), WHOLE_SIDE) if zoom else (None, None)
         for k, neuron in enumerate(chunk):
             jobs[method, members.picture(neuron)] = (whole[k], "picture")
             scales[method, members.picture_scales(neuron)] = np.array(
-                [whole_scales[k], zoom_scales[k] if zoom else np.nan], dtype=np.float32)
-            if zoom:
+                [whole_scales[k], zoom_scales[k] if zoom_scales is not None else np.nan], dtype=np.float32)
+            if zoomed is not None:  # where zoom
                 jobs[method, members.picture_zoom(neuron)] = (zoomed[k], "picture")
                 if method == ws.config.layers.methods[w.layer.listed][0]:  # the photo cut to the box, kept once
-                    jobs[method, members.photo_zoom(neuron)] = (fit(cut(pixels, boxes[k]), WHOLE_SIDE), "patch")
+                    jobs[method, members.photo_zoom(neuron)] = (fit(cut(pixels, known[k]), WHOLE_SIDE), "patch")
     return jobs, scales
 
 
@@ -94,7 +95,7 @@ class FeaturedStage(Stage):
             pixels = ws.pixels(w.item)
             x = ws.tensor([pixels])[0]
             _, positions = read_featured(ws, w.item, w.layer)
-            lower = ws.modules[w.layer.lower.path] if w.edges else None
+            lower = ws.modules[w.layer.lower.path] if w.edges and w.layer.lower is not None else None
             written: dict[str, dict[str, bytes]] = {m: {} for m in w.methods}
             weights = {}
             for start in range(0, len(w.neurons), size * 8):  # several batches a call: equal crops batch together

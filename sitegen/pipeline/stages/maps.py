@@ -4,8 +4,8 @@ least value over the map, which says whether the layer's outputs can be negative
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch

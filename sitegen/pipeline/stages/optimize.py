@@ -4,8 +4,8 @@ many neurons to a batch; then their check against the probe views and each other
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -20,13 +20,16 @@ from ..workspace import Workspace
 
 def recipe(ws: Workspace) -> Recipe:
     o = ws.config.optimize
+    assert o is not None  # asked for the optimized layers alone, which there are only with [optimize]
     return Recipe(steps=o.steps, size=o.size, lr=o.lr, jitter=o.jitter, scale=o.scale, rotate=o.rotate)
 
 
 def optimized_layers(ws: Workspace) -> list[Layer]:
-    if ws.config.optimize is None:
+    o = ws.config.optimize
+    if o is None:
         return []
-    return [layer for layer in ws.layers if layer.listed in ws.config.optimize.layers]
+    assert o.layers is not None  # config.load sets it (to layers.use when the config does not)
+    return [layer for layer in ws.layers if layer.listed in o.layers]
 
 
 def optimized_key(ws: Workspace, layer: Layer) -> str:

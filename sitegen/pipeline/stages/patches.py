@@ -5,8 +5,8 @@ them (so memory does not grow with the neurons), and the photo and the edges are
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -88,6 +88,7 @@ class PatchesStage(Stage):
             if w.index != index:  # the plan keeps a photo's layers together
                 index, pixels = w.index, ws.pixels(item)
                 x = ws.tensor([pixels])[0]
+            assert pixels is not None and x is not None  # read above for the first work
             stored = ws.cache.names(members.PATCHES, patches_key(ws, state, item, layer)) if w.patches else set()
             written: dict[str, object] = {}
             weights = {}
@@ -95,7 +96,7 @@ class PatchesStage(Stage):
                 neurons, positions = list(w.neurons[start:start + size * 8]), list(w.positions[start:start + size * 8])
                 result = gradients(ws.model.module, x, layer.path, ws.modules[layer.path], neurons, positions,
                                    [GUIDED] if w.patches else [], size, *ws.crop_args(layer, x),
-                                   lower=ws.modules[layer.lower.path] if w.edges else None)
+                                   lower=ws.modules[layer.lower.path] if w.edges and layer.lower is not None else None)
                 if w.patches:
                     written.update(_patches(ws, state, layer, pixels, neurons, positions, result[GUIDED],
                                             stored | set(written)))

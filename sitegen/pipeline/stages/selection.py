@@ -4,8 +4,8 @@ streamed chunk by chunk; under torchrun each rank takes its own chunks and the t
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Mapping, Sequence
 
 import numpy as np
 

@@ -5,8 +5,8 @@ known to look alike across neurons; this says how much, per neuron."""
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -39,7 +39,7 @@ def specificity(ws: Workspace, state: State, item: Item, layer: Layer) -> np.nda
     rows = []
     for neuron in units:
         picture = Image.open(io.BytesIO(stored[members.picture(neuron)])).convert("RGB")
-        small = np.asarray(picture.resize((SIDE, SIDE), Image.BOX), dtype=np.float32) - 127.5
+        small = np.asarray(picture.resize((SIDE, SIDE), Image.Resampling.BOX), dtype=np.float32) - 127.5
         rows.append(small.reshape(-1))
     vectors = np.stack(rows)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-6)

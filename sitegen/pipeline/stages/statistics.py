@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
+
 import numpy as np
 
 from ... import stats

@@ -18,8 +18,8 @@ masks; each node is cached under a key that holds its path.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -77,6 +77,7 @@ def children(ws: Workspace, state: State, path: Path, weights: np.ndarray) -> li
     """The neurons of the next layer down with the largest positive path weights, strongest first."""
     width = ws.config.trees.widths[min(len(path), len(ws.config.trees.widths)) - 1]
     lower = path[-1][0].lower
+    assert lower is not None  # levels asks only where there is a layer below
     mapped = np.asarray(state.mapped[lower.name])
     order = mapped[np.argsort(-weights[mapped], kind="stable")[:width]]
     return [int(j) for j in order if weights[j] > 0]
@@ -155,7 +156,7 @@ def stored(ws: Workspace, state: State, item: Item, path: Path) -> dict | None:
     """A node's arrays as its entry holds them, checked; None if it is not computed (or found wrong)."""
     lower = path[-1][0].lower
     return ws.cache.get(members.TREES, node_key(ws, state, item, path), arrays_only=True,
-                        expect=members.expect(members.TREES, lower=lower and lower.count))
+                        expect=members.expect(members.TREES, lower=lower.count if lower is not None else None))
 
 
 class TreesStage(Stage):
@@ -167,7 +168,7 @@ class TreesStage(Stage):
         work = []
         for item in ws.featured:
             for root in roots(ws, state, item):
-                def known(level: list[Path]) -> list[np.ndarray | None]:
+                def known(level: list[Path], item: Item = item) -> list[np.ndarray | None]:  # called in this iteration
                     entries = [stored(ws, state, item, path) for path in level]
                     return [entry.get(members.NODE_WEIGHTS) if entry else None for entry in entries]
                 complete = True
@@ -179,9 +180,10 @@ class TreesStage(Stage):
 
     def run(self, ws: Workspace, state: State, work: Sequence[Tree], advance: Callable[[int], None]) -> None:
         for w in work:
-            def weights_of(level: list[Path]) -> list[np.ndarray | None]:
-                entries = {path: stored(ws, state, w.item, path) for path in level}
-                missing = [path for path, entry in entries.items() if entry is None]
+            def weights_of(level: list[Path], w: Tree = w) -> list[np.ndarray | None]:  # called in this iteration
+                found = {path: stored(ws, state, w.item, path) for path in level}
+                entries = {path: entry for path, entry in found.items() if entry is not None}
+                missing = [path for path in found if path not in entries]
                 if missing:
                     made = compute_level(ws, state, w.item, missing)
                     for path, entry in made.items():

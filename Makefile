@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: site test setup bench clean chromium
+.PHONY: site test lint setup bench clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,12 @@ chromium:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "chromium is not installed: the browser tests will be skipped"
 
-test: $(STAMP) chromium
+# ruff's lint rules over the code, mypy over the package (settings in pyproject.toml)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check sitegen tests bench
+	$(VENV)/bin/mypy
+
+test: $(STAMP) chromium lint
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 
 class _Links(HTMLParser):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.links: list[tuple[str, str]] = []  # (attribute, value)
         self.ids: set[str] = set()

@@ -7,7 +7,7 @@ import functools
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,7 +19,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The atlas's config file.")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder the site is written to.")]
 CacheOpt = Annotated[Path, typer.Option("--cache", help="Folder of computed results.")]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda (overrides the config).")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda (overrides the config).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 DEFAULT_CONFIG = Path("content/atlas.toml")
@@ -61,7 +61,7 @@ def _leader() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def _compute(config_path: Path, cache: Path, device: Optional[str], quiet: bool) -> None:
+def _compute(config_path: Path, cache: Path, device: str | None, quiet: bool) -> None:
     from . import config as config_module
     from .pipeline.runner import compute
 
@@ -86,9 +86,9 @@ def _render(config_path: Path, out: Path, cache: Path) -> None:
     store = Cache(cache)
     try:
         manifest = manifest_store.read(store, config.path)
-    except ValueError:
-        raise SitegenError(f"what is computed for {config_path} in {cache} was recorded by an older sitegen: run "
-                           f"`sitegen compute` (it computes only what is missing)") from None
+    except ValueError as error:
+        raise SitegenError(f"the record of what is computed for {config_path} in {cache} cannot be used: {error}; "
+                           f"run `sitegen compute` to record it again (it computes only what is missing)") from None
     if manifest is None:
         raise SitegenError(f"nothing computed yet for {config_path} in {cache}: run `sitegen compute` first")
     site = build_site_model(manifest, config)
@@ -175,23 +175,10 @@ def check(site: Annotated[Path, typer.Argument(help="The built site's folder.")]
 @friendly
 def serve(out: OutOpt = DEFAULT_OUT, port: Annotated[int, typer.Option(help="Port.")] = 8000,
           host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1") -> None:
-    """Preview the built site over HTTP."""
-    import http.server
+    """Preview the built site over HTTP (files inside the site folder only)."""
+    from .serve import serve as serve_site
 
-    if not (out / "index.html").is_file():
-        raise SitegenError(f"{out} holds no built site: run `sitegen build` first")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
-    try:
-        server = http.server.ThreadingHTTPServer((host, port), handler)
-    except OSError as error:
-        raise SitegenError(f"cannot serve on {host}:{port}: {error.strerror or error}"
-                           + ("; choose another --port" if error.errno == errno.EADDRINUSE else "")) from None
-    with server:
-        _say(f"serving {out} at http://{host}:{port}/ (Ctrl-C stops)")
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
+    serve_site(out, host, port, _say)
 
 
 @app.command()

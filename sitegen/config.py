@@ -15,9 +15,10 @@ import difflib
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import SitegenError
 from .methods import METHODS, OPTIMIZE, RULE_METHODS
@@ -74,8 +75,9 @@ class ImagesConfig:
     labels: str = option("", "The probe images' classes: \"folders\" (each file's parent folder, as in an "
                              "ImageFolder tree) or a CSV file of (file, label) rows, files relative to the config. "
                              "Neurons are then named by the classes of their top images.")
-    label_top: int = option(50, "With labels: the top-N probe images of each neuron whose classes are counted "
-                                "(besides its top_k patches).", minimum=1)
+    label_top: int | None = option(None, "With labels: the top-N probe images of each neuron whose classes are "
+                                         "counted (besides its top_k patches); a quarter of the probe set's files "
+                                         "(at least top_k) if not given.", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -209,12 +211,19 @@ def _fits(value: Any, kind: type) -> Any:
     return value
 
 
+def _default(spec: dataclasses.Field) -> Any:
+    if spec.default is not dataclasses.MISSING:
+        return spec.default
+    factory: Any = spec.default_factory  # every option without a default has a factory (``option``)
+    return factory()
+
+
 def _check(key: str, value: Any, spec: dataclasses.Field, annotation: Any, errors: list[str]) -> Any:
     kind, element_kind = _expected(annotation)
     checked = _fits(value, kind)
     if checked is None:
         errors.append(f"{key}: expected {_type_name(kind)}, got {value!r}")
-        return spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
+        return _default(spec)
     if element_kind is not None:
         elements = []
         for index, element in enumerate(checked):
@@ -306,8 +315,9 @@ def _cross_checks(data: dict, tables: dict[str, Any], errors: list[str], root: P
             errors.append(f"model.{name}: expected 3 numbers (one per colour channel), got {len(values)}")
     if model.std is not None and any(v == 0 for v in model.std):
         errors.append("model.std: must not contain 0")
-    if len(set(layers.use)) != len(layers.use):
-        errors.append("layers.use: a layer is listed twice")
+    twice = sorted({name for name in layers.use if layers.use.count(name) > 1})
+    if twice:
+        errors.append(f"layers.use: {', '.join(repr(name) for name in twice)} listed more than once")
     if not layers.use and "layers.use: required" not in errors:
         errors.append("layers.use: list at least one layer")
     neurons = _layer_neurons(layers, errors)
@@ -346,7 +356,7 @@ def parse(text: str, path: Path) -> Config:
     except tomllib.TOMLDecodeError as error:
         raise SitegenError(f"{path}: not valid TOML: {error}") from None
     errors: list[str] = []
-    tables = {}
+    tables: dict[str, Any] = {}
     for name, cls in SCHEMA.items():
         if name == "compare" and name not in data:  # an optional table: its required key only where it is
             tables[name] = None

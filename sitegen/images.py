@@ -5,15 +5,17 @@ No torch here: the site half uses :func:`cut` and the photos too.
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import io
 import os
 import re
+import stat
 import warnings
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -22,7 +24,8 @@ from .errors import SitegenError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 ANCHORS = {"c": "centre", "tl": "top left", "tr": "top right", "bl": "bottom left", "br": "bottom right"}
-INTERPOLATION = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+INTERPOLATION = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+                 "bicubic": Image.Resampling.BICUBIC}
 MAX_PIXELS = 100_000_000  # larger images are refused (a decompression bomb can claim gigabytes)
 
 
@@ -131,6 +134,10 @@ def walk(folder: Path, notes: list[str], what: str, accept: Callable[[Path], boo
             yield path
 
 
+def _matches(pattern: re.Pattern, base: Path, path: Path) -> bool:
+    return bool(pattern.fullmatch(path.relative_to(base).as_posix()))
+
+
 def expand(patterns: tuple[str, ...], root: Path, key: str, notes: list[str] | None = None) -> list[Path]:
     """Files named by ``patterns`` (files, folders searched recursively, globs with ``**``), relative to
     ``root``; what was cut short is said in ``notes``."""
@@ -146,11 +153,10 @@ def expand(patterns: tuple[str, ...], root: Path, key: str, notes: list[str] | N
                 match = _pattern("/".join(parts[fixed:]))
             except re.error as error:
                 raise SitegenError(f"{key}: {pattern!r} is not a valid pattern ({error})") from None
-            matches = list(walk(base, notes, f"{key}: {pattern!r}", lambda p: p.is_file() and bool(
-                match.fullmatch(p.relative_to(base).as_posix())))) if base.is_dir() else []
-        elif full.is_dir():
-            matches = list(walk(full, notes, f"{key}: {pattern!r}",
-                                lambda p: p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
+            matches = list(walk(base, notes, f"{key}: {pattern!r}", functools.partial(_matches, match, base))
+                           ) if base.is_dir() else []
+        elif full.is_dir():  # what is not a plain file (a pipe, a device, a link to nothing) is left out, and said
+            matches = list(walk(full, notes, f"{key}: {pattern!r}", lambda p: p.suffix.lower() in IMAGE_SUFFIXES))
         elif full.is_file():
             matches = [full]
         else:
@@ -161,20 +167,28 @@ def expand(patterns: tuple[str, ...], root: Path, key: str, notes: list[str] | N
     return list(found)
 
 
-def make_items(paths: list[Path], root: Path, views: list[View], usable=lambda path, digest: None,
-               leave_out: set[str] = frozenset()) -> tuple[list[Item], list[tuple[str, str]]]:
+def make_items(paths: list[Path], root: Path, views: list[View],
+               usable: Callable[[Path, str], str | None] = lambda path, digest: None,
+               leave_out: Collection[str] = frozenset()) -> tuple[list[Item], list[tuple[str, str]]]:
     """One item per file and view; a file whose bytes repeat an earlier file's (or one of ``leave_out``'s
     digests) is used once.
 
     ``usable(path, digest)`` says why a file cannot be used (or None); such files are
     left out and returned as (name, reason) pairs.
     """
-    items, seen, skipped, bad = [], set(leave_out), [], {}
+    items: list[Item] = []
+    skipped: list[tuple[str, str]] = []
+    bad: dict[str, str] = {}  # digest -> why its file was left out
+    seen = set(leave_out)
     for path in paths:
+        odd = not_a_file(path)
+        if odd:  # named as listed: where a link leads says nothing
+            skipped.append((display_name(Path(os.path.relpath(path, root)).as_posix()), odd))
+            continue
         try:
-            name = path.resolve().relative_to(root.resolve()).as_posix()
+            name = display_name(path.resolve().relative_to(root.resolve()).as_posix())
         except ValueError:
-            name = path.name
+            name = display_name(path.name)
         try:
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
         except OSError as error:
@@ -195,6 +209,22 @@ def make_items(paths: list[Path], root: Path, views: list[View], usable=lambda p
     return items, skipped
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` is not a plain file that can be read (a link to nothing, a pipe, a device), or None.  A
+    pipe or a device is never opened: reading one can wait forever or never end."""
+    try:
+        mode = path.stat().st_mode  # follows links
+    except FileNotFoundError:
+        return "a link to nothing" if path.is_symlink() else "gone"
+    except OSError as error:
+        return f"unreadable ({error.strerror or error})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+    return "not a plain file (" + next((what for test, what in kinds if test(mode)), "of another kind") + ")"
+
+
 def skip_summary(skipped: list[tuple[str, str]], shown: int = 3) -> str:
     """Files left out, counted, by reason, the first few of each named: "skipped 3 image files: 2 empty
     file (a.png, b.png), 1 ..."."""
@@ -211,8 +241,25 @@ def skip_summary(skipped: list[tuple[str, str]], shown: int = 3) -> str:
     return "\n".join(lines)
 
 
+NAME_LIMIT = 96  # characters of a name made for a file of the site: room for what is added to it, far from 255
+
+
+def fit_name(name: str, limit: int = NAME_LIMIT) -> str:
+    """A name for a file of the site, at most ``limit`` characters: a longer one keeps its start and gains a
+    short hash of the whole, so that two long names that share their start stay apart."""
+    if len(name) <= limit:
+        return name
+    return name[:limit - 17] + "-" + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def display_name(text: str) -> str:
+    """A file or folder name as text a page can hold: bytes of the name that are not UTF-8 (which Python
+    keeps as lone surrogates) become U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", Path(text).stem.lower()).strip("-") or "image"
+    return fit_name(re.sub(r"[^a-z0-9]+", "-", Path(text).stem.lower()).strip("-") or "image")
 
 
 def unique_slugs(names: list[str]) -> list[str]:
@@ -251,7 +298,7 @@ def load_rgb(path: Path) -> Image.Image:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_PIXELS
         try:
-            image = Image.open(path)
+            image: Image.Image = Image.open(path)
             image.load()
         except Image.DecompressionBombWarning as warning:
             raise Image.DecompressionBombError(str(warning)) from None
@@ -285,7 +332,7 @@ def view_pixels(image: Image.Image, view: View, resize: int, crop: int, interpol
         size = (resize, int(resize * height / width))
     else:
         size = (int(resize * width / height), resize)
-    image = image.resize(size, INTERPOLATION.get(interpolation, Image.BILINEAR))
+    image = image.resize(size, INTERPOLATION.get(interpolation, Image.Resampling.BILINEAR))
     left, top = int(round((size[0] - crop) / 2.0)), int(round((size[1] - crop) / 2.0))
     return np.asarray(image.crop((left, top, left + crop, top + crop)), dtype=np.uint8).copy()
 
@@ -309,7 +356,7 @@ def fit(pixels: np.ndarray, side: int) -> np.ndarray:
         return pixels
     scale = side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(pixels).resize(size, Image.BOX))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BOX))
 
 
 ENCODINGS = {  # kind: (format, options)

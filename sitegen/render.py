@@ -13,19 +13,20 @@ import contextlib
 import os
 import posixpath
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import jinja2
 
 from .errors import SitegenError
 from .site.model import SiteModel
-from .store.cache import Cache, as_umask_allows
+from .store.cache import Cache, as_umask_allows, naming
 from .store.locks import Lock
 
 RECORD = ".sitegen-files"  # what sitegen wrote into the folder, one path a line
 LOCK = ".sitegen-lock"  # held by the render or clean at work in the folder
 TEMP = ".sitegen-tmp"  # the end of a file's name while it is being written
+NAME_MAX = 255  # bytes of one name in a path, on the common file systems (ext4, XFS, APFS, NTFS)
 
 
 def templates_dir() -> Path:
@@ -72,6 +73,7 @@ class Writer:
         self.out = out
         self.written: set[str] = set()
         self.changed = 0
+        self.failed: list[str] = []  # what :meth:`finish` could not remove, with why
 
     def write(self, rel: str, data: bytes) -> None:
         target = self.out / rel
@@ -81,10 +83,10 @@ class Writer:
                 return
         except OSError:
             target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMP)
+        handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:64]}.", suffix=TEMP)
         try:
             as_umask_allows(handle)
-            with os.fdopen(handle, "wb") as raw:
+            with naming(target), os.fdopen(handle, "wb") as raw:
                 raw.write(data)
             os.replace(temp, target)
         except BaseException:
@@ -98,20 +100,23 @@ class Writer:
         if not record.is_file():
             return set()
         root = self.out.resolve()
-        return {rel for rel in record.read_text(encoding="utf-8").splitlines()
-                if rel and not rel.startswith("/") and ".." not in rel.split("/")
+        return {rel for rel in record.read_text(encoding="utf-8", errors="replace").splitlines()
+                if rel and not rel.startswith("/") and ".." not in rel.split("/") and writable_name(rel)
                 and (root / rel).resolve().is_relative_to(root)}
 
     def _record(self, files: set[str]) -> None:
         handle, temp = tempfile.mkstemp(dir=self.out, prefix=f"{RECORD}.", suffix=TEMP)
         as_umask_allows(handle)
-        with os.fdopen(handle, "w", encoding="utf-8") as record:
+        with naming(self.out / RECORD), os.fdopen(handle, "w", encoding="utf-8") as record:
             record.write("".join(f"{rel}\n" for rel in sorted(files)))
         os.replace(temp, self.out / RECORD)
 
     def begin(self, planned: set[str]) -> None:
         """Record what this render will write (with what earlier ones wrote) before writing any of it, and
         remove what an interrupted render left half-written."""
+        unfit = sorted(rel for rel in planned if not writable_name(rel))
+        if unfit:  # the site model shortens names; this is the guard that keeps the record sound
+            raise SitegenError(f"cannot write {unfit[0]!r}: a name in it is longer than a file system allows")
         self.out.mkdir(parents=True, exist_ok=True)
         self._record(self.previous() | planned)
         for folder, _, files in os.walk(self.out):  # does not follow links to folders
@@ -122,15 +127,26 @@ class Writer:
     def finish(self) -> int:
         """Remove what an earlier render wrote and this one did not; return how many."""
         stale = self.previous() - self.written
-        for rel in stale:
+        kept = set()
+        for rel in sorted(stale):
             path = self.out / rel
-            path.unlink(missing_ok=True)
-            parent = path.parent
-            while parent != self.out and parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
-                parent = parent.parent
-        self._record(self.written)
-        return len(stale)
+            try:
+                path.unlink(missing_ok=True)
+                parent = path.parent
+                while parent != self.out and parent.is_dir() and not any(parent.iterdir()):
+                    parent.rmdir()
+                    parent = parent.parent
+            except OSError as error:
+                self.failed.append(f"{rel}: {error.strerror or error}")
+                kept.add(rel)
+        self._record(self.written | kept)  # what could not be removed stays recorded, for the next try
+        return len(stale) - len(kept)
+
+
+def writable_name(rel: str) -> bool:
+    """Whether every name along ``rel`` fits a file system's limit (255 bytes), with room for the temporary
+    name a file is first written under."""
+    return all(len(part.encode("utf-8", "surrogateescape")) <= NAME_MAX - 96 for part in rel.split("/"))
 
 
 def check_out_dir(out: Path) -> None:
@@ -167,12 +183,26 @@ def planned_files(site: SiteModel, templates: Path) -> tuple[set[str], list[Path
     return names | {p.relative_to(templates).as_posix() for p in statics}, statics
 
 
+def missing_entries(site: SiteModel, cache: Cache) -> list[str]:
+    """The cache entries the site's files come from that are absent, are not what they say, or lack a member
+    a file needs, as ``kind/key``: checked before anything is written, so a render never leaves half a site."""
+    needed: dict[tuple[str, str], set[str]] = {}
+    for asset in site.assets:
+        needed.setdefault((asset.kind, asset.key), set()).add(asset.member)
+    return [f"{kind}/{key}" for (kind, key), wanted in needed.items() if not wanted <= cache.names(kind, key)]
+
+
 def render(site: SiteModel, out: str | Path, cache: Cache, templates: Path | None = None,
            log: Callable[[str], None] = print) -> dict[str, int]:
     """Write the site into ``out``; return counts of pages, assets, changed and removed files."""
     out = Path(out)
     templates = templates or templates_dir()
     env = environment(templates)
+    missing = missing_entries(site, cache)
+    if missing:
+        raise SitegenError(f"{len(missing)} cache entr{'y is' if len(missing) == 1 else 'ies are'} missing or "
+                           f"damaged ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); nothing was "
+                           f"written: run `sitegen build` to compute them again")
     with taken(out, log) as writer:
         planned, statics = planned_files(site, templates)
         writer.begin(planned)
@@ -193,9 +223,11 @@ def render(site: SiteModel, out: str | Path, cache: Cache, templates: Path | Non
                 raise SitegenError(f"cache entry {asset.kind}/{asset.key} is missing or damaged; "
                                    f"run `sitegen build` to compute it again")
             writer.write(asset.path, entry[asset.member])
-        for path in statics:
-            writer.write(path.relative_to(templates).as_posix(), path.read_bytes())
+        for static in statics:
+            writer.write(static.relative_to(templates).as_posix(), static.read_bytes())
         removed = writer.finish()
+    for failure in writer.failed:
+        log(f"could not remove {failure}")
     return {"pages": len(site.pages), "assets": len(writer.written) - len(site.pages),
             "changed": writer.changed, "removed": removed}
 
@@ -210,6 +242,10 @@ def clean(out: Path, log: Callable[[str], None] = print) -> int:
         existing = sum((out / rel).is_file() for rel in files)
         writer.begin(set())  # removes half-written files too
         writer.finish()
+        for failure in writer.failed:
+            log(f"could not remove {failure}")
+        if writer.failed:
+            return existing - len(writer.failed)
         (out / RECORD).unlink(missing_ok=True)
         if [p.name for p in out.iterdir()] == [LOCK]:  # a render waiting on the lock sees it go and retries
             (out / LOCK).unlink()

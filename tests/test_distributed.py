@@ -8,8 +8,10 @@ import zipfile
 from pathlib import Path
 
 import torch
-
 from conftest import TINY_MODEL, write_images
+from typer.testing import CliRunner
+
+from sitegen.cli import app
 from sitegen.store.cache import manifest_name
 
 CONFIG = TINY_MODEL + """[layers]
@@ -35,9 +37,9 @@ def entries(cache: Path) -> dict[str, dict[str, bytes]]:
 
 
 def test_two_gloo_ranks_equal_one_process(tmp_path, monkeypatch):
+    from sitegen.config import load
     from sitegen.pipeline.runner import compute
     from sitegen.pipeline.stages import activations
-    from sitegen.config import load
     from sitegen.store.manifest import dump
 
     write_images(tmp_path / "imgs", 6)
@@ -48,6 +50,8 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     try:
         single, _ = compute(load(tmp_path / "atlas.toml"), tmp_path / "one", device="cpu", quiet=True)
+        torch.set_num_threads(2)  # two threads: float sums in another order, the last bits of float32 differ
+        compute(load(tmp_path / "atlas.toml"), tmp_path / "threads", device="cpu", quiet=True)
     finally:
         torch.set_num_threads(threads)
 
@@ -62,3 +66,23 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, monkeypatch):
     shared = json.loads((tmp_path / "two" / manifest_name(tmp_path / "atlas.toml", tmp_path / "two")).read_text())
     assert shared == json.loads(json.dumps(dump(single)))
     assert entries(tmp_path / "one") == entries(tmp_path / "two")
+    sites = {}
+    for cache in ("one", "two", "threads"):  # the sites rendered from them are the same, byte for byte, and so is
+        # that of one process of two threads: the site's numbers are rounded to SIGNIFICANT digits
+        result = CliRunner().invoke(app, ["render", "-c", str(tmp_path / "atlas.toml"), "--cache",
+                                          str(tmp_path / cache), "--out", str(tmp_path / f"site-{cache}")])
+        assert result.exit_code == 0, result.output
+        site = tmp_path / f"site-{cache}"
+        sites[cache] = {p.relative_to(site).as_posix(): p.read_bytes() for p in sorted(site.rglob("*")) if p.is_file()}
+    assert len(sites["one"]) > 100 and sites["one"] == sites["two"] == sites["threads"]
+
+
+def test_the_site_s_json_numbers_are_rounded_and_never_nan():
+    from sitegen.site.model import SIGNIFICANT, json_file, portable
+
+    assert SIGNIFICANT == 4
+    # two builds whose sums ran in another order differ in the last bits of float32: the site writes the same
+    assert portable([0.17488659918308258, 0.30984270572662354]) == portable([0.17488661408424377, 0.3098427653312683])
+    assert portable({"a": [1.23456e-9, 7, "x", None]}) == {"a": [1.235e-09, 7, "x", None]}
+    data = json.loads(json_file("m.json", {"v": [1.0, float("nan"), float("inf")]}).data)
+    assert data["v"] == [1.0, None, None] and "2 numbers that are not finite" in data["notes"][0]

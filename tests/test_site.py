@@ -6,9 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import handmade
 import pytest
 
-import handmade
 from sitegen.config import parse
 from sitegen.site import build_site_model
 from sitegen.site.model import Asset
@@ -169,6 +169,9 @@ def test_a_layer_of_many_neurons_is_split_into_linked_pages(tmp_path, monkeypatc
     class NoCache:
         def get(self, kind, key):
             return {asset.member: b"x" for asset in site.assets if asset.key == key}
+
+        def names(self, kind, key):
+            return set(self.get(kind, key))
 
     render(site, tmp_path / "out", NoCache())
     second = (tmp_path / "out" / "layers" / "conv" / "part-2.html").read_text()

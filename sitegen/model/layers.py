@@ -30,7 +30,8 @@ def aliases_for(module: nn.Module) -> dict[str, str]:
     if kind == "AlexNet":
         return dict(ALEXNET_ALIASES)
     if kind == "EfficientNet" and hasattr(module, "_blocks"):
-        aliases = {f"block{i}": f"_blocks.{i}" for i in range(len(module._blocks))}
+        blocks: nn.ModuleList = module._blocks  # type: ignore[assignment]  # an attribute of nn.Module's
+        aliases = {f"block{i}": f"_blocks.{i}" for i in range(len(blocks))}
         aliases["logits"] = "_fc"
         return aliases
     if hasattr(module, "feature_info") and hasattr(module, "pretrained_cfg"):  # a timm model
@@ -63,6 +64,7 @@ class LayerInfo:
     kind: str
     shape: tuple[int, ...]  # output shape without the batch dimension
     calls: int
+    order: int | None = None  # when its first output comes in one forward pass (0 first); None: never called
 
 
 def describe_layers(loaded: LoadedModel) -> list[LayerInfo]:
@@ -70,11 +72,13 @@ def describe_layers(loaded: LoadedModel) -> list[LayerInfo]:
     model = loaded.module
     shapes: dict[str, tuple[int, ...]] = {}
     calls: dict[str, int] = {}
+    order: dict[str, int] = {}
     handles = []
 
     def make_hook(path: str):
         def hook(_module, _inputs, output):
             calls[path] = calls.get(path, 0) + 1
+            order.setdefault(path, len(order))
             if isinstance(output, torch.Tensor) and path not in shapes:
                 shapes[path] = tuple(output.shape[1:])
         return hook
@@ -90,8 +94,8 @@ def describe_layers(loaded: LoadedModel) -> list[LayerInfo]:
         for handle in handles:
             handle.remove()
     by_path = {p: a for a, p in loaded.aliases.items()}
-    return [LayerInfo(path, by_path.get(path), type(module).__name__, shapes.get(path, ()), calls.get(path, 0))
-            for path, module in model.named_modules() if path]
+    return [LayerInfo(path, by_path.get(path), type(module).__name__, shapes.get(path, ()), calls.get(path, 0),
+                      order.get(path)) for path, module in model.named_modules() if path]
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,7 @@ def resolve_layers(config: Config, loaded: LoadedModel) -> tuple[Layer, ...]:
         if any(path == p for _, _, p in chosen):
             problems.append(f"layers.use: {listed!r} is {path}, which is already listed")
         chosen.append((listed, name, path))
+    problems += _order_problems(chosen, infos) + _neuron_problems(config, chosen, infos)
     if problems:
         raise SitegenError("\n".join(problems))
     size = loaded.preprocess.crop
@@ -146,3 +151,28 @@ def resolve_layers(config: Config, loaded: LoadedModel) -> tuple[Layer, ...]:
     for listed, name, path in chosen:
         layers.append(Layer(listed, name, path, infos[path].shape, geometry[path], layers[-1] if layers else None))
     return tuple(layers)
+
+
+def _order_problems(chosen: list[tuple[str, str, str]], infos: dict[str, LayerInfo]) -> list[str]:
+    """Layers must be listed lowest first (in the order the model computes them): each one's children are
+    in the one listed before it."""
+    called = [entry for entry in chosen if infos[entry[2]].order is not None]
+    ordered = sorted(called, key=lambda entry: infos[entry[2]].order or 0)
+    if called == ordered:
+        return []
+    return [f"layers.use: {', '.join(listed for listed, _, _ in called)} are not listed lowest first (in the "
+            f"order the model computes them); list them as [{', '.join(repr(e[0]) for e in ordered)}]"]
+
+
+def _neuron_problems(config: Config, chosen: list[tuple[str, str, str]], infos: dict[str, LayerInfo]) -> list[str]:
+    """Neuron indices in layers.neurons that the layer does not have."""
+    problems = []
+    for listed, _, path in chosen:
+        choice, shape = config.layers.neurons.get(listed), infos[path].shape
+        if isinstance(choice, tuple) and shape:
+            outside = [n for n in choice if n >= shape[0]]
+            if outside:
+                problems.append(f"layers.neurons.{listed}: {', '.join(map(str, outside[:5]))}"
+                                f"{' and more' if len(outside) > 5 else ''} out of range: {listed} has "
+                                f"{shape[0]} neurons (0 to {shape[0] - 1})")
+    return problems

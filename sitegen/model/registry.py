@@ -14,9 +14,10 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -39,8 +40,8 @@ class Preprocess:
 
     resize: int = 256
     crop: int = 224
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN  # one per colour channel
+    std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bilinear"
 
     def as_dict(self) -> dict:
@@ -191,8 +192,8 @@ def _factory(name: str, weights: str, seed: int) -> LoadedModel:
 
 
 def available_models() -> list[str]:
-    from torchvision.models import list_models
     import torchvision.models as tvm
+    from torchvision.models import list_models
 
     return ["efficientnet_lite0"] + sorted(list_models(module=tvm))
 
@@ -216,15 +217,32 @@ def load_model(name: str, weights: str = "default", seed: int = 0) -> LoadedMode
                                f"model, 'efficientnet_lite0' or 'package.module:factory' works.")
         loaded = _torchvision(name, weights, seed)
     loaded.module.eval()
+    _check_finite(loaded, weights)
     return replace(loaded, fingerprint=weights_fingerprint(loaded.name, loaded.module))
+
+
+def _check_finite(loaded: LoadedModel, weights: str) -> None:
+    """Refuse weights that hold NaN or infinite values (a diverged training run, a broken conversion): every
+    activation downstream of them would be NaN, and every page would say nothing true."""
+    for key, tensor in loaded.module.state_dict().items():
+        if not tensor.is_floating_point():
+            continue
+        finite = torch.isfinite(tensor)
+        if bool(finite.all()):
+            continue
+        nan = int(torch.isnan(tensor).sum())
+        where = f"weights file {weights!r}" if weights not in ("default", "none") else f"{loaded.weights}"
+        raise SitegenError(f"{where} holds values that are not finite numbers: tensor {key!r} has {nan} NaN and "
+                           f"{int((~finite).sum()) - nan} infinite of {tensor.numel()} values (the first such "
+                           f"tensor); nothing was computed")
 
 
 def load_configured_model(config: Config) -> LoadedModel:
     """The model of ``[model]``, with its preprocessing overridden where the config says so."""
     loaded = load_model(config.model.name, config.weights_path(), config.compute.seed)
     m = config.model
-    overrides = {name: value for name, value in
-                 (("resize", m.resize), ("crop", m.crop), ("mean", m.mean), ("std", m.std)) if value is not None}
+    overrides: dict[str, Any] = {name: value for name, value in (("resize", m.resize), ("crop", m.crop),
+                                                                 ("mean", m.mean), ("std", m.std)) if value is not None}
     if overrides:
         loaded = replace(loaded, preprocess=replace(loaded.preprocess, **overrides))
     if m.license:

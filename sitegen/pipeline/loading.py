@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import ctypes
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +14,18 @@ import torch
 
 from ..config import Config
 from ..errors import SitegenError
-from ..images import MAX_PIXELS, Item, View, expand, load_rgb, make_items, probe_views, problem, view_pixels
+from ..images import (
+    MAX_PIXELS,
+    Item,
+    View,
+    display_name,
+    expand,
+    load_rgb,
+    make_items,
+    probe_views,
+    problem,
+    view_pixels,
+)
 from ..model.registry import Preprocess
 from ..store import members
 from ..store.cache import Cache, make_key
@@ -39,7 +51,9 @@ def collect_items(config: Config, cache: Cache | None, problems: list[str], note
         return reason
 
     images = config.images
-    featured, skipped, probe = [], [], []
+    featured: list[Item] = []
+    skipped: list[tuple[str, str]] = []
+    probe: list[Item] = []
     try:
         featured, skipped = make_items(expand(images.featured, config.root, "images.featured", notes), config.root,
                                        [View()], usable)
@@ -54,6 +68,11 @@ def collect_items(config: Config, cache: Cache | None, problems: list[str], note
         return featured, probe, skipped, checks
     skipped += [pair for pair in skipped_probe if pair not in skipped]
     probe = labelled(config, probe, problems)
+    files, top = len({item.digest for item in probe}), config.images.label_top
+    if config.images.labels and top is not None and files and 2 * top >= files:
+        notes.append(f"images.label_top = {top} counts half the probe set's {files} files or more: among so many, "
+                     f"each class keeps about its share of the probe set, and few neurons are named by a class "
+                     f"(leave it out to count a quarter)")
     if not probe:
         also = (" (featured images are left out of the probe set unless images.featured_in_probe = true)"
                 if leave_out else "")
@@ -72,7 +91,7 @@ def labelled(config: Config, probe: list[Item], problems: list[str]) -> list[Ite
         return probe
     if how == "folders":  # a file right in a probe folder is in no class folder
         roots = {(config.root / entry).resolve() for entry in config.images.probe}
-        labels = {item.path.resolve(): item.path.parent.name for item in probe
+        labels = {item.path.resolve(): display_name(item.path.parent.name) for item in probe
                   if item.path.parent.resolve() not in roots}
     else:
         labels = {}
@@ -149,6 +168,7 @@ def normalise(pixels: torch.Tensor, preprocess: Preprocess, device: torch.device
     return (x - mean) / std
 
 
+_MALLOC_TRIM: Callable[[int], int] | None
 try:
     _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
 except (OSError, AttributeError):  # not glibc: its allocator does not need this

@@ -9,8 +9,21 @@ from ..errors import SitegenError
 from ..images import Item, unique_slugs
 from ..model.layers import Layer
 from ..store import members
-from ..store.manifest import (Excitation, FeaturedRecord, LayerRecord, Manifest, ModelRecord, NeuronRecord,
-                              OptimizedRecord, PatchRecord, Prediction, ProbeItem, ProbeRecord, Seen, TreeNode)
+from ..store.manifest import (
+    Excitation,
+    FeaturedRecord,
+    LayerRecord,
+    Manifest,
+    ModelRecord,
+    NeuronRecord,
+    OptimizedRecord,
+    PatchRecord,
+    Prediction,
+    ProbeItem,
+    ProbeRecord,
+    Seen,
+    TreeNode,
+)
 from . import edges
 from .stage import State, require
 from .stages import activations, classes, optimize, patches, specificity, statistics, trees
@@ -20,7 +33,6 @@ from .stages.mapped import selection_text
 from .stages.maps import maps_key
 from .stages.photos import photo_key, predictions_key
 from .workspace import Workspace
-
 
 # activation modules whose backward no method changes: the methods differ only at a model's ReLUs
 OTHER_ACTIVATIONS = {"GELU", "SiLU", "Hardswish", "Mish", "ELU", "CELU", "SELU", "LeakyReLU", "PReLU", "Tanh",
@@ -38,7 +50,9 @@ class Reader:
         """An entry's arrays (every member this module reads is an array), checked against what ``layer``'s
         entries of that kind hold."""
         if (kind, key) not in self.entries:
-            expect = members.expect(kind, layer and layer.count, layer and layer.lower and layer.lower.count)
+            channels = layer.count if layer is not None else None
+            lower = layer.lower.count if layer is not None and layer.lower is not None else None
+            expect = members.expect(kind, channels, lower)
             self.entries[(kind, key)] = require(self.ws, kind, key, arrays_only=True, expect=expect)
         return self.entries[(kind, key)]
 
@@ -65,10 +79,12 @@ def tree_record(ws: Workspace, state: State, item: Item, root: tuple[Layer, int]
         weights = entry.get(members.NODE_WEIGHTS)
         if weights is not None:
             lower = path[-1][0].lower
+            assert lower is not None  # a node has weights for its children only above the lowest layer
             positive = float(np.clip(weights[list(state.mapped[lower.name])], 0, None).sum())
             kids = [node(path + ((lower, j),), float(weights[j]), float(weights[j]) / positive, root_scale)
                     for j in trees.children(ws, state, path, weights)]
-        return TreeNode(layer.name, neuron, key, tuple(int(v) for v in facts[:4]), float(facts[4]),
+        top, left, bottom, right = (int(v) for v in facts[:4])
+        return TreeNode(layer.name, neuron, key, (top, left, bottom, right), float(facts[4]),
                         whole / root_scale if root_scale > 0 else 0.0, float(values[layer.name][neuron]), weight,
                         share, tuple(kids))
 
@@ -77,7 +93,7 @@ def tree_record(ws: Workspace, state: State, item: Item, root: tuple[Layer, int]
 
 def featured_record(ws: Workspace, state: State, item: Item, slug: str, read: Reader) -> FeaturedRecord:
     categories = ws.model.categories
-    predictions = ()
+    predictions: tuple[Prediction, ...] = ()
     if categories:
         entry = read(members.PREDICTIONS, predictions_key(ws, item))
         predictions = tuple(Prediction(int(index), categories[int(index)], float(prob)) for prob, index in
@@ -173,14 +189,20 @@ def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], re
             neuron, best, levels, on_featured[row], children(ws, state, layer, neuron, order, slugs, read),
             {statistic.NAME: statistic.record(arrays[statistic.NAME], row) for statistic in stats.STATISTICS},
             excitations[row],
-            classes.shares(views[row].tolist(), ws.probe, ws.config.images.label_top, everywhere)
+            classes.shares(views[row].tolist(), ws.probe, classes.files_counted(ws), everywhere)
             if views is not None else ()))
     geometry = layer.geometry
+    nonfinite = sum(1 for row, record in enumerate(neurons) if not np.isfinite(top.values[row]).all()
+                    or not all(np.isfinite(seen.value) for seen in record.featured.values()))
+    if nonfinite:
+        ws.log(f"warning: layer {layer.name}: {nonfinite} of {len(units)} mapped neurons have activations that are "
+               f"not finite numbers (NaN or infinite) on the featured or top probe images; the weights are finite, "
+               f"so the model computes them (a division by zero, a log of a negative?); the layer's page says so")
     return LayerRecord(layer.name, layer.path, layer.shape, selection_text(ws, layer),
                        layer.lower.name if layer.lower is not None else None, ws.config.layers.methods[layer.listed],
                        geometry.as_dict(), None if geometry.whole else geometry.size,
                        state.effective.get(layer.name), signed(ws, state, layer, arrays, read), tuple(neurons),
-                       optimized)
+                       optimized, nonfinite)
 
 
 def record(ws: Workspace, state: State) -> Manifest:
@@ -197,4 +219,5 @@ def record(ws: Workspace, state: State) -> Manifest:
         layers=tuple(layer_record(ws, state, layer, slugs, read) for layer in ws.layers),
         featured=tuple(featured_record(ws, state, item, slug, read) for item, slug in zip(ws.featured, slugs)),
         probe=ProbeRecord(len(probe), len({item.digest for item in probe}), ws.probe_set_hash,
-                          tuple(ProbeItem(item.name, item.view.describe(), item.label) for item in probe)))
+                          tuple(ProbeItem(item.name, item.view.describe(), item.label) for item in probe),
+                          classes.files_counted(ws) if ws.config.images.labels else 0))

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import Callable
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -68,7 +69,8 @@ def shared(ws: Workspace, stage: Stage, state: State, work: list, advance: Calla
     twice; pieces claimed elsewhere are left to their process, and waited for when nothing else is left.
     A piece runs once in a process: one that its run leaves unfinished is not tried again."""
     folder = ws.cache.root / LOCKS / ("stage-" + re.sub(r"\W+", "-", stage.name))
-    batch, told, ran = max(1, math.ceil(len(work) / 4)), False, set()
+    batch, told = max(1, math.ceil(len(work) / 4)), False
+    ran: set[str] = set()
     while work:
         claimed: dict[str, Lock] = {}
         for piece in work:
@@ -101,7 +103,7 @@ def run(ws: Workspace) -> Manifest | None:
         for stage in STAGES:
             work = ws.group.share(stage.plan(ws, state))
             task = progress.add_task(stage.title, total=sum(w.size for w in work)) if stage.title else None
-            advance = (lambda n: None) if task is None else (lambda n: progress.advance(task, n))
+            advance: Callable[[int], None] = (lambda n: None) if task is None else partial(progress.advance, task)
             if ws.group.active or not work:  # torchrun's ranks share the plan between them
                 stage.run(ws, state, work, advance)
             else:
@@ -127,6 +129,7 @@ def compute(config: Config, cache_dir: str | Path, device: str | None = None, qu
         counts = ws.group.gather_to_all({kind: sum(t.get(kind, 0) for t in tallies) for kind in set().union(*tallies)})
         computed = {kind: sum(c.get(kind, 0) for c in counts) for kind in sorted(set().union(*counts))}
         if ws.group.leader:
+            assert manifest is not None  # run gives the leader its manifest
             manifest_store.save(cache, config.path, manifest)
         for warning in cache.warnings:
             log(f"warning: {warning}")
@@ -189,9 +192,9 @@ def status(config: Config, cache_dir: str | Path) -> list[str]:
     with Workspace.open(config, cache, "cpu", quiet=True, encode=False) as ws:
         try:
             previous = manifest_store.read(cache, config.path)
-        except ValueError:
+        except ValueError as error:
             previous = None
-            lines.append("the last computation was recorded by an older sitegen")
+            lines.append(f"the record of the last computation cannot be used: {error}")
         if previous is None and not lines:
             lines.append("nothing computed yet for this config")
         elif previous is not None:

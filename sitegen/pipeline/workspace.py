@@ -13,9 +13,10 @@ import contextlib
 import hashlib
 import os
 from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from ..engine.passes import crops_are_exact
 from ..errors import SitegenError
 from ..images import Item, encode
 from ..model.layers import Layer, resolve_layers
-from ..model.registry import LoadedModel, load_configured_model
+from ..model.registry import LoadedModel, load_configured_model, load_model
 from ..store.cache import Cache, make_key
 from . import loading
 from .distributed import Group
@@ -65,6 +66,11 @@ def _check(config: Config, cache: Cache, keep: bool) -> tuple:
             layers = resolve_layers(config, model)
         except SitegenError as error:
             problems.append(str(error))
+    if config.compare is not None:  # the other checkpoint too, before anything is computed
+        try:
+            load_model(config.model.name, config.compare_weights_path(), config.compute.seed)
+        except SitegenError as error:
+            problems.append(f"compare.weights: {error}")
     if problems:
         raise SitegenError(problems[0] if len(problems) == 1 else
                            f"{len(problems)} problems with {config.path}:\n" + "\n".join(problems))

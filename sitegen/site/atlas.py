@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from ..config import Config
 from ..methods import BY_NAME, GUIDED
-from ..store.manifest import (ClassShare, Edge, FeaturedRecord, LayerRecord, Manifest, NeuronRecord,
-                              classifier_output)
+from ..store.manifest import ClassShare, Edge, FeaturedRecord, LayerRecord, Manifest, NeuronRecord, classifier_output
 from .content import Content
 from .links import Assets, image_url, layer_url, neuron_url, node_id, safe_name
-
 
 LEADS = (0.3, 2.0, 3)  # an automatic label: the leading class holds at least this share of the top-N images,
 # is at least this many times as common among them as in the probe set, with at least this many images
@@ -141,7 +139,7 @@ class Atlas:
                 "effective": f"{layer.effective} x {layer.effective} px" if layer.effective else "whole image",
                 "looks": f"{layer.effective} x {layer.effective} px of the image" if layer.effective
                 else "the whole image",
-                "signed": layer.signed}
+                "signed": layer.signed, "nonfinite": layer.nonfinite}
 
     def tile(self, layer: str, neuron: int) -> dict:
         """A neuron in brief: its best patch, label and link."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import re
 
+from ..images import NAME_LIMIT, fit_name
 from ..store import members
 from ..store.manifest import FeaturedRecord, OptimizedRecord, PatchRecord, TreeNode
 from .model import Asset
 
 
 def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", text) or "_"
+    return fit_name(re.sub(r"[^A-Za-z0-9._-]", "_", text) or "_")
 
 
 def layer_url(layer: str, part: int = 0) -> str:
@@ -33,7 +34,7 @@ def class_url(name: str) -> str:
     file name as it is gets a short hash of itself, so that two such names never share a page."""
     safe = safe_name(name)
     if safe != name:
-        safe += "-" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+        safe = fit_name(safe[:NAME_LIMIT - 9] + "-" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:8])
     return f"classes/{safe}.html"
 
 
@@ -43,7 +44,7 @@ def image_url(slug: str) -> str:
 
 def node_id(path: list[TreeNode]) -> str:
     """The anchor of a tree node on its image's page, from its path."""
-    return "n-" + "-".join(f"{safe_name(node.layer)}-{node.neuron}" for node in path)
+    return fit_name("n-" + "-".join(f"{safe_name(node.layer)}-{node.neuron}" for node in path))
 
 
 class Assets:

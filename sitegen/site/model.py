@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+# Significant digits of the numbers in the site's JSON files: finer than any picture's 256 levels, and coarse
+# enough that builds whose float sums ran in another order (other thread counts, batches, torchrun ranks)
+# write the same bytes, but for a value within about 1e-7 of a rounding boundary.
+SIGNIFICANT = 4
 
 
 @dataclass(frozen=True)
@@ -40,3 +47,31 @@ class SiteModel:
     nav: list[dict[str, str]]
     files: dict[str, bytes] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def portable(data: Any, nonfinite: list[str] | None = None, where: str = "") -> Any:
+    """``data`` with every float rounded to SIGNIFICANT digits and every NaN or infinity made None (JSON has
+    no such numbers: a browser's JSON.parse fails on them), the places of those listed in ``nonfinite``."""
+    if isinstance(data, float):
+        if math.isfinite(data):
+            return float(f"{data:.{SIGNIFICANT}g}")
+        if nonfinite is not None:
+            nonfinite.append(where)
+        return None
+    if isinstance(data, dict):
+        return {key: portable(value, nonfinite, f"{where}/{key}") for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [portable(value, nonfinite, f"{where}/{index}") for index, value in enumerate(data)]
+    return data
+
+
+def json_file(path: str, data: dict[str, Any], **options: Any) -> File:
+    """A JSON file of the site: numbers as :func:`portable` makes them, and where some were not finite, a
+    note that says so and where the first are."""
+    nonfinite: list[str] = []
+    data = portable(data, nonfinite)
+    if nonfinite:
+        data["notes"] = [f"{len(nonfinite)} numbers that are not finite (NaN or infinite: activations of a model "
+                         f"that computes such values) are written as null, first at {', '.join(nonfinite[:3])}"]
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False, **options) + "\n"
+    return File(path, text.encode("utf-8"))

@@ -10,7 +10,8 @@ fires on the same views, as strongly ranked, built from the same parts; 1: nothi
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import itertools
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -20,13 +21,17 @@ def correlations(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[np.nda
     correlation of every neuron with every other-model neuron, [C, C'], and each model's largest activation
     per neuron.  A neuron constant over the probe set correlates 1 with a neuron that is the same constant,
     0 with any other."""
-    count, sums, squares, cross, peaks, shifts = 0, None, None, None, None, None
-    for a, b in pairs:
+    chunks = iter(pairs)
+    first = next(chunks, None)
+    if first is None:
+        raise ValueError("no probe views to compare the models on")
+    # sums of x minus its first value: a constant neuron's spread comes out exactly 0
+    shifts = [x[0].astype(np.float64) for x in first]
+    sums, squares = [np.zeros(x.shape[1]) for x in first], [np.zeros(x.shape[1]) for x in first]
+    cross, peaks = np.zeros((first[0].shape[1], first[1].shape[1])), [np.full(x.shape[1], -np.inf) for x in first]
+    count = 0
+    for a, b in itertools.chain([first], chunks):
         a, b = a.astype(np.float64), b.astype(np.float64)
-        if sums is None:  # sums of x minus its first value: a constant neuron's spread comes out exactly 0
-            shifts = [a[0].copy(), b[0].copy()]
-            sums, squares = [np.zeros(x.shape[1]) for x in (a, b)], [np.zeros(x.shape[1]) for x in (a, b)]
-            cross, peaks = np.zeros((a.shape[1], b.shape[1])), [np.full(x.shape[1], -np.inf) for x in (a, b)]
         count += a.shape[0]
         for side, x in enumerate((a, b)):
             peaks[side] = np.maximum(peaks[side], x.max(axis=0))
@@ -35,8 +40,6 @@ def correlations(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[np.nda
             sums[side] += x.sum(axis=0)
             squares[side] += (x * x).sum(axis=0)
         cross += a.T @ b
-    if sums is None:
-        raise ValueError("no probe views to compare the models on")
     offsets = [s / count for s in sums]  # the means, less the shifts
     means = [shift + offset for shift, offset in zip(shifts, offsets)]
     spreads = [np.sqrt(np.maximum(q / count - m * m, 0.0)) for q, m in zip(squares, offsets)]

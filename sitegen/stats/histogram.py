@@ -7,7 +7,7 @@ histogram too (``pipeline/stages/selection.py``).
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -20,18 +20,22 @@ def compute(chunks: Callable[[], Iterator[np.ndarray]], count: int) -> dict[str,
     low, high, total, firing = None, None, None, None
     for values in chunks():
         values = values.astype(np.float64)
-        if low is None:
+        if low is None or high is None or total is None or firing is None:  # the first chunk: all four are None
             low, high = np.full(values.shape[1], np.inf), np.full(values.shape[1], -np.inf)
             total, firing = np.zeros(values.shape[1]), np.zeros(values.shape[1])
         low, high = np.minimum(low, values.min(0)), np.maximum(high, values.max(0))
         total += values.sum(0)
         firing += (values > 0).sum(0)
+    # a probe set has at least one view (images.py refuses a pattern that matches no image)
+    assert low is not None and high is not None and total is not None and firing is not None
     width = np.where(high > low, (high - low) / BINS, 1.0)
     counts = np.zeros((len(low), BINS), dtype=np.int64)
     for values in chunks():
-        which = np.clip(((values.astype(np.float64) - low) / width).astype(np.int64), 0, BINS - 1)
+        scaled = (values.astype(np.float64) - low) / width
+        finite = np.isfinite(scaled)  # a NaN activation (a model that computes one) falls in no bar
+        which = np.clip(np.where(finite, scaled, 0).astype(np.int64), 0, BINS - 1)
         for column in range(len(low)):
-            counts[column] += np.bincount(which[:, column], minlength=BINS)
+            counts[column] += np.bincount(which[finite[:, column], column], minlength=BINS)
     return {"mean": total / count, "firing": firing / count, "low": low, "high": high, "counts": counts}
 
 

@@ -22,6 +22,7 @@ build with nothing to compute.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import io
@@ -29,8 +30,9 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +59,17 @@ def as_umask_allows(handle: int) -> None:
     mask = os.umask(0)
     os.umask(mask)
     os.fchmod(handle, 0o666 & ~mask)
+
+
+@contextlib.contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """An OSError raised while ``path`` is written (a full disk, say, which names no file) names it."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None and error.errno is not None:
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
 
 
 def make_key(*parts: Any) -> str:
@@ -160,7 +173,7 @@ class Cache:
         archive = self._open(kind, key)
         if archive is None:
             return None
-        members = {}
+        members: dict[str, Any] = {}
         try:
             with archive:
                 for name in archive.namelist():
@@ -194,7 +207,8 @@ class Cache:
         handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".zip")
         try:
             as_umask_allows(handle)
-            with os.fdopen(handle, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as archive:
+            with naming(path), os.fdopen(handle, "wb") as raw, \
+                    zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as archive:
                 archive.writestr(ENTRY, json.dumps({"kind": kind, "key": key, "version": COMPUTE_VERSION}))
                 for name, value in members.items():
                     if isinstance(value, np.ndarray):
@@ -231,7 +245,7 @@ class Cache:
         handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
         try:
             as_umask_allows(handle)
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
+            with naming(path), os.fdopen(handle, "w", encoding="utf-8") as out:
                 out.write(text)
             os.replace(temp, path)
         except BaseException:
@@ -240,7 +254,15 @@ class Cache:
         return path
 
     def read_json(self, name: str) -> Any | None:
+        """A named JSON document; None if there is none, ValueError if it is damaged (cut short, say)."""
+        path = self.root / name
         try:
-            return json.loads((self.root / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
             return None
+        except OSError as error:
+            raise ValueError(f"{path} could not be read ({error.strerror or error})") from None
+        try:
+            return json.loads(text)
+        except ValueError as error:
+            raise ValueError(f"{path} is damaged ({error})") from None

@@ -13,9 +13,10 @@ import dataclasses
 import functools
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .cache import Cache, manifest_name
 
@@ -73,6 +74,7 @@ class ProbeRecord:
     files: int
     hash: str
     items: tuple[ProbeItem, ...]
+    label_top: int = 0  # with labels: the top files of each neuron whose classes are counted
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,7 @@ class LayerRecord:
     signed: bool  # whether its outputs can be negative (seen on the featured images, or the probe set)
     neurons: tuple[NeuronRecord, ...]  # the mapped neurons, in order
     optimized: OptimizedRecord | None = None
+    nonfinite: int = 0  # mapped neurons with NaN or infinite activations on the featured or top probe images
 
     @property
     def zoom(self) -> bool:
@@ -242,14 +245,14 @@ class Manifest:
         return next(layer for layer in self.layers if layer.name == name)
 
 
-@functools.lru_cache(maxsize=None)
-def _names(kind: type) -> tuple[str, ...]:
+@functools.cache
+def _names(kind: Any) -> tuple[str, ...]:
     return tuple(spec.name for spec in dataclasses.fields(kind))
 
 
 def classifier_output(shape: tuple[int, ...], categories: tuple[str, ...] | None) -> bool:
     """Whether a layer of this output shape is the classifier's output, one unit per class."""
-    return len(shape) == 1 and bool(categories) and shape[0] == len(categories)
+    return len(shape) == 1 and bool(categories) and shape[0] == len(categories or ())
 
 
 def dump(record: Any) -> Any:
@@ -260,10 +263,11 @@ def dump(record: Any) -> Any:
         return [dump(value) for value in record]
     if isinstance(record, Mapping):
         return {str(key): dump(value) for key, value in record.items()}
-    return {name: dump(getattr(record, name)) for name in _names(type(record))}
+    kind: Any = type(record)
+    return {name: dump(getattr(record, name)) for name in _names(kind)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reader(kind: Any) -> Callable[[Any], Any]:
     """A function that builds a value of type ``kind`` from JSON data (made once per type)."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
@@ -271,13 +275,14 @@ def _reader(kind: Any) -> Callable[[Any], Any]:
         inner = _reader(next(arg for arg in args if arg is not type(None)))
         return lambda data: None if data is None else inner(data)
     if dataclasses.is_dataclass(kind):
+        record: Any = kind  # a record's class
         fields: list = []  # made at the first call: a record may hold records of its own type
 
         def read(data: Any) -> Any:
             if not fields:
                 hints = typing.get_type_hints(kind)
                 fields.extend((spec.name, _reader(hints[spec.name])) for spec in dataclasses.fields(kind))
-            return kind(**{name: field_reader(data[name]) for name, field_reader in fields if name in data})
+            return record(**{name: field_reader(data[name]) for name, field_reader in fields if name in data})
         return read
     if origin is tuple:
         element = _reader(args[0])
@@ -291,7 +296,7 @@ def _reader(kind: Any) -> Callable[[Any], Any]:
 def load(data: Any) -> Manifest:
     """The manifest from JSON data; ValueError if it is of another format."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError("the manifest is of another format")
+        raise ValueError("it was recorded by another version of sitegen")
     try:
         return _reader(Manifest)(data)
     except (KeyError, TypeError, StopIteration) as error:

@@ -8,8 +8,8 @@ set.  Every later stage reads these.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -72,7 +72,8 @@ def mine(ws: Workspace, groups: list[tuple[Sequence[Item], Sequence[Layer]]],
             return_freed_memory()
             done += pixels.shape[0]
             advance(pixels.shape[0])
-        yield {path: tuple(torch.cat(part).cpu().numpy() for part in zip(*pairs)) for path, pairs in parts.items()}
+        yield {path: (torch.cat([v for v, _ in pairs]).cpu().numpy(), torch.cat([p for _, p in pairs]).cpu().numpy())
+               for path, pairs in parts.items()}
 
 
 def _read(ws: Workspace, key: str, items: Sequence[Item], layer: Layer, featured: bool,

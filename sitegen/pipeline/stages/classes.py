@@ -9,8 +9,8 @@ is clearly over-represented (``site/atlas.py``), unless a note gives the neuron 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -31,10 +31,21 @@ class TopViews:
     size = 1
 
 
+def files_counted(ws: Workspace) -> int:
+    """N, the top files of each neuron whose classes are counted: ``images.label_top``, or a quarter of the
+    probe set's files and at least ``top_k``.  A class can only show itself over-represented among a share
+    of the probe set: among all of it, every class has its base share."""
+    chosen = ws.config.images.label_top
+    if chosen is not None:
+        return chosen
+    files = len({item.digest for item in ws.probe})
+    return min(files, max(ws.config.compute.top_k, files // 4))
+
+
 def views_needed(ws: Workspace) -> int:
     """Top views per neuron that hold its top-N files, whatever views of one file come first."""
     per_file = max(Counter(item.digest for item in ws.probe).values())
-    return min(len(ws.probe), ws.config.images.label_top * per_file)
+    return min(len(ws.probe), files_counted(ws) * per_file)
 
 
 class ClassesStage(EntryStage):

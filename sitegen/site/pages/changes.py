@@ -3,13 +3,11 @@ the other checkpoint, and the layer's distribution of scores; ``changes.json``, 
 
 from __future__ import annotations
 
-import json
-
 from ...stats.compare import __doc__ as SCORE
 from ...stats.histogram import context as bars
 from ..atlas import Atlas
 from ..links import neuron_url
-from ..model import File, Page
+from ..model import File, Page, json_file
 
 SHOWN = 48  # changed neurons of a layer shown with their tiles, most changed first; the rest are listed as links
 CHANGED = 0.01  # a change score below this is shown as unchanged
@@ -18,10 +16,12 @@ BINS = 10
 
 def pair(atlas: Atlas, layer: str, change) -> dict:
     """A neuron beside its match: both tiles and the figures of the change."""
+    before = atlas.before
+    assert before is not None  # a change is shown only with a comparison
     return {"neuron": change.neuron, "match": change.match, "change": change.change, "status": change.status,
             "correlation": change.correlation, "top_overlap": change.top_overlap,
             "edge_overlap": change.edge_overlap, "url": neuron_url(layer, change.neuron) + "#before",
-            "after": atlas.tile(layer, change.neuron), "before": atlas.before.tile(layer, change.match)}
+            "after": atlas.tile(layer, change.neuron), "before": before.tile(layer, change.match)}
 
 
 def score_text() -> str:
@@ -31,6 +31,7 @@ def score_text() -> str:
 
 def data(atlas: Atlas) -> dict:
     compare = atlas.manifest.compare
+    assert compare is not None  # changes.json is written only with a comparison
     return {"against": compare.label, "match": compare.match, "score": score_text(),
             "layers": [{"name": layer.name, "neurons": [
                 {"neuron": c.neuron, "match": c.match, "correlation": c.correlation, "top_overlap": c.top_overlap,
@@ -64,9 +65,8 @@ def build(atlas: Atlas) -> list[Page | File]:
             "born": [{"neuron": c.neuron, "url": neuron_url(layer.name, c.neuron) + "#before"}
                      for c in changes.neurons if c.status == "born"],
             "histogram": bars({"counts": counts, "low": 0.0, "high": 1.0, "mean": 0.0})})
-    text = json.dumps(data(atlas), indent=1, ensure_ascii=False) + "\n"
     return [Page("changes.html", "changes.html", f"Changes since {compare.label}", {
                 "label": compare.label, "match": compare.match, "layers": layers, "score": score_text(),
                 "changed": CHANGED,
                 "before_model": compare.before.model}),
-            File("changes.json", text.encode("utf-8"))]
+            json_file("changes.json", data(atlas), indent=1)]

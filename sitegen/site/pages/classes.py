@@ -34,9 +34,9 @@ def build(atlas: Atlas) -> list[Page]:
             layers.append({"layer": atlas.layer_summary(layer), "tiles": tiles, "count": len(found)})
         pages.append(Page(class_url(name), "class.html", f"Class {name}", {
             "name": name, "files": counts[name], "total": len(files), "layers": layers,
-            "top": atlas.config.images.label_top}))
+            "top": atlas.manifest.probe.label_top}))
     index = [{"name": name, "url": class_url(name), "files": counts[name],
               "neurons": sum(1 for layer in atlas.layers for record in layer.neurons
                              if record.classes and record.classes[0].name == name)} for name in names]
     return [Page("classes.html", "classes.html", "Classes", {"classes": index, "total": len(files),
-                                                              "top": atlas.config.images.label_top}), *pages]
+                                                              "top": atlas.manifest.probe.label_top}), *pages]

@@ -11,7 +11,6 @@ from ..atlas import Atlas
 from ..links import layer_url, safe_name
 from ..model import Page
 
-
 PER_PAGE = 512
 
 

@@ -4,13 +4,11 @@ shown and the guided picture's scale) and its pictures on the featured images (f
 
 from __future__ import annotations
 
-import json
-
 from ...store.manifest import FeaturedRecord, LayerRecord, NeuronRecord, TreeNode
 from ..atlas import Atlas
 from ..definitions import DEFINITIONS
 from ..links import image_url, neuron_url
-from ..model import File
+from ..model import File, json_file
 
 
 def optimized(layer: LayerRecord) -> dict | None:
@@ -19,8 +17,8 @@ def optimized(layer: LayerRecord) -> dict | None:
     if layer.optimized is None:
         return None
     o = layer.optimized
-    neurons = {str(record.neuron): {"own": record.excitation.own, "other": record.excitation.other,
-                                    "probe": record.excitation.probe} for record in layer.neurons}
+    neurons = {str(record.neuron): {"own": e.own, "other": e.other, "probe": e.probe}
+               for record in layer.neurons if (e := record.excitation) is not None}
     return {"entry": o.key, "recipe": dict(o.recipe), "seed": o.seed, "beats_probe": o.beats_probe,
             "specific": o.specific, "neurons": neurons}
 
@@ -80,5 +78,4 @@ def build(atlas: Atlas) -> list[File]:
                          "featured": featured(atlas, layer, record)}
                         for record in layer.neurons]} for layer in manifest.layers],
     }
-    return [File("manifest.json",
-                 (json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))]
+    return [json_file("manifest.json", data, indent=1, sort_keys=True)]

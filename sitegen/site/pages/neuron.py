@@ -82,14 +82,16 @@ def before_section(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> di
     change = atlas.changes.get((layer.name, record.neuron))
     if change is None:
         return None
-    before, name = atlas.before, layer.name
+    before, name, compare = atlas.before, layer.name, atlas.manifest.compare
+    assert before is not None and compare is not None  # there are changes only with a comparison
     theirs, other = before.record(name, change.match), before.layer(name)
     thumbnail = before.thumbnail_method(other)
     children = []
-    for tile in before.relatives(theirs.children.get("dataset", ()), layer.lower, None) if layer.lower else []:
-        mine = atlas.matched.get((layer.lower, tile["neuron"]))
-        children.append({**tile, "now": mine, "url": neuron_url(layer.lower, mine) if mine is not None else None})
-    return {"label": atlas.manifest.compare.label, "match": change.match, "change": change.change,
+    lower = layer.lower
+    for tile in before.relatives(theirs.children.get("dataset", ()), lower, None) if lower else []:
+        mine = atlas.matched.get((lower, tile["neuron"])) if lower else None
+        children.append({**tile, "now": mine, "url": neuron_url(lower, mine) if lower and mine is not None else None})
+    return {"label": compare.label, "match": change.match, "change": change.change,
             "status": change.status, "correlation": change.correlation, "top_overlap": change.top_overlap,
             "edge_overlap": change.edge_overlap, "thumbnail": BY_NAME[thumbnail].title,
             "featured": [{"name": f.name, "value": theirs.featured[f.slug].value,
@@ -105,7 +107,7 @@ def classes_section(atlas: Atlas, record: NeuronRecord) -> dict | None:
     if not any(item.label for item in items):
         return None
     in_top = Counter(items[p.item].label for p in record.top)
-    return {"top": atlas.config.images.label_top, "in_top": sorted(in_top.items(), key=lambda kv: (-kv[1], kv[0])),
+    return {"top": atlas.manifest.probe.label_top, "in_top": sorted(in_top.items(), key=lambda kv: (-kv[1], kv[0])),
             "rows": [{"name": c.name, "share": c.share, "selectivity": c.selectivity, "url": class_url(c.name)}
                      for c in record.classes]}
 
@@ -117,8 +119,9 @@ def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
     optimized = None
     if layer.optimized:
         e = record.excitation
+        assert e is not None  # every neuron of a layer with optimized images has its excitation
         optimized = {"src": atlas.assets.optimized(name, neuron, layer.optimized), "own": e.own, "other": e.other,
-                     "probe": e.probe, **atlas.optimize_summary(layer)}
+                     "probe": e.probe, **(atlas.optimize_summary(layer) or {})}
     mapped = layer.mapped
     previous = mapped[position - 1] if position > 0 else None
     following = mapped[position + 1] if position + 1 < len(mapped) else None

@@ -1,0 +1,46 @@
+"""``sitegen serve``: the built site over HTTP, for a preview, and nothing outside it."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import http.server
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import SitegenError
+
+
+class SiteHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files of the site folder only: a link inside it that leads out of it (to ``/etc``, to a file of
+    the home folder) is answered 404, as if it were not there."""
+
+    def send_head(self):
+        root = os.path.realpath(self.directory)
+        real = os.path.realpath(self.translate_path(self.path))  # every link on the way followed
+        if real != root and not real.startswith(root + os.sep):
+            self.send_error(404, "File not found")
+            return None
+        return super().send_head()
+
+
+def serve(out: Path, host: str, port: int, log: Callable[[str], None]) -> None:
+    if not 0 < port < 65536:
+        raise SitegenError(f"--port: {port} is not a port number (1 to 65535)")
+    if not (out / "index.html").is_file():
+        raise SitegenError(f"{out} holds no built site: run `sitegen build` first")
+    handler = functools.partial(SiteHandler, directory=str(out))
+    try:
+        server = http.server.ThreadingHTTPServer((host, port), handler)
+    except (OSError, OverflowError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise SitegenError(f"cannot serve on {host}:{port}: {reason}"
+                           + ("; choose another --port" if getattr(error, "errno", None) == errno.EADDRINUSE
+                              else "")) from None
+    with server:
+        log(f"serving {out} at http://{host}:{port}/ (Ctrl-C stops)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass

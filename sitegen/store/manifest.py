@@ -20,7 +20,7 @@ from typing import Any
 
 from .cache import Cache, manifest_name
 
-FORMAT = 2  # bumped when the records change shape; an older manifest is computed again
+FORMAT = 3  # bumped when the records change shape; an older manifest is computed again
 
 
 @dataclass(frozen=True)

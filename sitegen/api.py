@@ -12,8 +12,9 @@ from .engine.optimization import optimize as _optimize
 from .engine.passes import edges as _edges
 from .engine.passes import visualize as _visualize
 from .engine.paths import Step, check_paths, path_gradients
+from .engine.smooth import SmoothGrad
 from .errors import SitegenError
-from .methods import RULE_METHODS
+from .methods import PICTURE_METHODS, RULE_METHODS
 from .model.layers import aliases_for
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -45,24 +46,33 @@ def _steps(model: nn.Module, paths: Sequence[Sequence[tuple[str, int]]]) -> list
 
 
 def visualize(model: nn.Module, images: torch.Tensor, layer: str, neurons: Sequence[int],
-              method: str = "guided", batch_size: int | None = None) -> torch.Tensor:
+              method: str = "guided", batch_size: int | None = None, *, samples: int = 16, noise: float = 0.15,
+              seed: int = 0) -> torch.Tensor:
     """Visualizations ``[N, len(neurons), 3, H, W]`` of ``neurons`` of ``layer`` on ``images``.
 
     ``images`` is a preprocessed float tensor ``[N, 3, H, W]``; ``layer`` a
     dotted module path or an alias (AlexNet: conv1..conv5, fc6..fc8);
-    ``method`` one of "guided", "deconv", "gradient".  Each result is the
-    gradient of the neuron's activation at its position (the first maximum
-    over positions) with respect to the input, every ReLU's backward replaced
-    as the method says.  It runs on the atlas's engine: each neuron on its
-    receptive field's crop where that gives the whole image's numbers,
-    ``batch_size`` neurons per pass (by default 256 on a GPU, 16 on a CPU).
-    The model is left as it was given.
+    ``method`` one of "guided", "deconv", "gradient", "smoothgrad".  Each
+    result is the gradient of the neuron's activation at its position (the
+    first maximum over positions) with respect to the input, every ReLU's
+    backward replaced as the method says.  SmoothGrad's is the mean of the
+    plain gradient over ``samples`` noisy copies of the image (Gaussian noise
+    of ``noise`` times the image's range; image n's drawn from
+    ``torch.Generator().manual_seed(seed + n)``, see
+    :mod:`sitegen.engine.smooth`), the neuron taken at its position on the
+    clean image.  It runs on the atlas's engine: each neuron on its receptive
+    field's crop where that gives the whole image's numbers, ``batch_size``
+    neurons per pass (by default 256 on a GPU, 16 on a CPU).  The model is
+    left as it was given.
     """
-    if method not in RULE_METHODS:
-        raise SitegenError(f"unknown method {method!r}; expected one of {', '.join(RULE_METHODS)}")
+    if method not in PICTURE_METHODS:
+        raise SitegenError(f"unknown method {method!r}; expected one of {', '.join(PICTURE_METHODS)}")
+    if samples < 1 or noise < 0:
+        raise SitegenError(f"SmoothGrad needs samples >= 1 and noise >= 0, got {samples} and {noise}")
     _check_images(images)
     path, module = _module(model, layer)
-    return _visualize(model, images, path, module, list(neurons), [method], batch_size)[method].cpu()
+    smooth = SmoothGrad(samples, noise, seed)
+    return _visualize(model, images, path, module, list(neurons), [method], batch_size, smooth)[method].cpu()
 
 
 def edges(model: nn.Module, images: torch.Tensor, lower: str, upper: str, neurons: Sequence[int],

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SitegenError
-from .methods import METHODS, OPTIMIZE, RULE_METHODS
+from .methods import METHODS, OPTIMIZE, PICTURE_METHODS, RULE_METHODS
 
 
 def option(default: Any, doc: str, *, choices: tuple | None = None, minimum: float | None = None,
@@ -107,6 +107,15 @@ class OptimizeConfig:
 
 
 @dataclass(frozen=True)
+class SmoothGradConfig:
+    samples: int = option(16, "SmoothGrad's noisy copies of each image.", minimum=1)
+    noise: float = option(0.15, "The noise's standard deviation, as a share of the image's range (its largest "
+                                "value less its smallest).", minimum=0)
+    seed: int = option(0, "Image i of a call draws its noise from torch.Generator().manual_seed(seed + i); each "
+                          "featured image is its own call.")
+
+
+@dataclass(frozen=True)
 class SiteConfig:
     top_predictions: int = option(5, "Predictions shown per featured image.", minimum=1)
     active_neurons: int = option(8, "Most active neurons listed per layer on an image page.", minimum=1)
@@ -148,8 +157,8 @@ class CompareConfig:
 
 # Each TOML table and the class that declares its options; "" is the top level.  [[credits]] is an array.
 SCHEMA = {"": TopConfig, "model": ModelConfig, "layers": LayersConfig, "images": ImagesConfig,
-          "compute": ComputeConfig, "optimize": OptimizeConfig, "trees": TreesConfig, "site": SiteConfig,
-          "compare": CompareConfig}
+          "compute": ComputeConfig, "optimize": OptimizeConfig, "smoothgrad": SmoothGradConfig,
+          "trees": TreesConfig, "site": SiteConfig, "compare": CompareConfig}
 
 
 @dataclass(frozen=True)
@@ -166,6 +175,7 @@ class Config:
     site: SiteConfig
     credits: tuple[Credit, ...]
     compare: CompareConfig | None = None  # None without a [compare] table; its label always set
+    smoothgrad: SmoothGradConfig = SmoothGradConfig()  # read where a layer's methods list "smoothgrad"
 
     @property
     def root(self) -> Path:
@@ -299,8 +309,8 @@ def _layer_methods(layers: LayersConfig, compute: ComputeConfig, errors: list[st
         key = f"layers.methods.{name}"
         if name not in layers.use:
             errors.append(f"{key}: {name!r} is not in layers.use")
-        elif not isinstance(methods, list) or not methods or not all(m in RULE_METHODS for m in methods):
-            errors.append(f"{key}: expected a list of {', '.join(RULE_METHODS)}, got {methods!r}")
+        elif not isinstance(methods, list) or not methods or not all(m in PICTURE_METHODS for m in methods):
+            errors.append(f"{key}: expected a list of {', '.join(PICTURE_METHODS)}, got {methods!r}")
         else:
             chosen[name] = tuple(dict.fromkeys(methods))
     return chosen
@@ -381,7 +391,7 @@ def parse(text: str, path: Path) -> Config:
                                                            if m != OPTIMIZE)),
         optimize=dataclasses.replace(optimize, layers=optimize.layers or layers.use)
         if OPTIMIZE in compute.methods else None,
-        trees=tables["trees"], site=tables["site"], credits=credits,
+        trees=tables["trees"], site=tables["site"], credits=credits, smoothgrad=tables["smoothgrad"],
         compare=dataclasses.replace(compare, label=compare.label or Path(compare.weights).name)
         if compare else None)
 

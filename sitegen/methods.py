@@ -43,6 +43,14 @@ METHODS = (
            "The plain gradient (Simonyan et al., 2014): which pixels, if changed, would most change the neuron.",
            "Shows which pixels, if changed, would raise or lower the neuron most.",
            "Noisy: it shows how sensitive the neuron is everywhere, not what the image holds."),
+    Method("smoothgrad", "SmoothGrad",
+           "SmoothGrad (Smilkov et al., 2017): the mean, over noisy copies of the image (Gaussian noise of a set "
+           "share of the image's range, drawn from a seeded generator), of the plain gradient of the neuron's "
+           "activation at its position on the clean image.",
+           "Shows which pixels, if changed, would raise or lower the neuron most, with the gradient's noise "
+           "averaged away.",
+           "Blurs: averaging over noise smooths fine detail, and what stays is where the neuron is sensitive on "
+           "average, not what one image holds.", relu_rule=False),
     Method("optimize", "Optimized image",
            "An optimized image (Olah et al., Feature Visualization, 2017) starts from noise and is changed step by "
            "step to raise the neuron's objective: a channel's mean over positions, a unit's value. The image is "
@@ -55,6 +63,10 @@ METHODS = (
 BY_NAME = {method.name: method for method in METHODS}
 RULE_METHODS = tuple(method.name for method in METHODS if method.relu_rule)
 OPTIMIZE = "optimize"
+SMOOTHGRAD = "smoothgrad"
+# The methods that make a gradient picture of a neuron: the ReLU rules and SmoothGrad (not the paths' pictures,
+# which are the ReLU rules' alone).
+PICTURE_METHODS = (*RULE_METHODS, SMOOTHGRAD)
 # The true gradient: edge weights are computed with it, whichever pictures are shown.
 TRUE_GRADIENT = "gradient"
 # Guided backprop, the study's: top patches and the specificity are its pictures, and thumbnails are where

@@ -187,3 +187,31 @@ def reference_path_contributions(model, images, path, lower_path):
         (grad,) = torch.autograd.grad(flat[position], state["A"])
         rows.append((state["A"] * grad)[0].detach())
     return torch.stack(rows)
+
+
+def reference_smoothgrad(model, images, layer_path, neurons, samples, noise, seed):
+    """SmoothGrad as DESIGN §2 defines it, one image, neuron and noisy copy at a time: the mean plain gradient
+    of the neuron's activation at its position on the clean image, over copies of the image plus the noise that
+    image n's own generator (seed + n) draws, times ``noise`` times the image's range."""
+    ref = copy.deepcopy(model).eval()
+    module = dict(ref.named_modules())[layer_path]
+    out = torch.zeros(images.shape[0], len(neurons), *images.shape[1:], dtype=images.dtype)
+    for n in range(images.shape[0]):
+        drawn = torch.randn((samples, *images.shape[1:]), generator=torch.Generator().manual_seed(seed + n))
+        sigma = noise * (images[n].max() - images[n].min())
+        for k, neuron in enumerate(neurons):
+            got = {}
+            handle = module.register_forward_hook(lambda m, i, o, got=got: got.__setitem__("o", o))
+            try:
+                with torch.no_grad():
+                    ref(images[n:n + 1])
+                flat = got["o"][0, neuron].reshape(-1)
+                position = int(torch.nonzero(flat == flat.max())[0])  # on the clean image
+                for s in range(samples):
+                    x = (images[n] + drawn[s].to(images.dtype) * sigma)[None].clone().requires_grad_(True)
+                    ref(x)
+                    (grad,) = torch.autograd.grad(got["o"][0, neuron].reshape(-1)[position], x)
+                    out[n, k] += grad[0] / samples
+            finally:
+                handle.remove()
+    return out

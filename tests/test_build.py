@@ -454,3 +454,29 @@ def test_a_tree_node_lies_where_its_neuron_gives_most():
     assert placed(32, geometry, contributions, 64)[2] - placed(32, geometry, contributions, 64)[0] + 1 == 32
     assert placed(None, geometry, contributions, 64) == (0, 0, 63, 63)
     assert placed(8, geometry, torch.tensor(3.0), 64) == (0, 0, 63, 63)  # no positions: the whole image
+
+
+def test_smoothgrad_pictures_in_the_atlas_are_the_api_s(atlas):
+    """The atlas's SmoothGrad pictures of a layer are sitegen.visualize's with the config's noise: the scale of
+    every neuron's whole picture as the page shows it agrees."""
+    import sitegen
+    from sitegen.engine.pictures import display
+    from sitegen.images import WHOLE_SIDE
+    from sitegen.model.registry import load_model
+
+    text = CONFIG.replace("[images]", '[layers.methods]\n"features.4" = ["guided", "smoothgrad"]\n[images]')
+    (atlas / "atlas.toml").write_text(text + "[smoothgrad]\nsamples = 3\nnoise = 0.3\nseed = 4\n")
+    manifest, _ = compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)
+    model = load_model("tinynet:build", "none").module
+    grads = sitegen.visualize(model, model_input(atlas, "img1.png"), "features.4", list(range(8)), "smoothgrad",
+                              samples=3, noise=0.3, seed=4)[0]
+    _, scales = display(grads, WHOLE_SIDE)
+    layer = manifest.layer("features.4")
+    assert layer.methods == ("guided", "smoothgrad")
+    got = [record.featured["img1"].scales["smoothgrad"][0] for record in layer.neurons]
+    assert got == pytest.approx(scales.tolist(), rel=1e-4)
+    assert got != pytest.approx([record.featured["img1"].scales["guided"][0] for record in layer.neurons], rel=1e-2)
+    exit_code, output = run("render", "-c", atlas / "atlas.toml", "--cache", atlas / "cache", "-o", atlas / "site")
+    assert exit_code == 0, output
+    assert "SmoothGrad" in (atlas / "site" / "layers" / "features.4" / "3.html").read_text()
+    assert "Smilkov" in (atlas / "site" / "about.html").read_text()

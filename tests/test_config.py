@@ -99,5 +99,5 @@ def test_methods_per_layer_and_the_featured_images_in_the_probe_set(tmp_path):
                            'conv1 = ["lrp"], conv5 = [] }'), tmp_path / "atlas.toml")
     message = str(info.value)
     assert "layers.methods.conv9: 'conv9' is not in layers.use" in message
-    assert "layers.methods.conv1: expected a list of guided, deconv, gradient, got ['lrp']" in message
+    assert "layers.methods.conv1: expected a list of guided, deconv, gradient, smoothgrad, got ['lrp']" in message
     assert "layers.methods.conv5: expected a list" in message

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from reference import reference_visualize
+from reference import reference_smoothgrad, reference_visualize
 from torch import nn
 
 import sitegen
@@ -237,3 +237,25 @@ def test_whole_image_neurons_fall_back_to_copies_where_the_backward_cannot_run_b
         assert model in passes._UNSHARED  # the batched backward failed and is not tried again
         assert want.abs().amax() > 0
         assert torch.allclose(got, want, atol=1e-10)
+
+
+@pytest.mark.parametrize("name,layer,path,size,neurons", [
+    ("alexnet", "conv2", "features.4", 80, None),  # receptive-field crops of the noisy copies
+    ("resnet18", "layer2", "layer2", 64, [5]),
+    ("alexnet", "fc7", "classifier.5", 64, None),  # whole-image neurons: one forward of each noisy copy
+])
+def test_smoothgrad_matches_the_reference_with_the_same_noise(name, layer, path, size, neurons):
+    torch.manual_seed(2)
+    model = load_model(name, "none").module.double()
+    images = torch.randn(2, 3, size, size, dtype=torch.float64)
+    if neurons is None:
+        neurons = alive(model, images, path)[:2]
+    got = sitegen.visualize(model, images, layer, neurons, "smoothgrad", batch_size=2, samples=3, noise=0.2, seed=5)
+    want = reference_smoothgrad(model, images, path, neurons, samples=3, noise=0.2, seed=5)
+    scale = want.abs().amax(dim=(2, 3, 4), keepdim=True)
+    assert (scale > 0).all()
+    assert ((got - want).abs() / scale).max().item() < 1e-9
+    plain = sitegen.visualize(model, images, layer, neurons, "gradient", batch_size=2)
+    assert not torch.allclose(got, plain)  # the noise is there
+    same = sitegen.visualize(model, images, layer, neurons, "smoothgrad", batch_size=2, samples=1, noise=0.0)
+    assert torch.allclose(same, plain, rtol=0, atol=1e-12)  # no noise, one sample: the gradient

@@ -14,11 +14,12 @@ import torch
 from torch import nn
 
 from ..errors import SitegenError
-from ..methods import TRUE_GRADIENT
+from ..methods import SMOOTHGRAD, TRUE_GRADIENT
 from .capture import capture, inference_state, model_device
 from .crops import Crop, batches, plan_crops
 from .geometry import Geometry, receptive_fields
 from .rules import RULES, backward_rule, relu_rules
+from .smooth import SmoothGrad, noise
 
 
 def _flat(out: torch.Tensor) -> torch.Tensor:
@@ -179,8 +180,37 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
               out_width: int = 1, lower: nn.Module | None = None,
               common: bool | None = None,
               keep: Sequence[tuple[nn.Module, Sequence[int | None]]] = (),
-              maps_at: nn.Module | None = None) -> dict[str, torch.Tensor]:
-    """Visualizations of many neurons on one image, ``{method: [len(neurons), 3, H, W]}``.
+              maps_at: nn.Module | None = None, smooth: SmoothGrad | None = None,
+              index: int = 0) -> dict[str, torch.Tensor]:
+    """:func:`rule_gradients`, and with ``"smoothgrad"`` among ``methods`` its pictures too: the mean over
+    ``smooth``'s noisy copies of the image (``engine/smooth.py``; ``index``: the image's index in its call,
+    which seeds its noise) of each neuron's true gradient at its position on the clean image."""
+    rules = [method for method in methods if method != SMOOTHGRAD]
+    results = rule_gradients(model, image, name, module, neurons, positions, rules, batch_size, geometry,
+                             out_width, lower, common, keep, maps_at) if rules or lower or maps_at else {}
+    if SMOOTHGRAD in methods:
+        if keep:
+            raise ValueError("SmoothGrad pictures of paths are not defined")
+        smooth = smooth or SmoothGrad()
+        clean = image[0] if image.dim() == 4 else image
+        total = None
+        for noisy in clean + noise(clean, smooth, index):
+            grad = rule_gradients(model, noisy, name, module, neurons, positions, [TRUE_GRADIENT], batch_size,
+                                  geometry, out_width, common=common)[TRUE_GRADIENT]
+            total = grad if total is None else total.add_(grad)
+        assert total is not None  # samples >= 1
+        results[SMOOTHGRAD] = total / smooth.samples
+    return results
+
+
+def rule_gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module,
+                   neurons: Sequence[int], positions: Sequence[int], methods: Sequence[str],
+                   batch_size: int = 32, geometry: Geometry | None = None,
+                   out_width: int = 1, lower: nn.Module | None = None,
+                   common: bool | None = None,
+                   keep: Sequence[tuple[nn.Module, Sequence[int | None]]] = (),
+                   maps_at: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Visualizations of many neurons on one image by ReLU-rule methods, ``{method: [len(neurons), 3, H, W]}``.
 
     The image is replicated along the batch and each copy is seeded with a
     different neuron (at its given flat position), so one forward and one
@@ -305,10 +335,11 @@ def crop_plan(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
 
 
 def visualize(model: nn.Module, images: torch.Tensor, name: str, module: nn.Module,
-              neurons: Sequence[int], methods: Sequence[str], batch_size: int | None = None
-              ) -> dict[str, torch.Tensor]:
+              neurons: Sequence[int], methods: Sequence[str], batch_size: int | None = None,
+              smooth: SmoothGrad | None = None) -> dict[str, torch.Tensor]:
     """``{method: [N, len(neurons), 3, H, W]}``: each neuron at its own position on each image, through the
-    atlas's engine (receptive-field crops where they are exact)."""
+    atlas's engine (receptive-field crops where they are exact); image n's SmoothGrad noise is seeded with
+    ``smooth.seed + n``."""
     neurons = list(neurons)
     batch_size = batch_size or batch_for(model_device(model))
     _, positions = activations(model, images, {name: module}, batch_size)[name]
@@ -317,7 +348,7 @@ def visualize(model: nn.Module, images: torch.Tensor, name: str, module: nn.Modu
     for index in range(images.shape[0]):
         where = positions[index, neurons].tolist()
         per_image.append(gradients(model, images[index], name, module, neurons, where, methods, batch_size,
-                                   geometry, width))
+                                   geometry, width, smooth=smooth, index=index))
     return {method: _stacked([grads[method] for grads in per_image]) for method in methods}
 
 

@@ -25,6 +25,7 @@ from torch import nn
 from ..config import Config
 from ..engine.geometry import Geometry
 from ..engine.passes import crops_are_exact
+from ..engine.smooth import SmoothGrad
 from ..errors import SitegenError
 from ..images import Item, encode
 from ..model.layers import Layer, resolve_layers
@@ -137,6 +138,11 @@ class Workspace:
             return self.probe_hash
         text = self.probe_hash + "".join(f"\0{item.label}" for item in self.probe)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def smoothgrad(self) -> SmoothGrad:
+        s = self.config.smoothgrad
+        return SmoothGrad(s.samples, s.noise, s.seed)
 
     # -- layers ----------------------------------------------------------------
     def crop_args(self, layer: Layer, image: torch.Tensor) -> tuple[Geometry | None, int]:

@@ -20,6 +20,7 @@ from ...engine.passes import gradients
 from ...engine.pictures import cut as cut_gradients
 from ...engine.pictures import display
 from ...images import STORAGE, WHOLE_SIDE, Item, cut, fit
+from ...methods import SMOOTHGRAD
 from ...model.layers import Layer
 from ...store import members
 from ..edges import edges_key
@@ -30,8 +31,9 @@ from .effective import box
 
 
 def pictures_key(ws: Workspace, state: State, item: Item, layer: Layer, method: str) -> str:
+    smooth = ws.smoothgrad.as_dict() if method == SMOOTHGRAD else None  # its noise, in the key of its pictures
     return ws.key(members.PICTURES, layer.path, method, WHOLE_SIDE, STORAGE, state.effective.get(layer.name),
-                  item.digest, item.view.spec)
+                  item.digest, item.view.spec, *([smooth] if smooth else []))
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,8 @@ class FeaturedStage(Stage):
             for start in range(0, len(w.neurons), size * 8):  # several batches a call: equal crops batch together
                 chunk = list(w.neurons[start:start + size * 8])
                 result = gradients(ws.model.module, x, w.layer.path, ws.modules[w.layer.path], chunk,
-                                   positions[chunk].tolist(), w.methods, size, *ws.crop_args(w.layer, x), lower=lower)
+                                   positions[chunk].tolist(), w.methods, size, *ws.crop_args(w.layer, x), lower=lower,
+                                   smooth=ws.smoothgrad)
                 if w.edges:
                     weights.update({members.edges(n): row for n, row in zip(chunk, result["edges"].cpu().numpy())})
                 jobs, scales = _pictures(ws, state, w, pixels, positions, result, chunk)

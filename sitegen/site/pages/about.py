@@ -14,9 +14,10 @@ def build(atlas: Atlas) -> list[Page]:
     manifest = atlas.manifest
     _, extra = atlas.content.note("about.md")
     used = {f.name for f in manifest.featured} | {item.name for item in manifest.probe.items}
+    shown = dict.fromkeys([*manifest.methods, *(m for layer in manifest.layers for m in layer.methods)])
     return [Page("about.html", "about.html", "About", {
         "extra": extra, "model": manifest.model, "definitions": DEFINITIONS,
-        "methods": [{"name": m, "title": BY_NAME[m].title, "text": BY_NAME[m].definition} for m in manifest.methods],
+        "methods": [{"name": m, "title": BY_NAME[m].title, "text": BY_NAME[m].definition} for m in shown],
         "credits": credits(atlas.config, used), "probe": manifest.probe, "top_k": manifest.top_k,
         "sitegen_version": manifest.version,
         "optimized_layers": [atlas.layer_summary(layer) for layer in manifest.layers if layer.optimized],

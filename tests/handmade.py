@@ -57,10 +57,11 @@ def manifest() -> Manifest:
         LayerRecord(name="conv", path="features.0", shape=(4, 2, 2), selection="", lower=None,
                     methods=("guided", "gradient"),
                     geometry={"jump": [2, 2], "lo": [-1, -1], "hi": [1, 1], "whole": False}, rf_size=(3, 3),
-                    effective=3, signed=True, neurons=tuple(conv(n) for n in range(4))),
+                    effective=3, signed=True, neurons=tuple(conv(n) for n in range(4)),
+                    sanity={"guided": 0.95, "gradient": 0.31}),
         LayerRecord(name="fc", path="classifier", shape=(3,), selection="the top 1 predicted classes of each "
                     "featured image", lower="conv", methods=("guided", "gradient"), geometry={"whole": True},
-                    rf_size=None, effective=None, signed=False,
+                    rf_size=None, effective=None, signed=False, sanity={"guided": 0.99, "gradient": None},
                     neurons=(logit(0, {"cat": (Edge(2, 0.5), Edge(1, 0.25)), "dataset": (Edge(1, 0.3, 2),)}),
                              logit(2, {"cat": (Edge(1, 0.4),), "dataset": (Edge(1, 0.2, 1),)})),
                     optimized=OptimizedRecord(key="opt-fc", recipe={"steps": 4, "size": 32, "lr": 0.05, "pad": 2,

@@ -215,3 +215,23 @@ def reference_smoothgrad(model, images, layer_path, neurons, samples, noise, see
             finally:
                 handle.remove()
     return out
+
+
+def reference_picture(model, image, layer_path, neuron, position, method):
+    """One neuron's picture ([3, H, W]) on one image ([3, H, W]) by a ReLU-rule method, the neuron taken at a
+    given flat ``position`` (not necessarily its maximum): one forward and one backward."""
+    ref = swap_relus(model, method)
+    got = {}
+
+    def hook(module, inputs, output):
+        got["o"] = output
+        return output.clone()  # the model goes on with a copy: an in-place ReLU after it changes not the output
+
+    handle = dict(ref.named_modules())[layer_path].register_forward_hook(hook)
+    try:
+        x = image[None].clone().requires_grad_(True)
+        ref(x)
+    finally:
+        handle.remove()
+    (grad,) = torch.autograd.grad(got["o"][0, neuron].reshape(-1)[position], x)
+    return grad[0]

@@ -114,11 +114,13 @@ def test_only_new_work_is_computed(atlas):
     assert again == {}
 
     # a new featured image (not a probe image) computes only that image's work: its activations, pictures,
-    # their specificity (one per layer), activation maps (of the channels) and edges (of the layers with one below)
+    # their specificity and randomization check (one per layer), activation maps (of the channels) and edges (of
+    # the layers with one below)
     (atlas / "atlas.toml").write_text(CONFIG.replace('"imgs/img1.png"]', '"imgs/img1.png", "extra/img0.png"]'))
     _, more = compute(load(atlas / "atlas.toml"), cache, quiet=True)
     assert more.pop("tree nodes") >= 4  # its tree: the root, and its children down to the first layer
     assert more == {"activations": 1, "visualizations": sum(NEURONS.values()) * 3, "specificities": len(NEURONS),
+                    "randomization checks": len(NEURONS),
                     "activation maps": sum(NEURONS.values()) - NEURONS["fc"],
                     "edges": sum(NEURONS.values()) - NEURONS["features.1"]}
 

@@ -26,6 +26,19 @@ def site(tmp_path):
     return build_site_model(handmade.manifest(), config)
 
 
+class Entries:
+    """A cache that holds every member the site copies, each one byte."""
+
+    def __init__(self, site):
+        self.site = site
+
+    def get(self, kind, key):
+        return {asset.member: b"x" for asset in self.site.assets if asset.key == key}
+
+    def names(self, kind, key):
+        return set(self.get(kind, key))
+
+
 def pages(site):
     return {page.path: page for page in site.pages}
 
@@ -109,6 +122,8 @@ def test_manifest_json_and_the_search_index(site):
                                    "picture": "assets/vis/conv/2/cat-guided.webp",
                                    "zoom": "assets/vis/conv/2/cat-guided-box.webp"}
     assert data["layers"][0]["effective_receptive_field"] == 3
+    assert data["layers"][0]["sanity"] == {"guided": 0.95, "gradient": 0.31}
+    assert data["layers"][1]["sanity"] == {"guided": 0.99, "gradient": None}
     assert {p for p in conv["top_patches"][0].values() if isinstance(p, str) and p.startswith("assets/")} <= {
         a.path for a in site.assets}
     assert data["featured"][0]["predictions"][0] == {"class": 0, "label": "cat", "prob": 0.7}
@@ -166,14 +181,23 @@ def test_a_layer_of_many_neurons_is_split_into_linked_pages(tmp_path, monkeypatc
     assert parts[1].title == "Layer conv, neurons 3 to 3" and parts[1].context["notes"] == ""
     assert pages(site)["layers/fc.html"].context["parts"] == []  # two neurons: one page
 
-    class NoCache:
-        def get(self, kind, key):
-            return {asset.member: b"x" for asset in site.assets if asset.key == key}
-
-        def names(self, kind, key):
-            return set(self.get(kind, key))
-
-    render(site, tmp_path / "out", NoCache())
+    render(site, tmp_path / "out", Entries(site))
     second = (tmp_path / "out" / "layers" / "conv" / "part-2.html").read_text()
     assert '<a href="../conv.html">0–2</a>' in second and 'aria-current="page">3–3</a>' in second
     assert pages(site)["layers/conv/3.html"].context["layer_page"] == "layers/conv/part-2.html"
+
+
+def test_the_randomization_check_is_shown_beside_the_pictures(site, tmp_path):
+    from sitegen.render import render
+
+    render(site, tmp_path / "out", Entries(site))
+    about = (tmp_path / "out" / "about.html").read_text()
+    assert 'id="sanity"' in about and "Adebayo" in about
+    assert '<span class="check fails" title="0.95, this picture barely depends on what conv learned' in about
+    assert '<span class="check passes" title="0.31, this picture depends on what conv learned' in about
+    assert ">zero<" in about  # fc's gradient pictures were all zero: no figure
+    neuron = (tmp_path / "out" / "layers" / "conv" / "2.html").read_text()
+    assert "Randomization check at conv: 0.95, this picture barely depends on what conv learned" in neuron
+    assert "check 0.95: barely depends on conv" in neuron and "Gradient · check 0.31" in neuron
+    layer = (tmp_path / "out" / "layers" / "conv.html").read_text()
+    assert "Randomization check of its pictures: Guided backprop" in layer

@@ -176,3 +176,18 @@ def _neuron_problems(config: Config, chosen: list[tuple[str, str, str]], infos: 
                                 f"{' and more' if len(outside) > 5 else ''} out of range: {listed} has "
                                 f"{shape[0]} neurons (0 to {shape[0] - 1})")
     return problems
+
+
+def own_block(loaded: LoadedModel, path: str, lower: str | None) -> list[str]:
+    """The modules with parameters of their own and an initialiser (``reset_parameters``: convolutions,
+    linear layers, norms) that the layer at ``path`` computes from the configured layer below (``lower``;
+    None: from the input): those whose forward ends after ``lower``'s and no later than the layer's, in the
+    order they run.  The randomization check re-initialises them."""
+    infos = {info.path: info for info in describe_layers(loaded)}
+    modules = dict(loaded.module.named_modules())
+    end, start = infos[path].order, infos[lower].order if lower is not None else -1
+    assert end is not None and start is not None  # configured layers run in every forward
+    chosen = [info for info in infos.values() if info.order is not None and start < info.order <= end
+              and any(True for _ in modules[info.path].parameters(recurse=False))
+              and callable(getattr(modules[info.path], "reset_parameters", None))]
+    return [info.path for info in sorted(chosen, key=lambda info: info.order or 0)]

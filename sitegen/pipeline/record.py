@@ -26,7 +26,7 @@ from ..store.manifest import (
 )
 from . import edges
 from .stage import State, require
-from .stages import activations, classes, optimize, patches, specificity, statistics, trees
+from .stages import activations, classes, optimize, patches, sanity, specificity, statistics, trees
 from .stages.effective import patch_box
 from .stages.featured import pictures_key
 from .stages.mapped import selection_text
@@ -202,7 +202,7 @@ def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], re
                        layer.lower.name if layer.lower is not None else None, ws.config.layers.methods[layer.listed],
                        geometry.as_dict(), None if geometry.whole else geometry.size,
                        state.effective.get(layer.name), signed(ws, state, layer, arrays, read), tuple(neurons),
-                       optimized, nonfinite)
+                       optimized, nonfinite, sanity.figures(ws, state, layer) if ws.featured else {})
 
 
 def record(ws: Workspace, state: State) -> Manifest:

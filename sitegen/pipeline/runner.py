@@ -45,6 +45,7 @@ from .stages.maps import MapsStage
 from .stages.optimize import ExcitationStage, OptimizeStage
 from .stages.patches import PatchesStage
 from .stages.photos import PhotosStage
+from .stages.sanity import SanityStage
 from .stages.selection import SelectionStage
 from .stages.specificity import SpecificityStage
 from .stages.statistics import StatisticsStage
@@ -54,7 +55,7 @@ from .workspace import Workspace
 STAGES: tuple[Stage, ...] = (ActivationsStage(), MappedStage(), StatisticsStage(), ClassesStage(), SelectionStage(),
                              EffectiveStage(),
                              PhotosStage(), FeaturedStage(), MapsStage(), TreesStage(), PatchesStage(),
-                             OptimizeStage(), SpecificityStage(), ExcitationStage())
+                             OptimizeStage(), SpecificityStage(), ExcitationStage(), SanityStage())
 
 
 def _progress(quiet: bool) -> Progress:

@@ -29,6 +29,20 @@ def automatic(classes: tuple[ClassShare, ...]) -> str:
     return ""
 
 
+def check(layer: LayerRecord, method: str) -> dict | None:
+    """A method's randomization check at the layer, in words a reader understands (None where it was not
+    checked: no featured image)."""
+    if method not in layer.sanity:
+        return None
+    figure = layer.sanity[method]
+    if figure is None:
+        return {"figure": None, "words": "not measured (its checked pictures are zero)", "level": "none"}
+    level = "fails" if figure >= 0.9 else "partly" if figure >= 0.5 else "passes"
+    how = {"fails": "barely depends on", "partly": "depends only in part on", "passes": "depends on"}[level]
+    return {"figure": figure, "level": level,
+            "words": f"{figure:.2f}, this picture {how} what {layer.name} learned (its own weights)"}
+
+
 class Atlas:
     def __init__(self, manifest: Manifest, config: Config, before: bool = False):
         """``before``: the atlas of the other checkpoint of a comparison (its files under "before/", its
@@ -103,8 +117,8 @@ class Atlas:
     @staticmethod
     def methods(layer: LayerRecord) -> list[dict]:
         """The methods of the layer's featured pictures, with what each shows and when it misleads."""
-        return [{"name": m, "title": BY_NAME[m].title, "shows": BY_NAME[m].shows, "misleads": BY_NAME[m].misleads}
-                for m in layer.methods]
+        return [{"name": m, "title": BY_NAME[m].title, "shows": BY_NAME[m].shows, "misleads": BY_NAME[m].misleads,
+                 "check": check(layer, m)} for m in layer.methods]
 
     @staticmethod
     def thumbnail_method(layer: LayerRecord) -> str:

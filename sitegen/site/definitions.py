@@ -27,6 +27,16 @@ TERMS = {
             "upsampled (bilinear) to the model's input and laid over the faded photo: clear at or below 0, red "
             "at its maximum on that image (a ring marks it: the neuron's position), and in between as strong as "
             "the square of its share of that maximum, so that where it fires strongly stands out."),
+    "sanity": ("The randomization check of a method at a layer (Adebayo et al., 2018) asks whether its pictures "
+               "show what the layer learned. The weights the layer computes from the configured layer below (its "
+               "own block; for the lowest layer, everything up to it) are re-initialised, each module by its own "
+               "initialiser with a fixed seed, and for each featured image and up to 16 of the layer's mapped "
+               "neurons (spread evenly) the picture is made again, the neuron taken at the trained model's "
+               "position. The figure is the median, over those pictures, of the Spearman rank correlation of "
+               "|picture| (summed over colours) between the trained and the re-initialised model, over the "
+               "pixels of the neuron's receptive field (the whole image for a neuron that sees all of it). Near "
+               "1, the picture barely depends on what the layer learned: it shows the image and the layers "
+               "below; near 0, it changes entirely when the layer's weights do."),
     "top": ("Top patches: the probe views with the highest activation, one patch per view, ties broken by "
             "the order of the probe set. The featured images are not probe images unless the config says so."),
 }

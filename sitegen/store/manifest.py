@@ -164,6 +164,9 @@ class LayerRecord:
     neurons: tuple[NeuronRecord, ...]  # the mapped neurons, in order
     optimized: OptimizedRecord | None = None
     nonfinite: int = 0  # mapped neurons with NaN or infinite activations on the featured or top probe images
+    # method -> its randomization check (pipeline/stages/sanity.py): near 1, its pictures do not show what the
+    # layer learned; None where every checked picture was zero
+    sanity: Mapping[str, float | None] = dataclasses.field(default_factory=dict)
 
     @property
     def zoom(self) -> bool:

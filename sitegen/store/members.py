@@ -17,8 +17,9 @@ RECEPTIVE_FIELDS = "erf"
 MAPS = "maps"  # activation maps of the featured images
 TREES = "tree"  # a node of a featured image's tree: one entry per path
 TOP_VIEWS = "topviews"  # per layer, each mapped neuron's top probe views, for its classes (a labelled probe set)
+SANITY = "sanity"  # per layer, the randomization check of its methods
 KINDS = (ACTIVATIONS, PREDICTIONS, PHOTOS, PICTURES, EDGES, PATCHES, OPTIMIZED, IMAGE_CHECKS, STATISTICS,
-         SPECIFICITIES, EXCITATIONS, RECEPTIVE_FIELDS, MAPS, TREES, TOP_VIEWS)
+         SPECIFICITIES, EXCITATIONS, RECEPTIVE_FIELDS, MAPS, TREES, TOP_VIEWS, SANITY)
 
 # activations of one featured view ([C]) or of a chunk of probe views ([n, C])
 VALUES = "values.npy"
@@ -34,6 +35,8 @@ SPECIFICITY = "specificity.npy"
 EXCITATION = "check.npy"
 # a layer's effective receptive field: the side measured on each sampled patch
 SIDES = "sides.npy"
+# a layer's randomization check on a featured view: the neurons checked, and per method their correlations
+NEURONS = "neurons.npy"
 # the featured views' activation maps: each channel's least value over the map (per layer and view)
 MINIMA = "minima.npy"
 # a tree node: its path picture cut to where it lies, the photo of the same box, [top, left, bottom, right,
@@ -98,6 +101,10 @@ def optimized(neuron: int) -> str:
     return f"{neuron}.png"
 
 
+def sanity(method: str) -> str:
+    return f"sanity-{method}.npy"
+
+
 def array(name: str) -> str:
     """One array of a per-neuron statistic over the probe set (statistics entry: one per statistic and layer)."""
     return f"{name}.npy"
@@ -124,4 +131,5 @@ def expect(kind: str, channels: int | None = None, lower: int | None = None, row
         RECEPTIVE_FIELDS: {SIDES: ((None,), "i")},
         TREES: {NODE_FACTS: ((6,), "f"), NODE_WEIGHTS: ((lower,), "f")},
         TOP_VIEWS: {VIEWS: ((channels, None), "i")},
+        SANITY: {NEURONS: ((channels,), "i"), "sanity-*.npy": ((channels,), "f")},
     }.get(kind, {})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...methods import BY_NAME
-from ..atlas import Atlas
+from ..atlas import Atlas, check
 from ..content import credits
 from ..definitions import DEFINITIONS
 from ..model import Page
@@ -21,5 +21,9 @@ def build(atlas: Atlas) -> list[Page]:
         "credits": credits(atlas.config, used), "probe": manifest.probe, "top_k": manifest.top_k,
         "sitegen_version": manifest.version,
         "optimized_layers": [atlas.layer_summary(layer) for layer in manifest.layers if layer.optimized],
+        "sanity": {"methods": [{"name": m, "title": BY_NAME[m].title} for m in shown if BY_NAME[m].relu_rule
+                               or m in {m for layer in manifest.layers for m in layer.sanity}],
+                   "layers": [{**atlas.layer_summary(layer), "checks": {m: check(layer, m) for m in layer.sanity}}
+                              for layer in manifest.layers if layer.sanity]},
         "compare": {"label": manifest.compare.label, "model": manifest.compare.before.model,
                     "score": changes.score_text()} if manifest.compare else None})]

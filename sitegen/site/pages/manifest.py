@@ -69,6 +69,7 @@ def build(atlas: Atlas) -> list[File]:
             "name": layer.name, "module": layer.path, "shape": list(layer.shape), "methods": list(layer.methods),
             "receptive_field": list(layer.rf_size) if layer.rf_size else None,
             "effective_receptive_field": layer.effective, "optimize": optimized(layer),
+            "sanity": dict(layer.sanity),
             "neurons": [{"neuron": record.neuron, "page": neuron_url(layer.name, record.neuron),
                          "top_patches": top_patches(atlas, layer, record),
                          "classes": [{"class": c.name, "share": c.share, "selectivity": c.selectivity,

@@ -26,6 +26,7 @@ def featured_rows(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> lis
         for m in atlas.methods(layer):
             whole, zoomed = seen.scales[m["name"]]
             pictures.append({"method": m["name"], "title": m["title"], "scale": whole, "zoom_scale": zoomed,
+                             "check": m["check"]["figure"] if m["check"] else None,
                              "src": assets.picture(featured, layer.name, neuron, m["name"]),
                              "zoom": assets.picture(featured, layer.name, neuron, m["name"], "box")
                              if layer.zoom else None})

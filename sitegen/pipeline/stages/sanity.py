@@ -1,0 +1,97 @@
+"""The randomization check of each layer's methods (DESIGN §2; Adebayo et al., 2018).
+
+The modules that the layer computes from the configured layer below (its own block; for the lowest layer,
+everything up to it) are re-initialised with their own initialisers and a fixed seed (``SEED``, not the
+config's seed: a model built at random from that seed would be re-initialised to itself).
+For each featured image (an entry each) and up to ``CHECKED`` of the layer's mapped neurons, spread
+evenly, each method's picture under the trained and the re-initialised model is compared, the neuron taken
+at the trained model's position: the Spearman rank correlation of |picture| summed over colours, over the pixels of the neuron's
+receptive field's box (the whole image for a whole-image neuron).  The layer's figure per method is the
+median: near 1, the picture does not show what the layer learned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...engine.passes import gradients
+from ...engine.sanity import agreement, reinitialised
+from ...images import Item
+from ...methods import SMOOTHGRAD
+from ...model.layers import Layer, own_block
+from ...store import members
+from ..stage import EntryStage, State
+from ..workspace import Workspace
+from .activations import read_featured
+
+CHECKED = 16  # neurons per layer and featured image
+SEED = 2018  # of the re-initialisation
+
+
+def checked(units: tuple[int, ...]) -> list[int]:
+    """Up to CHECKED of the mapped neurons, spread evenly over them."""
+    if len(units) <= CHECKED:
+        return list(units)
+    return [units[round(k * (len(units) - 1) / (CHECKED - 1))] for k in range(CHECKED)]
+
+
+@dataclass(frozen=True)
+class Check:
+    item: Item
+    layer: Layer
+    size = 1
+
+
+def figure(values: np.ndarray) -> float | None:
+    """The median of the finite correlations (None where there is none: pictures that are zero)."""
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if finite.size else None
+
+
+class SanityStage(EntryStage):
+    name = "randomization check"
+    title = "randomization check (layers)"
+    needs = ("activations",)
+    kind = members.SANITY
+    counted = "randomization checks"
+
+    def candidates(self, ws: Workspace, state: State) -> list[Check]:
+        return [Check(item, layer) for item in ws.featured for layer in ws.layers]
+
+    def key(self, ws: Workspace, state: State, work: Check) -> str:
+        methods = ws.config.layers.methods[work.layer.listed]
+        smooth = ws.smoothgrad.as_dict() if SMOOTHGRAD in methods else None
+        lower = work.layer.lower.path if work.layer.lower is not None else None
+        return ws.key(members.SANITY, work.layer.path, lower, list(methods), smooth, SEED,
+                      checked(state.mapped[work.layer.name]), work.item.digest, work.item.view.spec)
+
+    def expect(self, ws: Workspace, state: State, work: Check) -> dict:
+        return members.expect(members.SANITY, len(checked(state.mapped[work.layer.name])))
+
+    def entry(self, ws: Workspace, state: State, work: Check) -> dict:
+        """Each method's correlations, [checked neurons], on one featured image."""
+        layer, methods = work.layer, list(ws.config.layers.methods[work.layer.listed])
+        lower = layer.lower.path if layer.lower is not None else None
+        random = reinitialised(ws.model.module, own_block(ws.model, layer.path, lower), SEED)
+        neurons, size = checked(state.mapped[layer.name]), ws.model.preprocess.crop
+        x = ws.tensor([ws.pixels(work.item)])[0]
+        where = read_featured(ws, work.item, layer)[1][neurons].tolist()  # the trained model's positions
+        boxes = [layer.geometry.box(p // layer.width, p % layer.width, size, size) for p in where]
+        pictures = [gradients(model, x, layer.path, dict(model.named_modules())[layer.path], neurons, where,
+                              methods, ws.config.compute.batch_size, *ws.crop_args(layer, x), smooth=ws.smoothgrad)
+                    for model in (ws.model.module, random)]
+        return {members.NEURONS: np.asarray(neurons, dtype=np.int64),
+                **{members.sanity(method): np.asarray(agreement(pictures[0][method], pictures[1][method], boxes),
+                                                      dtype=np.float32) for method in methods}}
+
+    def describe(self, ws: Workspace, state: State, work: list[Check]) -> str:
+        return f"randomization check: {len(work)} (image, layer) pairs to check"
+
+
+def figures(ws: Workspace, state: State, layer: Layer) -> dict[str, float | None]:
+    """The layer's figure per method: the median over the featured images' entries."""
+    entries = [SanityStage().value(ws, state, Check(item, layer)) for item in ws.featured]
+    return {method: figure(np.concatenate([entry[members.sanity(method)] for entry in entries]))
+            for method in ws.config.layers.methods[layer.listed]}

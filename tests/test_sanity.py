@@ -1,0 +1,121 @@
+"""The randomization check (DESIGN §2): each layer's figure per method against an independent computation of
+its definition, with pictures from the one-at-a-time reference and a rank correlation written out here."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_MODEL, write_images
+from reference import reference_picture
+
+from sitegen.config import load
+from sitegen.engine.sanity import ranks, spearman
+from sitegen.model.layers import own_block
+from sitegen.model.registry import load_model
+from sitegen.pipeline.runner import compute
+from sitegen.pipeline.stages.sanity import SEED
+
+CONFIG = TINY_MODEL.replace('weights = "none"', 'weights = "trained.pth"') + """[layers]
+use = ["features.3", "features.6", "fc"]
+methods = { "features.6" = ["guided", "gradient"], fc = ["guided", "deconv"] }
+[images]
+featured = ["imgs/img0.png", "imgs/img1.png"]
+probe = ["imgs"]
+[compute]
+top_k = 2
+"""
+
+
+def spearman_by_hand(a, b):
+    """Pearson's correlation of the ranks, ties given the mean of the ranks they span."""
+    def rank(values):
+        order = sorted(range(len(values)), key=lambda k: values[k])
+        out, start = [0.0] * len(values), 0
+        while start < len(order):
+            end = start
+            while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+                end += 1
+            for k in order[start:end + 1]:
+                out[k] = (start + end) / 2
+            start = end + 1
+        return np.array(out)
+    x, y = rank(list(a)), rank(list(b))
+    x, y = x - x.mean(), y - y.mean()
+    return float((x * y).sum() / np.sqrt((x * x).sum() * (y * y).sum()))
+
+
+def test_ranks_share_ties_and_spearman_is_pearson_of_ranks():
+    values = torch.tensor([3.0, 1.0, 3.0, 0.0, 3.0])
+    assert ranks(values).tolist() == [3.0, 1.0, 3.0, 0.0, 3.0]
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 4, 50).astype(float), rng.normal(size=50)  # many ties
+    assert spearman(torch.tensor(a), torch.tensor(b)) == pytest.approx(spearman_by_hand(a, b), abs=1e-12)
+    assert np.isnan(spearman(torch.zeros(5), torch.arange(5.0)))  # a constant picture has no ranks to compare
+
+
+def test_own_block_is_what_a_layer_computes_from_the_one_below():
+    loaded = load_model("tinynet:build", "none")
+    assert own_block(loaded, "features.3", None) == ["features.0", "features.3"]
+    assert own_block(loaded, "features.6", "features.3") == ["features.6"]
+    assert own_block(loaded, "fc", "features.6") == ["fc"]
+    resnet = load_model("resnet18", "none")
+    assert own_block(resnet, "layer2", "layer1") == [
+        "layer2.0.conv1", "layer2.0.bn1", "layer2.0.conv2", "layer2.0.bn2", "layer2.0.downsample.0",
+        "layer2.0.downsample.1", "layer2.1.conv1", "layer2.1.bn1", "layer2.1.conv2", "layer2.1.bn2"]
+
+
+def test_the_atlas_s_figures_follow_the_definition(tmp_path):
+    write_images(tmp_path / "imgs", 4)
+    torch.manual_seed(7)  # weights that are not tinynet's own random initialisation
+    model = load_model("tinynet:build", "none").module
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.3)
+    torch.save(model.state_dict(), tmp_path / "trained.pth")
+    (tmp_path / "atlas.toml").write_text(CONFIG)
+    manifest, _ = compute(load(tmp_path / "atlas.toml"), tmp_path / "cache", device="cpu", quiet=True)
+    from test_build import model_input
+
+    images = [model_input(tmp_path, name)[0] for name in ("img0.png", "img1.png")]
+    blocks = {"features.3": ["features.0", "features.3"], "features.6": ["features.6"], "fc": ["fc"]}
+    for layer in manifest.layers:
+        random = copy.deepcopy(model)
+        torch.manual_seed(SEED)
+        for path in blocks[layer.name]:
+            dict(random.named_modules())[path].reset_parameters()
+        module = dict(model.named_modules())[layer.path]
+        for method, figure in layer.sanity.items():
+            values = []
+            for image in images:
+                got = {}
+                handle = module.register_forward_hook(lambda m, i, o, got=got: got.__setitem__("o", o.clone()))
+                with torch.no_grad():
+                    model(image[None])
+                handle.remove()
+                for neuron in layer.mapped:  # every neuron: a tiny layer has fewer than 16
+                    flat = got["o"][0, neuron].reshape(-1)
+                    position = int(torch.nonzero(flat == flat.max())[0])
+                    trained = reference_picture(model, image, layer.path, neuron, position, method)
+                    other = reference_picture(random, image, layer.path, neuron, position, method)
+                    top, left, bottom, right = box(layer, position, image.shape[-1])
+                    a = trained.abs().sum(0)[top:bottom + 1, left:right + 1].reshape(-1).tolist()
+                    b = other.abs().sum(0)[top:bottom + 1, left:right + 1].reshape(-1).tolist()
+                    if len(set(a)) > 1 and len(set(b)) > 1:
+                        values.append(spearman_by_hand(a, b))
+            assert values, (layer.name, method)
+            assert figure == pytest.approx(float(np.median(values)), abs=1e-5), (layer.name, method)
+    assert manifest.layer("features.3").sanity.keys() == {"guided", "deconv", "gradient"}
+
+
+def box(layer, position, size):
+    """The receptive field's box of the neuron at ``position``, clipped to the image (whole-image layers:
+    the whole image)."""
+    geometry = layer.geometry
+    if geometry.get("whole"):
+        return 0, 0, size - 1, size - 1
+    width = layer.width
+    i, j = divmod(position, width)
+    top, bottom = geometry["lo"][0] + i * geometry["jump"][0], geometry["hi"][0] + i * geometry["jump"][0]
+    left, right = geometry["lo"][1] + j * geometry["jump"][1], geometry["hi"][1] + j * geometry["jump"][1]
+    return max(top, 0), max(left, 0), min(bottom, size - 1), min(right, size - 1)

@@ -2,12 +2,12 @@
 
 The modules that the layer computes from the configured layer below (its own block; for the lowest layer,
 everything up to it) are re-initialised with their own initialisers and a fixed seed (``SEED``, not the
-config's seed: a model built at random from that seed would be re-initialised to itself).
-For each featured image (an entry each) and up to ``CHECKED`` of the layer's mapped neurons, spread
-evenly, each method's picture under the trained and the re-initialised model is compared, the neuron taken
-at the trained model's position: the Spearman rank correlation of |picture| summed over colours, over the pixels of the neuron's
-receptive field's box (the whole image for a whole-image neuron).  The layer's figure per method is the
-median: near 1, the picture does not show what the layer learned.
+config's seed: a model built at random from that seed would be re-initialised to itself).  For each
+featured image (an entry each) and up to ``CHECKED`` of the layer's mapped neurons, spread evenly, each
+method's picture under the trained and the re-initialised model is compared, the neuron taken at the trained
+model's position: the Spearman rank correlation of |picture| summed over colours, over the pixels of the
+neuron's receptive field's box (the whole image for a whole-image neuron).  The layer's figure per method is
+the median over every image and checked neuron: near 1, the picture does not show what the layer learned.
 """
 
 from __future__ import annotations

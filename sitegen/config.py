@@ -92,6 +92,8 @@ class ComputeConfig:
     children: int = option(8, "Strongest children kept per neuron (and counted over its top patches).", minimum=1)
     percentiles: tuple[float, ...] = option((99.0, 90.0), "Besides the top patches, a patch at each of these "
                                                           "percentiles of the neuron's activation over the probe set.")
+    sanity: bool = option(True, "The randomization check of each layer's methods (Adebayo et al.): how far its "
+                                "pictures depend on what the layer learned.")
 
 
 @dataclass(frozen=True)

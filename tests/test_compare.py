@@ -78,9 +78,10 @@ def test_the_same_weights_change_nothing(tmp_path):
             assert c.edge_overlap in (None, 1.0)
             assert c.change == pytest.approx(0.0, abs=1e-9)
             assert c.status == ""
-    # the other atlas is the same atlas: same top patches
+    # the other atlas is the same atlas: same top patches; the randomization check is this atlas's alone
     for mine, theirs in zip(manifest.layers, manifest.compare.before.layers):
         assert [[p.item for p in r.top] for r in mine.neurons] == [[p.item for p in r.top] for r in theirs.neurons]
+        assert mine.sanity and not theirs.sanity
 
 
 def test_permuted_channels_are_matched_back(tmp_path):

@@ -202,7 +202,7 @@ def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], re
                        layer.lower.name if layer.lower is not None else None, ws.config.layers.methods[layer.listed],
                        geometry.as_dict(), None if geometry.whole else geometry.size,
                        state.effective.get(layer.name), signed(ws, state, layer, arrays, read), tuple(neurons),
-                       optimized, nonfinite, sanity.figures(ws, state, layer) if ws.featured else {})
+                       optimized, nonfinite, sanity.figures(ws, state, layer) if sanity.applies(ws) else {})
 
 
 def record(ws: Workspace, state: State) -> Manifest:

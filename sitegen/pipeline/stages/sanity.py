@@ -30,6 +30,11 @@ CHECKED = 16  # neurons per layer and featured image
 SEED = 2018  # of the re-initialisation
 
 
+def applies(ws: Workspace) -> bool:
+    """Whether the atlas checks its methods: ``compute.sanity``, on its featured images."""
+    return ws.config.compute.sanity and bool(ws.featured)
+
+
 def checked(units: tuple[int, ...]) -> list[int]:
     """Up to CHECKED of the mapped neurons, spread evenly over them."""
     if len(units) <= CHECKED:
@@ -58,7 +63,7 @@ class SanityStage(EntryStage):
     counted = "randomization checks"
 
     def candidates(self, ws: Workspace, state: State) -> list[Check]:
-        return [Check(item, layer) for item in ws.featured for layer in ws.layers]
+        return [Check(item, layer) for item in ws.featured for layer in ws.layers] if applies(ws) else []
 
     def key(self, ws: Workspace, state: State, work: Check) -> str:
         methods = ws.config.layers.methods[work.layer.listed]

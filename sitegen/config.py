@@ -171,7 +171,7 @@ class Config:
     layers: LayersConfig  # layers.neurons holds "all", an int or a tuple of indices per listed layer;
     # layers.methods a tuple of ReLU-rule methods for every listed layer (compute.methods where not given)
     images: ImagesConfig
-    compute: ComputeConfig  # compute.methods: the ReLU-rule methods only, each once
+    compute: ComputeConfig  # compute.methods: the picture methods (not "optimize"), each once
     optimize: OptimizeConfig | None  # None unless compute.methods lists "optimize"; layers always set
     trees: TreesConfig
     site: SiteConfig

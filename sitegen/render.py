@@ -101,7 +101,7 @@ class Writer:
             return set()
         root = self.out.resolve()
         return {rel for rel in record.read_text(encoding="utf-8", errors="replace").splitlines()
-                if rel and not rel.startswith("/") and ".." not in rel.split("/") and writable_name(rel)
+                if rel and not rel.startswith("/") and ".." not in rel.split("/") and writable_name(rel, NAME_MAX)
                 and (root / rel).resolve().is_relative_to(root)}
 
     def _record(self, files: set[str]) -> None:
@@ -143,10 +143,10 @@ class Writer:
         return len(stale) - len(kept)
 
 
-def writable_name(rel: str) -> bool:
-    """Whether every name along ``rel`` fits a file system's limit (255 bytes), with room for the temporary
-    name a file is first written under."""
-    return all(len(part.encode("utf-8", "surrogateescape")) <= NAME_MAX - 96 for part in rel.split("/"))
+def writable_name(rel: str, limit: int = NAME_MAX - 96) -> bool:
+    """Whether every name along ``rel`` fits ``limit`` bytes: by default a file system's limit (255 bytes)
+    with room for the temporary name a file is first written under; ``NAME_MAX`` for a name that can exist."""
+    return all(len(part.encode("utf-8", "surrogateescape")) <= limit for part in rel.split("/"))
 
 
 def check_out_dir(out: Path) -> None:

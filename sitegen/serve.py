@@ -18,10 +18,14 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
 
     def send_head(self):
         root = os.path.realpath(self.directory)
-        real = os.path.realpath(self.translate_path(self.path))  # every link on the way followed
-        if real != root and not real.startswith(root + os.sep):
-            self.send_error(404, "File not found")
-            return None
+        path = self.translate_path(self.path)
+        served = [path] + [os.path.join(path, index) for index in ("index.html", "index.htm")
+                           if os.path.isdir(path) and os.path.lexists(os.path.join(path, index))]
+        for candidate in served:  # a folder's URL serves its index: that file is checked too
+            real = os.path.realpath(candidate)  # every link on the way followed
+            if real != root and not real.startswith(root + os.sep):
+                self.send_error(404, "File not found")
+                return None
         return super().send_head()
 
 

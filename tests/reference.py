@@ -201,7 +201,12 @@ def reference_smoothgrad(model, images, layer_path, neurons, samples, noise, see
         sigma = noise * (images[n].max() - images[n].min())
         for k, neuron in enumerate(neurons):
             got = {}
-            handle = module.register_forward_hook(lambda m, i, o, got=got: got.__setitem__("o", o))
+
+            def hook(module, inputs, output, got=got):
+                got["o"] = output
+                return output.clone()  # an in-place ReLU after the layer changes a copy, not its output
+
+            handle = module.register_forward_hook(hook)
             try:
                 with torch.no_grad():
                     ref(images[n:n + 1])

@@ -185,6 +185,8 @@ def test_serve_answers_only_from_inside_the_site(tmp_path):
     (site / "etc").symlink_to("/etc")
     (site / "secret.txt").symlink_to(tmp_path / "secret.txt")
     (site / "inside.html").symlink_to(site / "sub" / "page.html")  # a link within the site is fine
+    (site / "folder").mkdir()
+    (site / "folder" / "index.html").symlink_to(tmp_path / "secret.txt")  # what a folder's URL serves
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: SiteHandler(*a, directory=str(site)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -199,7 +201,8 @@ def test_serve_answers_only_from_inside_the_site(tmp_path):
 
     try:
         assert status("index.html") == (200, "home") and status("inside.html") == (200, "page")
-        for path in ("passwd", "etc/", "etc/passwd", "secret.txt", "sub/../../secret.txt", "%2e%2e/secret.txt"):
+        for path in ("passwd", "etc/", "etc/passwd", "secret.txt", "sub/../../secret.txt", "%2e%2e/secret.txt",
+                     "folder/", "folder/index.html"):
             assert status(path)[0] == 404, path
     finally:
         server.shutdown()
@@ -307,3 +310,23 @@ methods = ["guided"]
     (tmp_path / "atlas.toml").write_text(config.replace('labels = "folders"', 'labels = "folders"\nlabel_top = 18'))
     result = run(tmp_path, "compute")
     assert result.exit_code == 0 and "images.label_top = 18 counts half the probe set's 36 files" in result.output
+
+
+def test_a_buffer_that_holds_minus_infinity_on_purpose_is_no_broken_weight(tmp_path):
+    write_images(tmp_path / "imgs", 3)
+    (tmp_path / "atlas.toml").write_text(CONFIG.replace("tinynet:build", "nannet:masked"))
+    result = run(tmp_path, "compute")
+    assert result.exit_code == 0, result.output
+
+
+def test_reordering_a_layer_s_methods_keeps_the_photos_of_its_zooms(tmp_path):
+    """The photo cut to each zoom's box is kept with the first method's pictures: a new first method plans
+    it again, so the render finds it."""
+    write_images(tmp_path / "imgs", 3)
+    config = CONFIG.replace('methods = ["guided"]', 'methods = ["guided", "gradient"]')
+    (tmp_path / "atlas.toml").write_text(config)
+    assert run(tmp_path, "build").exit_code == 0
+    (tmp_path / "atlas.toml").write_text(config.replace('"guided", "gradient"', '"gradient", "guided"'))
+    result = run(tmp_path, "build")
+    assert result.exit_code == 0, result.output
+    assert not check_site(tmp_path / "site")[1]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_MODEL, write_images
-from reference import reference_picture
+from reference import reference_picture, reference_smoothgrad
 
 from sitegen.config import load
 from sitegen.engine.sanity import ranks, spearman
@@ -18,7 +18,7 @@ from sitegen.pipeline.stages.sanity import SEED
 
 CONFIG = TINY_MODEL.replace('weights = "none"', 'weights = "trained.pth"') + """[layers]
 use = ["features.3", "features.6", "fc"]
-methods = { "features.6" = ["guided", "gradient"], fc = ["guided", "deconv"] }
+methods = { "features.6" = ["guided", "gradient"], fc = ["guided", "deconv", "smoothgrad"] }
 [images]
 featured = ["imgs/img0.png", "imgs/img1.png"]
 probe = ["imgs"]
@@ -96,26 +96,63 @@ def test_the_atlas_s_figures_follow_the_definition(tmp_path):
                 for neuron in layer.mapped:  # every neuron: a tiny layer has fewer than 16
                     flat = got["o"][0, neuron].reshape(-1)
                     position = int(torch.nonzero(flat == flat.max())[0])
-                    trained = reference_picture(model, image, layer.path, neuron, position, method)
-                    other = reference_picture(random, image, layer.path, neuron, position, method)
+                    if method == "smoothgrad":  # fc's units have one position: each model's is the trained one's
+                        trained, other = (reference_smoothgrad(m, image[None], layer.path, [neuron], 16, 0.15, 0)[0, 0]
+                                          for m in (model, random))
+                    else:
+                        trained, other = (reference_picture(m, image, layer.path, neuron, position, method)
+                                          for m in (model, random))
                     top, left, bottom, right = box(layer, position, image.shape[-1])
                     a = trained.abs().sum(0)[top:bottom + 1, left:right + 1].reshape(-1).tolist()
                     b = other.abs().sum(0)[top:bottom + 1, left:right + 1].reshape(-1).tolist()
-                    if len(set(a)) > 1 and len(set(b)) > 1:
-                        values.append(spearman_by_hand(a, b))
+                    if len(set(a)) > 1:  # a trained picture that is the same everywhere has nothing to compare
+                        values.append(spearman_by_hand(a, b) if len(set(b)) > 1 else 0.0)
             assert values, (layer.name, method)
             assert figure == pytest.approx(float(np.median(values)), abs=1e-5), (layer.name, method)
     assert manifest.layer("features.3").sanity.keys() == {"guided", "deconv", "gradient"}
+    assert manifest.layer("fc").sanity.keys() == {"guided", "deconv", "smoothgrad"}
+    assert manifest.layer("features.6").effective is not None  # a zoomed layer: its box is not the whole image
 
 
 def box(layer, position, size):
-    """The receptive field's box of the neuron at ``position``, clipped to the image (whole-image layers:
-    the whole image)."""
-    geometry = layer.geometry
-    if geometry.get("whole"):
+    """The box the neuron's zoom shows: its layer's effective receptive field, a square centred on the
+    centre of its theoretical field and moved into the image (the whole image where there is none)."""
+    side = layer.effective
+    if side is None:
         return 0, 0, size - 1, size - 1
-    width = layer.width
-    i, j = divmod(position, width)
-    top, bottom = geometry["lo"][0] + i * geometry["jump"][0], geometry["hi"][0] + i * geometry["jump"][0]
-    left, right = geometry["lo"][1] + j * geometry["jump"][1], geometry["hi"][1] + j * geometry["jump"][1]
-    return max(top, 0), max(left, 0), min(bottom, size - 1), min(right, size - 1)
+    geometry, (i, j) = layer.geometry, divmod(position, layer.width)
+    centre = [(geometry["lo"][a] + geometry["hi"][a]) // 2 + (i, j)[a] * geometry["jump"][a] for a in (0, 1)]
+    top, left = (min(max(c - side // 2, 0), size - side) for c in centre)
+    return top, left, top + side - 1, left + side - 1
+
+
+def test_reinitialising_uses_the_cpu_s_own_generator_and_leaves_every_random_state_alone():
+    from sitegen.engine.sanity import reinitialised
+
+    model = load_model("tinynet:build", "none").module
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    other = reinitialised(model, ["features.6", "fc"], SEED)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    by_hand = copy.deepcopy(model)
+    generator_state = torch.random.get_rng_state()
+    torch.random.default_generator.manual_seed(SEED)
+    by_hand.features[6].reset_parameters()
+    by_hand.fc.reset_parameters()
+    torch.random.set_rng_state(generator_state)
+    for (name, mine), (_, theirs) in zip(other.state_dict().items(), by_hand.state_dict().items()):
+        assert torch.equal(mine, theirs), name
+    assert not torch.equal(other.fc.weight, model.fc.weight) and torch.equal(other.features[0].weight,
+                                                                             model.features[0].weight)
+
+
+def test_a_picture_that_the_re_initialised_model_makes_zero_counts_zero():
+    from sitegen.engine.sanity import agreement
+
+    trained = torch.rand(2, 3, 8, 8)
+    random = torch.rand(2, 3, 8, 8)
+    random[1] = 0  # the neuron is dead in the re-initialised model: all it showed is gone
+    trained_zero = torch.zeros(1, 3, 8, 8)
+    got = agreement(trained, random, [(0, 0, 7, 7), (0, 0, 7, 7)])
+    assert -1 <= got[0] <= 1 and got[1] == 0.0
+    assert np.isnan(agreement(trained_zero, random[:1], [(0, 0, 7, 7)])[0])  # nothing to compare

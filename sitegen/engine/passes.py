@@ -187,7 +187,8 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
     which seeds its noise) of each neuron's true gradient at its position on the clean image."""
     rules = [method for method in methods if method != SMOOTHGRAD]
     results = rule_gradients(model, image, name, module, neurons, positions, rules, batch_size, geometry,
-                             out_width, lower, common, keep, maps_at) if rules or lower or maps_at else {}
+                             out_width, lower, common, keep, maps_at) \
+        if rules or lower is not None or maps_at is not None else {}
     if SMOOTHGRAD in methods:
         if keep:
             raise ValueError("SmoothGrad pictures of paths are not defined")

@@ -17,18 +17,17 @@ from torch import nn
 
 def reinitialised(model: nn.Module, paths: Sequence[str], seed: int) -> nn.Module:
     """A copy of ``model`` with the modules at ``paths`` re-initialised, in that order, each by its own
-    initialiser (``reset_parameters``) after ``torch.manual_seed(seed)``; the model is left as it was.
-    The global random state is restored afterwards."""
+    initialiser (``reset_parameters``) on the CPU, after the CPU's generator is seeded with ``seed``: the
+    same weights whatever device the model is on.  The model and every random state are left as they were."""
     other = copy.deepcopy(model)
     modules = dict(other.named_modules())
-    state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        with torch.no_grad():
-            for path in paths:
-                modules[path].reset_parameters()
-    finally:
-        torch.random.set_rng_state(state)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.random.default_generator.manual_seed(seed)
+        for path in paths:
+            module = modules[path]
+            device = next(module.parameters()).device
+            module.to("cpu").reset_parameters()
+            module.to(device)
     return other
 
 
@@ -56,11 +55,14 @@ def agreement(trained: torch.Tensor, random: torch.Tensor, boxes: Sequence[tuple
               ) -> list[float]:
     """For pictures ``[N, 3, H, W]`` of N neurons under the trained and the re-initialised model, each
     neuron's Spearman correlation of |picture| summed over colours, over its box (top, left, bottom,
-    right, inclusive; clipped to the image)."""
+    right, inclusive; clipped to the image).  NaN where the trained picture is the same everywhere there
+    (nothing to compare); 0 where only the re-initialised one is (it lost all it showed)."""
     height, width = trained.shape[-2:]
     out = []
     for k, (top, left, bottom, right) in enumerate(boxes):
         rows = slice(max(top, 0), min(bottom, height - 1) + 1)
         columns = slice(max(left, 0), min(right, width - 1) + 1)
-        out.append(spearman(trained[k].abs().sum(0)[rows, columns], random[k].abs().sum(0)[rows, columns]))
+        mine, theirs = trained[k].abs().sum(0)[rows, columns], random[k].abs().sum(0)[rows, columns]
+        constant = bool((theirs == theirs.reshape(-1)[0]).all()) and not bool((mine == mine.reshape(-1)[0]).all())
+        out.append(0.0 if constant else spearman(mine, theirs))
     return out

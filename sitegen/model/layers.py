@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -189,5 +190,17 @@ def own_block(loaded: LoadedModel, path: str, lower: str | None) -> list[str]:
     assert end is not None and start is not None  # configured layers run in every forward
     chosen = [info for info in infos.values() if info.order is not None and start < info.order <= end
               and any(True for _ in modules[info.path].parameters(recurse=False))
-              and callable(getattr(modules[info.path], "reset_parameters", None))]
+              and _initialiser(modules[info.path])]
     return [info.path for info in sorted(chosen, key=lambda info: info.order or 0)]
+
+
+def _initialiser(module: nn.Module) -> bool:
+    """Whether the module has a ``reset_parameters`` that takes no arguments."""
+    reset = getattr(module, "reset_parameters", None)
+    if not callable(reset):
+        return False
+    try:
+        wanted = inspect.signature(reset).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in wanted)

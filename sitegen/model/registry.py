@@ -222,9 +222,13 @@ def load_model(name: str, weights: str = "default", seed: int = 0) -> LoadedMode
 
 
 def _check_finite(loaded: LoadedModel, weights: str) -> None:
-    """Refuse weights that hold NaN or infinite values (a diverged training run, a broken conversion): every
-    activation downstream of them would be NaN, and every page would say nothing true."""
-    for key, tensor in loaded.module.state_dict().items():
+    """Refuse weights (parameters, and a norm's running statistics) that hold NaN or infinite values (a diverged
+    training run, a broken conversion): every activation downstream of them would be NaN, and every page would
+    say nothing true.  Other buffers may hold -inf on purpose (an attention mask)."""
+    learned: dict[str, torch.Tensor] = dict(loaded.module.named_parameters())
+    learned.update((name, buffer) for name, buffer in loaded.module.named_buffers()
+                   if name.endswith(("running_mean", "running_var")))
+    for key, tensor in learned.items():
         if not tensor.is_floating_point():
             continue
         finite = torch.isfinite(tensor)

@@ -98,6 +98,8 @@ class Workspace:
     notes: tuple[str, ...] = ()  # image patterns cut short
     tally: Counter = field(default_factory=Counter)  # what was computed, by kind
     _exact: dict[str, bool] = field(default_factory=dict)  # layer path -> whether its crops are exact
+    # the randomization check's last re-initialised model, (layer path, model): made once per layer
+    _reinitialised: dict[str, nn.Module] = field(default_factory=dict)
 
     @staticmethod
     @contextlib.contextmanager
@@ -152,6 +154,14 @@ class Workspace:
             self._exact[layer.path] = crops_are_exact(self.model.module, image, layer.path,
                                                       self.modules[layer.path], layer.geometry)
         return (layer.geometry if self._exact[layer.path] else None), layer.width
+
+    def reinitialised(self, layer: Layer, make: Callable[[], nn.Module]) -> nn.Module:
+        """The model with ``layer``'s own block re-initialised (``make`` makes it), kept for the layer's next
+        featured image; only one layer's at a time."""
+        if layer.path not in self._reinitialised:
+            self._reinitialised.clear()
+            self._reinitialised[layer.path] = make()
+        return self._reinitialised[layer.path]
 
     # -- pixels ------------------------------------------------------------------
     def pixels(self, item: Item) -> np.ndarray:

@@ -34,7 +34,8 @@ TERMS = {
                "neurons (spread evenly) the picture is made again, the neuron taken at the trained model's "
                "position. The figure is the median, over those pictures, of the Spearman rank correlation of "
                "|picture| (summed over colours) between the trained and the re-initialised model, over the "
-               "pixels of the neuron's receptive field (the whole image for a neuron that sees all of it). Near "
+               "pixels its zoom shows, its effective receptive field (the whole image where its patches are); "
+               "a picture the re-initialised model makes zero counts 0. Near "
                "1, the picture barely depends on what the layer learned: it shows the image and the layers "
                "below; near 0, it changes entirely when the layer's weights do."),
     "top": ("Top patches: the probe views with the highest activation, one patch per view, ties broken by "

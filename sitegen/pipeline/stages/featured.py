@@ -80,9 +80,13 @@ class FeaturedStage(Stage):
         work = []
         for item in ws.featured:
             for layer in ws.layers:
-                units = state.mapped[layer.name]
+                units, methods = state.mapped[layer.name], ws.config.layers.methods[layer.listed]
                 todo = {m: missing(ws, members.PICTURES, pictures_key(ws, state, item, layer, m), units,
-                                   members.picture) for m in ws.config.layers.methods[layer.listed]}
+                                   members.picture) for m in methods}
+                if state.effective.get(layer.name) is not None:  # the photo of each zoom: with the first method's
+                    first = pictures_key(ws, state, item, layer, methods[0])
+                    todo[methods[0]] = sorted({*todo[methods[0]], *missing(ws, members.PICTURES, first, units,
+                                                                          members.photo_zoom)})
                 todo = {m: n for m, n in todo.items() if n}
                 edges = (missing(ws, members.EDGES, edges_key(ws, item, layer), units, members.edges)
                          if layer.lower is not None else [])

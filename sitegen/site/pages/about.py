@@ -21,8 +21,8 @@ def build(atlas: Atlas) -> list[Page]:
         "credits": credits(atlas.config, used), "probe": manifest.probe, "top_k": manifest.top_k,
         "sitegen_version": manifest.version,
         "optimized_layers": [atlas.layer_summary(layer) for layer in manifest.layers if layer.optimized],
-        "sanity": {"methods": [{"name": m, "title": BY_NAME[m].title} for m in shown if BY_NAME[m].relu_rule
-                               or m in {m for layer in manifest.layers for m in layer.sanity}],
+        "sanity": {"methods": [{"name": m, "title": BY_NAME[m].title} for m in shown
+                               if any(m in layer.sanity for layer in manifest.layers)],
                    "layers": [{**atlas.layer_summary(layer), "checks": {m: check(layer, m) for m in layer.sanity}}
                               for layer in manifest.layers if layer.sanity]},
         "compare": {"label": manifest.compare.label, "model": manifest.compare.before.model,

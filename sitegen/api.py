@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .engine.effects import ablation as _ablation
+from .engine.effects import first_order as _first_order
 from .engine.optimization import Recipe
 from .engine.optimization import optimize as _optimize
 from .engine.passes import edges as _edges
@@ -145,3 +147,24 @@ def path_edges(model: nn.Module, images: torch.Tensor, paths: Sequence[Sequence[
     name, module = _module(model, lower)
     check_paths(model, steps, images, Step(name, module, 0))
     return path_gradients(model, images, steps, [], lower=module, batch_size=batch_size)["edges"].cpu()
+
+
+def effects(model: nn.Module, images: torch.Tensor, layer: str, neurons: Sequence[int], classes: Sequence[int],
+            ablate: bool = True, batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """What ``neurons`` of ``layer`` do to the model's ``classes`` (DESIGN §2), as means over ``images``:
+    ``(first_order, ablation)``, each ``[len(neurons), len(classes)]``.
+
+    ``ablation[i, c]`` is the class's logit less its logit with the neuron's channel (or unit) set to zero at
+    every position; ``first_order[i, c]`` is its first-order estimate, the edge weight to the class:
+    ``sum over positions of A_i * d logit_c / d A_i`` with true gradients.  ``ablate=False`` skips the
+    ablations (one forward per image and neuron; the estimate costs one backward per image and class).
+    The model's output must be ``[N, classes]`` logits.  The model is left as it was given.
+    """
+    _check_images(images)
+    path, module = _module(model, layer)
+    neurons = [int(n) for n in neurons]
+    estimate = _first_order(model, images, {path: module}, [int(c) for c in classes])[path][:, neurons].T
+    exact = _ablation(model, images, module, neurons, [[int(c) for c in classes]] * len(neurons), batch_size) \
+        if ablate else None
+    count = images.shape[0]
+    return (estimate / count).cpu(), (exact / count).float().cpu() if exact is not None else None

@@ -240,3 +240,45 @@ def reference_picture(model, image, layer_path, neuron, position, method):
         handle.remove()
     (grad,) = torch.autograd.grad(got["o"][0, neuron].reshape(-1)[position], x)
     return grad[0]
+
+
+def reference_effects(model, images, layer_path, neurons, classes):
+    """Means over ``images`` of (first-order effect, ablation) ``[len(neurons), len(classes)]``, one image,
+    neuron and class at a time: the layer's output made a leaf for the gradient, a plain forward with the
+    channel zeroed for the ablation."""
+    ref = copy.deepcopy(model).eval()
+    module = dict(ref.named_modules())[layer_path]
+    first = torch.zeros(len(neurons), len(classes), dtype=torch.float64)
+    exact = torch.zeros(len(neurons), len(classes), dtype=torch.float64)
+    for n in range(images.shape[0]):
+        x = images[n:n + 1]
+        for k, neuron in enumerate(neurons):
+            for c, cls in enumerate(classes):
+                leaf = {}
+
+                def as_leaf(m, i, o, leaf=leaf):
+                    leaf["a"] = o.detach().clone().requires_grad_(True)
+                    return leaf["a"]
+
+                handle = module.register_forward_hook(as_leaf)
+                try:
+                    logit = ref(x)[0, cls]
+                finally:
+                    handle.remove()
+                (grad,) = torch.autograd.grad(logit, leaf["a"])
+                first[k, c] += float((leaf["a"][0, neuron].detach() * grad[0, neuron]).sum())
+
+                def zero(m, i, o, neuron=neuron):
+                    o = o.clone()
+                    o[:, neuron] = 0
+                    return o
+
+                handle = module.register_forward_hook(zero)
+                try:
+                    with torch.no_grad():
+                        without = ref(x)[0, cls]
+                finally:
+                    handle.remove()
+                with torch.no_grad():
+                    exact[k, c] += float(ref(x)[0, cls] - without)
+    return first / images.shape[0], exact / images.shape[0]

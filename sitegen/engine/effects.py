@@ -1,0 +1,110 @@
+"""What a neuron does to the classes (DESIGN §2, "effect of a neuron on a class"): the logit a class loses when
+the neuron's channel (or unit) is zeroed at every position, and its first-order estimate, the edge weight to
+the class, activation times gradient summed over positions.  Pure tensor code; sums over images, which the
+caller divides by their number for the means.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .capture import inference_state, model_device
+
+
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = model(x)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise TypeError("the model's output is not a [N, classes] tensor of logits")
+    return out
+
+
+@contextlib.contextmanager
+def _kept(modules: dict[str, nn.Module]) -> Iterator[dict[str, torch.Tensor]]:
+    """Each module's output as the forward made it; the model goes on with a copy, so a later in-place
+    function (an in-place ReLU, a residual ``+=``) changes neither."""
+    outputs: dict[str, torch.Tensor] = {}
+
+    def make_hook(name: str):
+        def hook(_module, _inputs, output):
+            outputs[name] = output
+            return output.clone()
+        return hook
+
+    handles = [module.register_forward_hook(make_hook(name)) for name, module in modules.items()]
+    try:
+        yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def first_order(model: nn.Module, images: torch.Tensor, modules: dict[str, nn.Module],
+                classes: Sequence[int]) -> dict[str, torch.Tensor]:
+    """``{layer: [len(classes), C]}``: summed over ``images``, each neuron's edge weight to each class's logit,
+    ``sum over positions of A_j * d logit_c / d A_j`` (true gradients).  One forward per image, and one
+    backward per image batched over the classes (one per class where the model's backward cannot run
+    batched); each backward stops at the lowest of the layers."""
+    device = model_device(model)
+    total = {name: torch.zeros(len(classes), 0, device=device) for name in modules}
+    seeds = torch.zeros(len(classes), 1, 0, device=device)
+    with inference_state(model), torch.enable_grad():
+        for index in range(images.shape[0]):
+            with _kept(modules) as outputs:
+                x = images[index:index + 1].to(device).requires_grad_(True)
+                logits = _logits(model, x)
+            names = list(modules)
+            if seeds.shape[2] != logits.shape[1]:
+                seeds = torch.zeros(len(classes), 1, logits.shape[1], device=device, dtype=logits.dtype)
+                seeds[torch.arange(len(classes)), 0, torch.as_tensor(list(classes), device=device)] = 1
+            grads = _batched(logits, [outputs[name] for name in names], seeds)
+            for name, value, grad in zip(names, (outputs[name] for name in names), grads):
+                weights = (value.detach()[None] * grad).reshape(len(classes), value.shape[1], -1).sum(dim=2)
+                total[name] = weights if total[name].shape[1] == 0 else total[name] + weights
+    return total
+
+
+def _batched(logits: torch.Tensor, inputs: list[torch.Tensor], seeds: torch.Tensor) -> list[torch.Tensor]:
+    """The gradient of each seeded logit at each input, ``[classes, 1, ...]`` per input."""
+    try:
+        return list(torch.autograd.grad(logits, inputs, seeds, retain_graph=False, is_grads_batched=True))
+    except (RuntimeError, NotImplementedError):  # an operation without a batched backward: one class at a time
+        rows = [torch.autograd.grad(logits, inputs, seed, retain_graph=True) for seed in seeds]
+        return [torch.stack([row[k] for row in rows]) for k in range(len(inputs))]
+
+
+def ablation(model: nn.Module, images: torch.Tensor, module: nn.Module, neurons: Sequence[int],
+             classes: Sequence[Sequence[int]], batch_size: int = 16) -> torch.Tensor:
+    """``[len(neurons), k]``: summed over ``images``, the logit each of ``classes[i]`` (k classes per neuron)
+    loses when neuron ``neurons[i]`` of ``module``'s output is zeroed at every position: each image's forward
+    once as it is and once per neuron with the channel zeroed, ``batch_size`` neurons a pass."""
+    device = model_device(model)
+    columns = torch.as_tensor([list(c) for c in classes], device=device).reshape(len(neurons), -1)
+    total = torch.zeros(columns.shape, device=device, dtype=torch.float64)
+    with inference_state(model), torch.no_grad():
+        for index in range(images.shape[0]):
+            x = images[index:index + 1].to(device)
+            base = _logits(model, x)[0]
+            for start in range(0, len(neurons), batch_size):
+                chunk = list(range(start, min(start + batch_size, len(neurons))))
+                zeroed = _zeroed(model, x, module, [neurons[k] for k in chunk])
+                rows = torch.arange(len(chunk), device=device)[:, None]
+                total[chunk] += (base[columns[chunk]] - zeroed[rows, columns[chunk]]).double()
+    return total
+
+
+def _zeroed(model: nn.Module, x: torch.Tensor, module: nn.Module, neurons: list[int]) -> torch.Tensor:
+    """``[len(neurons), classes]``: the logits of copies of the image, copy i with ``neurons[i]`` zeroed."""
+    def hook(_module, _inputs, output):
+        out = output.clone()
+        out[torch.arange(len(neurons), device=out.device), torch.as_tensor(neurons, device=out.device)] = 0
+        return out
+
+    handle = module.register_forward_hook(hook)
+    try:
+        return _logits(model, x.expand(len(neurons), *x.shape[1:]))
+    finally:
+        handle.remove()

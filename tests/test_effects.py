@@ -42,3 +42,34 @@ def test_a_linear_head_s_first_order_effect_is_its_ablation():
     first, exact = sitegen.effects(model, images, "2", [0, 3, 5], [0, 2])
     assert torch.allclose(first, exact, atol=1e-6)
     assert not torch.allclose(first, torch.zeros_like(first))
+
+
+class LaterConcat(torch.nn.Module):
+    """A model that joins a tensor from before the layer to what follows it along the channels: copies of the
+    layer's output beside one image cannot be joined to it, so ablations run whole copies of the image."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.layer = torch.nn.Sequential(torch.nn.Conv2d(4, 5, 3, padding=1), torch.nn.ReLU())
+        self.head = torch.nn.Linear(9, 3)
+
+    def forward(self, x):
+        stem = self.stem(x)
+        joined = torch.cat([self.layer(stem), stem], dim=1)
+        return self.head(joined.mean(dim=(2, 3)))
+
+
+def test_ablations_fall_back_to_whole_copies_where_copies_at_the_layer_cannot_run():
+    from sitegen.engine.effects import _expands
+
+    torch.manual_seed(0)
+    model = LaterConcat().double().eval()
+    images = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    assert not _expands(model, images[:1], model.layer, [0, 1])
+    first, exact = sitegen.effects(model, images, "layer", [0, 2, 4], [0, 1, 2])
+    want_first, want_exact = reference_effects(model, images, "layer", [0, 2, 4], [0, 1, 2])
+    assert torch.allclose(first.double(), want_first, atol=1e-9) and torch.allclose(exact.double(), want_exact,
+                                                                                   atol=1e-6)
+    resnet = load_model("resnet18", "none").module.double().eval()
+    assert _expands(resnet, torch.randn(1, 3, 64, 64, dtype=torch.float64), resnet.layer3, [0, 1])

@@ -79,32 +79,52 @@ def _batched(logits: torch.Tensor, inputs: list[torch.Tensor], seeds: torch.Tens
 def ablation(model: nn.Module, images: torch.Tensor, module: nn.Module, neurons: Sequence[int],
              classes: Sequence[Sequence[int]], batch_size: int = 16) -> torch.Tensor:
     """``[len(neurons), k]``: summed over ``images``, the logit each of ``classes[i]`` (k classes per neuron)
-    loses when neuron ``neurons[i]`` of ``module``'s output is zeroed at every position: each image's forward
-    once as it is and once per neuron with the channel zeroed, ``batch_size`` neurons a pass."""
+    loses when neuron ``neurons[i]`` of ``module``'s output is zeroed at every position.
+
+    Each image's forward runs once as it is; the layer's output is then copied ``batch_size`` times, each
+    copy with one neuron zeroed, and only what follows the layer runs on the copies (what the model computed
+    before the layer broadcasts over them).  Where that does not give a plain forward's numbers (a later
+    operation that cannot take copies beside one image, checked on the first image), each copy runs the
+    whole model instead."""
     device = model_device(model)
     columns = torch.as_tensor([list(c) for c in classes], device=device).reshape(len(neurons), -1)
     total = torch.zeros(columns.shape, device=device, dtype=torch.float64)
+    expand: bool | None = None
     with inference_state(model), torch.no_grad():
         for index in range(images.shape[0]):
             x = images[index:index + 1].to(device)
             base = _logits(model, x)[0]
+            if expand is None:
+                expand = _expands(model, x, module, list(neurons[:2]))
             for start in range(0, len(neurons), batch_size):
                 chunk = list(range(start, min(start + batch_size, len(neurons))))
-                zeroed = _zeroed(model, x, module, [neurons[k] for k in chunk])
+                zeroed = _zeroed(model, x, module, [neurons[k] for k in chunk], expand)
                 rows = torch.arange(len(chunk), device=device)[:, None]
                 total[chunk] += (base[columns[chunk]] - zeroed[rows, columns[chunk]]).double()
     return total
 
 
-def _zeroed(model: nn.Module, x: torch.Tensor, module: nn.Module, neurons: list[int]) -> torch.Tensor:
-    """``[len(neurons), classes]``: the logits of copies of the image, copy i with ``neurons[i]`` zeroed."""
+def _zeroed(model: nn.Module, x: torch.Tensor, module: nn.Module, neurons: list[int], expand: bool) -> torch.Tensor:
+    """``[len(neurons), classes]``: the logits of copies, copy i with ``neurons[i]`` zeroed; with ``expand``
+    the copies are made at the layer from one forward of the image below it, else of the image itself."""
     def hook(_module, _inputs, output):
-        out = output.clone()
+        out = output.expand(len(neurons), *output.shape[1:]).clone() if expand else output.clone()
         out[torch.arange(len(neurons), device=out.device), torch.as_tensor(neurons, device=out.device)] = 0
         return out
 
     handle = module.register_forward_hook(hook)
     try:
-        return _logits(model, x.expand(len(neurons), *x.shape[1:]))
+        return _logits(model, x if expand else x.expand(len(neurons), *x.shape[1:]))
     finally:
         handle.remove()
+
+
+def _expands(model: nn.Module, x: torch.Tensor, module: nn.Module, neurons: list[int]) -> bool:
+    """Whether copies made at the layer give the logits that copies of the image give (to 1e-4 of their
+    scale), on one image."""
+    try:
+        fast = _zeroed(model, x, module, neurons, True)
+    except (RuntimeError, ValueError, IndexError):  # an operation that cannot take copies beside one image
+        return False
+    plain = _zeroed(model, x, module, neurons, False)
+    return fast.shape == plain.shape and bool((fast - plain).abs().max() <= 1e-4 * plain.abs().max().clamp(min=1e-12))

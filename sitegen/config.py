@@ -118,6 +118,19 @@ class SmoothGradConfig:
 
 
 @dataclass(frozen=True)
+class EffectsConfig:
+    layers: tuple[str, ...] = option((), "Layers (as named in layers.use) whose neurons say what they do to the "
+                                         "classes: the classes whose logit they raise most over the probe set.")
+    top: int = option(5, "A class is a candidate where it is among the top N predictions of some probe view.",
+                      minimum=1)
+    shown: int = option(5, "Classes shown per neuron: its largest first-order effects.", minimum=1)
+    exact: int = option(3, "Of those, how many also get the exact effect, the logit lost with the neuron zeroed.",
+                        minimum=0)
+    ablated: int = option(16, "Neurons per layer whose exact effects are computed, spread evenly over the mapped "
+                              "ones (each costs a forward pass per probe view).", minimum=0)
+
+
+@dataclass(frozen=True)
 class SiteConfig:
     top_predictions: int = option(5, "Predictions shown per featured image.", minimum=1)
     active_neurons: int = option(8, "Most active neurons listed per layer on an image page.", minimum=1)
@@ -160,7 +173,7 @@ class CompareConfig:
 # Each TOML table and the class that declares its options; "" is the top level.  [[credits]] is an array.
 SCHEMA = {"": TopConfig, "model": ModelConfig, "layers": LayersConfig, "images": ImagesConfig,
           "compute": ComputeConfig, "optimize": OptimizeConfig, "smoothgrad": SmoothGradConfig,
-          "trees": TreesConfig, "site": SiteConfig, "compare": CompareConfig}
+          "effects": EffectsConfig, "trees": TreesConfig, "site": SiteConfig, "compare": CompareConfig}
 
 
 @dataclass(frozen=True)
@@ -178,6 +191,7 @@ class Config:
     credits: tuple[Credit, ...]
     compare: CompareConfig | None = None  # None without a [compare] table; its label always set
     smoothgrad: SmoothGradConfig = SmoothGradConfig()  # read where a layer's methods list "smoothgrad"
+    effects: EffectsConfig = EffectsConfig()
 
     @property
     def root(self) -> Path:
@@ -347,9 +361,10 @@ def _cross_checks(data: dict, tables: dict[str, Any], errors: list[str], root: P
     for name in tables["optimize"].layers or ():
         if name not in layers.use:
             errors.append(f"optimize.layers: {name!r} is not in layers.use")
-    for name in tables["trees"].layers:
-        if name not in layers.use:
-            errors.append(f"trees.layers: {name!r} is not in layers.use")
+    for table in ("trees", "effects"):
+        for name in tables[table].layers:
+            if name not in layers.use:
+                errors.append(f"{table}.layers: {name!r} is not in layers.use")
     if not tables["trees"].widths:
         errors.append("trees.widths: list at least one width")
     if images.labels not in ("", "folders") and not (root / images.labels).is_file():
@@ -394,6 +409,7 @@ def parse(text: str, path: Path) -> Config:
         optimize=dataclasses.replace(optimize, layers=optimize.layers or layers.use)
         if OPTIMIZE in compute.methods else None,
         trees=tables["trees"], site=tables["site"], credits=credits, smoothgrad=tables["smoothgrad"],
+        effects=tables["effects"],
         compare=dataclasses.replace(compare, label=compare.label or Path(compare.weights).name)
         if compare else None)
 

@@ -258,7 +258,7 @@ def reference_effects(model, images, layer_path, neurons, classes):
 
                 def as_leaf(m, i, o, leaf=leaf):
                     leaf["a"] = o.detach().clone().requires_grad_(True)
-                    return leaf["a"]
+                    return leaf["a"].clone()  # an in-place ReLU after the layer changes a copy
 
                 handle = module.register_forward_hook(as_leaf)
                 try:

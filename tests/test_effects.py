@@ -73,3 +73,67 @@ def test_ablations_fall_back_to_whole_copies_where_copies_at_the_layer_cannot_ru
                                                                                    atol=1e-6)
     resnet = load_model("resnet18", "none").module.double().eval()
     assert _expands(resnet, torch.randn(1, 3, 64, 64, dtype=torch.float64), resnet.layer3, [0, 1])
+
+
+def test_the_atlas_s_effects_are_the_api_s_over_the_probe_set(tmp_path):
+    """[effects]: each neuron's first-order effects over the probe views as sitegen.effects gives them, the
+    exact ones for the neurons ablated as the reference gives them, on its page and in manifest.json."""
+    import json
+
+    from conftest import TINY_MODEL, write_images
+    from typer.testing import CliRunner
+
+    from sitegen.cli import app
+    from sitegen.config import load
+    from sitegen.pipeline.workspace import Workspace
+    from sitegen.store.cache import Cache
+
+    write_images(tmp_path / "imgs", 5)
+    (tmp_path / "atlas.toml").write_text(TINY_MODEL + """[layers]
+use = ["features.3", "features.6", "fc"]
+[images]
+featured = ["imgs/img0.png"]
+probe = ["imgs"]
+probe_flip = true
+[compute]
+top_k = 2
+methods = ["guided"]
+[effects]
+layers = ["features.6"]
+top = 2
+shown = 3
+exact = 2
+ablated = 4
+""")
+    result = CliRunner().invoke(app, ["build", "-c", str(tmp_path / "atlas.toml"), "--cache", str(tmp_path / "cache"),
+                                      "-o", str(tmp_path / "site"), "-q"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "site" / "manifest.json").read_text())
+    layer = next(entry for entry in data["layers"] if entry["name"] == "features.6")
+    with Workspace.open(load(tmp_path / "atlas.toml"), Cache(tmp_path / "cache"), "cpu", quiet=True,
+                        encode=False) as ws:
+        images = ws.tensor([ws.pixels(item) for item in ws.probe])
+        model = ws.model.module
+        with torch.no_grad():
+            candidates = sorted(set(model(images).topk(2, dim=1).indices.flatten().tolist()))
+        first, _ = sitegen.effects(model, images, "features.6", list(range(10)), candidates, ablate=False)
+        exact = 0
+        for record in layer["neurons"]:
+            neuron, effects = record["neuron"], record["effects"]
+            assert len(effects) == min(3, len(candidates))
+            want = sorted(((float(first[neuron, k]), c) for k, c in enumerate(candidates)), key=lambda t: -t[0])[:3]
+            assert [e["class"] for e in effects] == [c for _, c in want]
+            assert [e["first_order"] for e in effects] == pytest.approx([v for v, _ in want], rel=1e-3, abs=1e-6)
+            for e in effects:
+                if e["ablation"] is not None:
+                    exact += 1
+                    _, lost = reference_effects(model.double(), images.double(), "features.6", [neuron],
+                                                [e["class"]])
+                    model.float()
+                    assert e["ablation"] == pytest.approx(float(lost[0, 0]), rel=1e-3, abs=1e-5)
+        assert exact == 4 * 2  # four neurons ablated, their two strongest classes each
+    assert layer["effects_agreement"] is not None
+    page = (tmp_path / "site" / "layers" / "features.6" / "0.html").read_text()
+    assert 'id="effects"' in page and "What it does" in page
+    assert "Spearman, first-order against exact" in (tmp_path / "site" / "about.html").read_text()
+    assert all(not entry["neurons"][0]["effects"] for entry in data["layers"] if entry["name"] != "features.6")

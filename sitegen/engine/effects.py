@@ -7,6 +7,7 @@ caller divides by their number for the means.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -85,23 +86,26 @@ def ablation(model: nn.Module, images: torch.Tensor, module: nn.Module, neurons:
     copy with one neuron zeroed, and only what follows the layer runs on the copies (what the model computed
     before the layer broadcasts over them).  Where that does not give a plain forward's numbers (a later
     operation that cannot take copies beside one image, checked on the first image), each copy runs the
-    whole model instead."""
+    whole model instead (once per layer of a model)."""
     device = model_device(model)
     columns = torch.as_tensor([list(c) for c in classes], device=device).reshape(len(neurons), -1)
     total = torch.zeros(columns.shape, device=device, dtype=torch.float64)
-    expand: bool | None = None
     with inference_state(model), torch.no_grad():
         for index in range(images.shape[0]):
             x = images[index:index + 1].to(device)
             base = _logits(model, x)[0]
-            if expand is None:
-                expand = _expands(model, x, module, list(neurons[:2]))
+            if module not in _EXPANDS:  # checked once per layer of a model: it follows from the architecture
+                _EXPANDS[module] = _expands(model, x, module, list(neurons[:2]))
+            expand = _EXPANDS[module]
             for start in range(0, len(neurons), batch_size):
                 chunk = list(range(start, min(start + batch_size, len(neurons))))
                 zeroed = _zeroed(model, x, module, [neurons[k] for k in chunk], expand)
                 rows = torch.arange(len(chunk), device=device)[:, None]
                 total[chunk] += (base[columns[chunk]] - zeroed[rows, columns[chunk]]).double()
     return total
+
+
+_EXPANDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer module -> whether copies at it are exact
 
 
 def _zeroed(model: nn.Module, x: torch.Tensor, module: nn.Module, neurons: list[int], expand: bool) -> torch.Tensor:

@@ -24,12 +24,12 @@ from .workspace import Workspace
 
 
 def other_config(config: Config, neurons: dict[str, Any]) -> Config:
-    """The other checkpoint's atlas: its weights, ``neurons`` to map per layer; no optimized images and no
-    randomization check (the comparison shows neither) and no comparison of its own."""
+    """The other checkpoint's atlas: its weights, ``neurons`` to map per layer; no optimized images, no
+    randomization check and no effects (the comparison shows none of them) and no comparison of its own."""
     assert config.compare is not None  # asked for where the config compares alone
     return replace(config, model=replace(config.model, weights=config.compare.weights),
                    layers=replace(config.layers, neurons=neurons), optimize=None, compare=None,
-                   compute=replace(config.compute, sanity=False))
+                   compute=replace(config.compute, sanity=False), effects=replace(config.effects, layers=()))
 
 
 def _matching(ws: Workspace, other: Workspace, how: str) -> dict[str, tuple]:

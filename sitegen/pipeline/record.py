@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from .. import __version__, stats
+from ..engine.sanity import spearman
 from ..errors import SitegenError
 from ..images import Item, unique_slugs
 from ..model.layers import Layer
 from ..store import members
 from ..store.manifest import (
+    Effect,
     Excitation,
     FeaturedRecord,
     LayerRecord,
@@ -26,7 +29,7 @@ from ..store.manifest import (
 )
 from . import edges
 from .stage import State, require
-from .stages import activations, classes, optimize, patches, sanity, specificity, statistics, trees
+from .stages import activations, classes, effects, optimize, patches, sanity, specificity, statistics, trees
 from .stages.effective import patch_box
 from .stages.featured import pictures_key
 from .stages.mapped import selection_text
@@ -171,12 +174,35 @@ def patch(ws: Workspace, state: State, layer: Layer, neuron: int, index: int, va
     return PatchRecord(index, value, patch_box(ws, state, layer, position), key, scale, **which)
 
 
+def effects_records(ws: Workspace, state: State, layer: Layer) -> tuple[list[tuple[Effect, ...]], float | None, int]:
+    """Each mapped neuron's strongest effects on the classes, and the layer's agreement of first-order and exact
+    effects with the number of pairs it is over (``pipeline/stages/effects.py``)."""
+    units = state.mapped[layer.name]
+    if not effects.applies(ws, layer):
+        return [() for _ in units], None, 0
+    entry = effects.read(ws, state, layer)
+    classes, first = entry[members.EFFECT_CLASSES].tolist(), entry[members.FIRST_ORDER]
+    rows = zip(entry[members.ABLATED], entry[members.ABLATED_CLASSES], entry[members.ABLATION])
+    exact = {(int(n), int(c)): float(v) for n, row, values in rows for c, v in zip(row, values)}
+    names = ws.model.categories
+    found = []
+    for row, neuron in enumerate(units):
+        order = np.argsort(-first[:, row], kind="stable")[:ws.config.effects.shown]
+        found.append(tuple(Effect(classes[k], names[classes[k]] if names else f"class {classes[k]}",
+                                  float(first[k, row]), exact.get((neuron, classes[k]))) for k in order))
+    pairs = [(float(first[classes.index(c), units.index(n)]), value) for (n, c), value in exact.items()]
+    agreement = spearman(torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])) \
+        if len(pairs) >= 3 else None
+    return found, agreement if agreement is None or np.isfinite(agreement) else None, len(pairs)
+
+
 def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], read: Reader) -> LayerRecord:
     units, top = state.mapped[layer.name], state.tops[layer.name]
     arrays = {statistic.NAME: statistics.read(ws, state, layer, statistic) for statistic in stats.STATISTICS}
     optimized, excitations = optimized_record(ws, state, layer)
     on_featured = seen(ws, state, layer, slugs, read)
     views, everywhere = classes.top_views(ws, state, layer), classes.files_per_class(ws.probe)
+    drives, agreement, pairs = effects_records(ws, state, layer)
     neurons = []
     for row, neuron in enumerate(units):
         order = top.order[row].tolist()
@@ -190,7 +216,7 @@ def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], re
             {statistic.NAME: statistic.record(arrays[statistic.NAME], row) for statistic in stats.STATISTICS},
             excitations[row],
             classes.shares(views[row].tolist(), ws.probe, classes.files_counted(ws), everywhere)
-            if views is not None else ()))
+            if views is not None else (), drives[row]))
     geometry = layer.geometry
     nonfinite = sum(1 for row, record in enumerate(neurons) if not np.isfinite(top.values[row]).all()
                     or not all(np.isfinite(seen.value) for seen in record.featured.values()))
@@ -202,7 +228,8 @@ def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], re
                        layer.lower.name if layer.lower is not None else None, ws.config.layers.methods[layer.listed],
                        geometry.as_dict(), None if geometry.whole else geometry.size,
                        state.effective.get(layer.name), signed(ws, state, layer, arrays, read), tuple(neurons),
-                       optimized, nonfinite, sanity.figures(ws, state, layer) if sanity.applies(ws) else {})
+                       optimized, nonfinite, sanity.figures(ws, state, layer) if sanity.applies(ws) else {},
+                       agreement, pairs)
 
 
 def record(ws: Workspace, state: State) -> Manifest:

@@ -39,6 +39,7 @@ from .stage import Stage, State, identity
 from .stages.activations import ActivationsStage
 from .stages.classes import ClassesStage
 from .stages.effective import EffectiveStage
+from .stages.effects import EffectsStage
 from .stages.featured import FeaturedStage
 from .stages.mapped import MappedStage
 from .stages.maps import MapsStage
@@ -55,7 +56,7 @@ from .workspace import Workspace
 STAGES: tuple[Stage, ...] = (ActivationsStage(), MappedStage(), StatisticsStage(), ClassesStage(), SelectionStage(),
                              EffectiveStage(),
                              PhotosStage(), FeaturedStage(), MapsStage(), TreesStage(), PatchesStage(),
-                             OptimizeStage(), SpecificityStage(), ExcitationStage(), SanityStage())
+                             OptimizeStage(), SpecificityStage(), ExcitationStage(), SanityStage(), EffectsStage())
 
 
 def _progress(quiet: bool) -> Progress:

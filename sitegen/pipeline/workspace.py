@@ -98,8 +98,8 @@ class Workspace:
     notes: tuple[str, ...] = ()  # image patterns cut short
     tally: Counter = field(default_factory=Counter)  # what was computed, by kind
     _exact: dict[str, bool] = field(default_factory=dict)  # layer path -> whether its crops are exact
-    # the randomization check's last re-initialised model, (layer path, model): made once per layer
-    _reinitialised: dict[str, nn.Module] = field(default_factory=dict)
+    # what a stage made once and reads again for its next pieces of work, by name: one value per name
+    _kept: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     @staticmethod
     @contextlib.contextmanager
@@ -155,13 +155,12 @@ class Workspace:
                                                       self.modules[layer.path], layer.geometry)
         return (layer.geometry if self._exact[layer.path] else None), layer.width
 
-    def reinitialised(self, layer: Layer, make: Callable[[], nn.Module]) -> nn.Module:
-        """The model with ``layer``'s own block re-initialised (``make`` makes it), kept for the layer's next
-        featured image; only one layer's at a time."""
-        if layer.path not in self._reinitialised:
-            self._reinitialised.clear()
-            self._reinitialised[layer.path] = make()
-        return self._reinitialised[layer.path]
+    def kept(self, name: str, about: Any, make: Callable[[], Any]) -> Any:
+        """What ``make`` makes, kept under ``name`` while ``about`` stays the same (the randomization check's
+        re-initialised model for its layer's next featured image, say): one value per name at a time."""
+        if name not in self._kept or self._kept[name][0] != about:
+            self._kept[name] = (about, make())
+        return self._kept[name][1]
 
     # -- pixels ------------------------------------------------------------------
     def pixels(self, item: Item) -> np.ndarray:

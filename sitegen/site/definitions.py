@@ -38,6 +38,14 @@ TERMS = {
                "a picture the re-initialised model makes zero counts 0. Near "
                "1, the picture barely depends on what the layer learned: it shows the image and the layers "
                "below; near 0, it changes entirely when the layer's weights do."),
+    "effects": ("What a neuron does to a class: the mean over the probe views of the class's logit less its logit "
+                "with the neuron's channel (or unit) set to zero at every position (its exact effect, an "
+                "ablation), and the first-order estimate of that, the mean edge weight to the class: activation "
+                "times the logit's gradient, summed over positions. A neuron's page lists the classes with its "
+                "largest first-order effects among those in the top predictions of some probe view, and the exact "
+                "effect on its strongest few where computed. The table gives, per layer, the Spearman rank "
+                "correlation of the two over every (neuron, class) pair computed exactly: near 1, the "
+                "first-order figures rank what zeroing the neuron does."),
     "top": ("Top patches: the probe views with the highest activation, one patch per view, ties broken by "
             "the order of the probe set. The featured images are not probe images unless the config says so."),
 }

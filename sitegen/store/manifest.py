@@ -127,6 +127,16 @@ class ClassShare:
 
 
 @dataclass(frozen=True)
+class Effect:
+    """What a neuron does to a class over the probe set (``[effects]``)."""
+
+    category: int  # the class's index
+    label: str
+    first_order: float  # its mean edge weight to the class's logit
+    ablation: float | None = None  # the mean logit the class loses with the neuron zeroed (None: not computed)
+
+
+@dataclass(frozen=True)
 class NeuronRecord:
     neuron: int
     top: tuple[PatchRecord, ...]  # best first
@@ -136,6 +146,7 @@ class NeuronRecord:
     stats: Mapping[str, Mapping[str, Any]]  # statistic name -> its record (sitegen/stats)
     excitation: Excitation | None = None  # where its layer has optimized images
     classes: tuple[ClassShare, ...] = ()  # strongest first (a labelled probe set)
+    effects: tuple[Effect, ...] = ()  # the classes it raises most, strongest first (a layer of [effects] layers)
 
 
 @dataclass(frozen=True)
@@ -167,6 +178,10 @@ class LayerRecord:
     # method -> its randomization check (pipeline/stages/sanity.py): near 1, its pictures do not show what the
     # layer learned; None where every checked picture was zero
     sanity: Mapping[str, float | None] = dataclasses.field(default_factory=dict)
+    # [effects]: the Spearman correlation of first-order and exact effects over the pairs computed exactly, and
+    # how many pairs that is (None and 0 without effects, or with fewer than three pairs)
+    effects_agreement: float | None = None
+    effects_pairs: int = 0
 
     @property
     def zoom(self) -> bool:

@@ -18,8 +18,9 @@ MAPS = "maps"  # activation maps of the featured images
 TREES = "tree"  # a node of a featured image's tree: one entry per path
 TOP_VIEWS = "topviews"  # per layer, each mapped neuron's top probe views, for its classes (a labelled probe set)
 SANITY = "sanity"  # per layer, the randomization check of its methods
+EFFECTS = "effects"  # per layer, what its mapped neurons do to the classes over the probe set
 KINDS = (ACTIVATIONS, PREDICTIONS, PHOTOS, PICTURES, EDGES, PATCHES, OPTIMIZED, IMAGE_CHECKS, STATISTICS,
-         SPECIFICITIES, EXCITATIONS, RECEPTIVE_FIELDS, MAPS, TREES, TOP_VIEWS, SANITY)
+         SPECIFICITIES, EXCITATIONS, RECEPTIVE_FIELDS, MAPS, TREES, TOP_VIEWS, SANITY, EFFECTS)
 
 # activations of one featured view ([C]) or of a chunk of probe views ([n, C])
 VALUES = "values.npy"
@@ -37,6 +38,13 @@ EXCITATION = "check.npy"
 SIDES = "sides.npy"
 # a layer's randomization check on a featured view: the neurons checked, and per method their correlations
 NEURONS = "neurons.npy"
+# a layer's effects: the candidate classes [K], each mapped neuron's first-order effect on each [K, U], the
+# neurons ablated [A], the classes each was ablated for [A, E] and the logits they lost [A, E]
+EFFECT_CLASSES = "classes.npy"
+FIRST_ORDER = "first-order.npy"
+ABLATED = "ablated.npy"
+ABLATED_CLASSES = "ablated-classes.npy"
+ABLATION = "ablation.npy"
 # the featured views' activation maps: each channel's least value over the map (per layer and view)
 MINIMA = "minima.npy"
 # a tree node: its path picture cut to where it lies, the photo of the same box, [top, left, bottom, right,
@@ -132,4 +140,6 @@ def expect(kind: str, channels: int | None = None, lower: int | None = None, row
         TREES: {NODE_FACTS: ((6,), "f"), NODE_WEIGHTS: ((lower,), "f")},
         TOP_VIEWS: {VIEWS: ((channels, None), "i")},
         SANITY: {NEURONS: ((channels,), "i"), "sanity-*.npy": ((channels,), "f")},
+        EFFECTS: {EFFECT_CLASSES: ((None,), "i"), FIRST_ORDER: ((None, channels), "f"), ABLATED: ((None,), "i"),
+                  ABLATED_CLASSES: ((None, None), "i"), ABLATION: ((None, None), "f")},
     }.get(kind, {})

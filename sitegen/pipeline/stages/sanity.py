@@ -84,8 +84,8 @@ class SanityStage(EntryStage):
         """Each method's correlations, [checked neurons], on one featured image."""
         layer, methods = work.layer, list(ws.config.layers.methods[work.layer.listed])
         lower = layer.lower.path if layer.lower is not None else None
-        random = ws.reinitialised(layer, lambda: reinitialised(ws.model.module, own_block(ws.model, layer.path, lower),
-                                                               SEED))
+        random = ws.kept("re-initialised", layer.path,
+                         lambda: reinitialised(ws.model.module, own_block(ws.model, layer.path, lower), SEED))
         neurons = checked(state.mapped[layer.name])
         x = ws.tensor([ws.pixels(work.item)])[0]
         where = read_featured(ws, work.item, layer)[1][neurons].tolist()  # the trained model's positions

@@ -21,6 +21,8 @@ def build(atlas: Atlas) -> list[Page]:
         "credits": credits(atlas.config, used), "probe": manifest.probe, "top_k": manifest.top_k,
         "sitegen_version": manifest.version,
         "optimized_layers": [atlas.layer_summary(layer) for layer in manifest.layers if layer.optimized],
+        "effects": [{**atlas.layer_summary(layer), "agreement": layer.effects_agreement, "pairs": layer.effects_pairs}
+                    for layer in manifest.layers if any(record.effects for record in layer.neurons)],
         "sanity": {"methods": [{"name": m, "title": BY_NAME[m].title} for m in shown
                                if any(m in layer.sanity for layer in manifest.layers)],
                    "layers": [{**atlas.layer_summary(layer), "checks": {m: check(layer, m) for m in layer.sanity}}

@@ -69,13 +69,15 @@ def build(atlas: Atlas) -> list[File]:
             "name": layer.name, "module": layer.path, "shape": list(layer.shape), "methods": list(layer.methods),
             "receptive_field": list(layer.rf_size) if layer.rf_size else None,
             "effective_receptive_field": layer.effective, "optimize": optimized(layer),
-            "sanity": dict(layer.sanity),
+            "sanity": dict(layer.sanity), "effects_agreement": layer.effects_agreement,
             "neurons": [{"neuron": record.neuron, "page": neuron_url(layer.name, record.neuron),
                          "top_patches": top_patches(atlas, layer, record),
                          "classes": [{"class": c.name, "share": c.share, "selectivity": c.selectivity,
                                       "count": c.count} for c in record.classes],
                          "label": atlas.labels[(layer.name, record.neuron)][0] or None,
                          "label_automatic": (layer.name, record.neuron) in atlas.automatic,
+                         "effects": [{"class": e.category, "label": e.label, "first_order": e.first_order,
+                                      "ablation": e.ablation} for e in record.effects],
                          "featured": featured(atlas, layer, record)}
                         for record in layer.neurons]} for layer in manifest.layers],
     }

@@ -101,6 +101,15 @@ def before_section(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> di
             "patches": patches(before, other, theirs, theirs.top), "children": children}
 
 
+def effects_section(atlas: Atlas, record: NeuronRecord) -> list[dict]:
+    """The classes the neuron raises most (``[effects]``), each linked to its logit's page where it is mapped."""
+    logits = next((layer for layer in atlas.layers if atlas.is_logits(layer)), None)
+    mapped = set(logits.mapped) if logits else set()
+    return [{"label": e.label, "category": e.category, "first": e.first_order, "exact": e.ablation,
+             "url": neuron_url(logits.name, e.category) if logits and e.category in mapped else None}
+            for e in record.effects]
+
+
 def classes_section(atlas: Atlas, record: NeuronRecord) -> dict | None:
     """With a labelled probe set: the classes over-represented among the neuron's top-N images, and the
     classes of its top-k patches, counted."""
@@ -135,6 +144,7 @@ def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
         "patches": patches(atlas, layer, record, record.top), "levels": patches(atlas, layer, record, record.levels),
         "optimized": optimized, "top_k": manifest.top_k, "edges": edge_sections(atlas, layer, record),
         "before": before_section(atlas, layer, record), "classes": classes_section(atlas, record),
+        "effects": effects_section(atlas, record),
         "label_auto": (name, neuron) in atlas.automatic,
         "featured_in_probe": atlas.config.images.featured_in_probe,
         "prev": previous, "next": following,

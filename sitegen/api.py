@@ -36,13 +36,17 @@ def _check_images(images: torch.Tensor) -> None:
         raise SitegenError(f"images must be a [N, 3, H, W] tensor, got shape {tuple(images.shape)}")
 
 
-def _steps(model: nn.Module, paths: Sequence[Sequence[tuple[str, int]]]) -> list[list[Step]]:
+PathSpec = Sequence[tuple[str, int | Sequence[int]]]  # (layer, neuron) or (layer, [channels]), root first
+
+
+def _steps(model: nn.Module, paths: Sequence[PathSpec]) -> list[list[Step]]:
     resolved = []
     for path in paths:
         steps = []
         for layer, neuron in path:
             name, module = _module(model, layer)
-            steps.append(Step(name, module, int(neuron)))
+            kept = int(neuron) if isinstance(neuron, int) else tuple(sorted({int(n) for n in neuron}))
+            steps.append(Step(name, module, kept))
         resolved.append(steps)
     return resolved
 
@@ -112,16 +116,17 @@ def optimize(model: nn.Module, layer: str, neurons: Sequence[int], steps: int = 
     return _optimize(model, path, module, list(neurons), mean, std, recipe, seed).cpu()
 
 
-def visualize_paths(model: nn.Module, images: torch.Tensor, paths: Sequence[Sequence[tuple[str, int]]],
+def visualize_paths(model: nn.Module, images: torch.Tensor, paths: Sequence[PathSpec],
                     method: str = "guided", batch_size: int | None = None) -> torch.Tensor:
     """Path pictures ``[N, len(paths), 3, H, W]`` (DESIGN §2).
 
     A path is a list of ``(layer, neuron)`` pairs, root first, each next layer
-    below the one before (aliases or dotted paths).  Its picture is the
-    gradient of the root's activation at its position with respect to the
-    input, under the method's ReLU rule, with the gradient arriving at each
-    later layer of the path zeroed in every channel but the path's neuron
-    there (all its positions kept).  A one-element path is
+    below the one before (aliases or dotted paths); below the root a step may
+    be a group, ``(layer, [n1, n2, ...])``.  Its picture is the gradient of
+    the root's activation at its position with respect to the input, under
+    the method's ReLU rule, with the gradient arriving at each later layer of
+    the path zeroed in every channel but the path's neuron there (a group's:
+    every channel not in it; all positions kept).  A one-element path is
     :func:`visualize`'s picture.  All paths with one root layer share each
     forward and backward pass.  The model is left as it was given.
     """
@@ -133,14 +138,17 @@ def visualize_paths(model: nn.Module, images: torch.Tensor, paths: Sequence[Sequ
     return path_gradients(model, images, steps, [method], batch_size=batch_size)[method].cpu()
 
 
-def path_edges(model: nn.Module, images: torch.Tensor, paths: Sequence[Sequence[tuple[str, int]]], lower: str,
+def path_edges(model: nn.Module, images: torch.Tensor, paths: Sequence[PathSpec], lower: str,
                batch_size: int | None = None) -> torch.Tensor:
     """Path weights ``[N, len(paths), C_lower]`` to every neuron of ``lower`` (DESIGN §2).
 
     ``w_j = sum over positions of A_j * g_j``, with ``g`` the true gradient of
     the root's activation arriving at ``lower`` under the path's masks (see
     :func:`visualize_paths`); ``lower`` must be below the path's last layer.
-    For a one-element path it is :func:`edges`' weight.
+    For a one-element path it is :func:`edges`' weight.  The weights are
+    linear in what a step keeps: a group's weight under a path (the sum of
+    this over its channels) is the sum of its members' weights, exactly; a
+    guided picture through a group is not the sum of its members' pictures.
     """
     _check_images(images)
     steps = _steps(model, paths)

@@ -119,6 +119,70 @@ def test_a_path_through_one_channel_is_part_of_the_whole():
     assert torch.allclose(parts, whole, rtol=0, atol=1e-10 * float(whole.abs().max()))
 
 
+def group_path(model, images, path):
+    """The case's path with each step below the root a group: its neuron and the next three strongest."""
+    grouped = [path[0]]
+    for layer, _ in path[1:]:
+        weights = sitegen.path_edges(model, images[:1], [grouped], layer)[0, 0]
+        grouped.append((layer, sorted(int(j) for j in torch.argsort(-weights, stable=True)[:4])))
+    return grouped
+
+
+@pytest.mark.parametrize("method", sorted(REFERENCE_RULES))
+def test_group_path_pictures_match_the_reference(case, method):
+    """A group step keeps the gradient in every channel of its group: the reference writes that mask into
+    the forward, one path at a time."""
+    model, images, path = case
+    grouped = group_path(model, images, path)
+    paths = [grouped[:2], grouped, path]  # groups and single channels share passes
+    got = sitegen.visualize_paths(model, images, paths, method, batch_size=2)
+    for index, one in enumerate(paths):
+        want = reference_visualize_path(model, images, [(module_path(model, layer), n) for layer, n in one], method)
+        scale = want.abs().amax(dim=(1, 2, 3), keepdim=True)
+        assert (scale > 0).all(), "a path with no gradient tests nothing"
+        assert ((got[:, index] - want).abs() / scale).max() < 1e-9, (one, method)
+
+
+def test_group_path_weights_match_the_reference(case):
+    """The weights under a path through a group equal the reference's, which masks the group in the forward."""
+    model, images, path = case
+    grouped = group_path(model, images, path)
+    lower = path[-1][0]
+    got = sitegen.path_edges(model, images, [grouped[:2]], lower)[:, 0]
+    want = reference_path_edges(model, images, [(module_path(model, layer), n) for layer, n in grouped[:2]],
+                                module_path(model, lower))
+    assert want.abs().amax() > 0
+    scale = want.abs().amax(dim=1, keepdim=True).clamp(min=1e-12)
+    assert ((got.double() - want).abs() / scale).max() < 1e-6
+
+
+def test_a_group_weight_is_the_sum_of_its_members():
+    """Under a group step, the weights to the layer below are the sum of the weights under each member's
+    path (float64: equal to rounding)."""
+    torch.manual_seed(1)
+    model = load_model("resnet18", "none").module.double().eval()
+    images = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    root = ("layer4", 5)
+    weights = sitegen.path_edges(model, images[:1], [[root]], "layer3")[0, 0]
+    group = [int(j) for j in torch.argsort(-weights, stable=True)[:6]]
+    paths = [[root, ("layer3", group)]] + [[root, ("layer3", j)] for j in group]
+    got = sitegen.path_edges(model, images, paths, "layer2").double()
+    together, apart = got[:, 0], got[:, 1:].sum(1)
+    assert together.abs().amax() > 0
+    assert ((together - apart).abs().amax(dim=1) <= 1e-5 * together.abs().amax(dim=1)).all()
+
+
+def test_bad_groups_are_named():
+    model = load_model("alexnet", "none").module
+    images = torch.randn(1, 3, 64, 64)
+    with pytest.raises(SitegenError, match="has 256 neurons.*999"):
+        sitegen.path_edges(model, images, [[("conv5", 0), ("conv4", [1, 999])]], "conv3")
+    with pytest.raises(SitegenError, match="empty group"):
+        sitegen.visualize_paths(model, images, [[("conv5", 0), ("conv4", [])]])
+    with pytest.raises(SitegenError, match="root is one neuron"):
+        sitegen.visualize_paths(model, images, [[("conv5", [0, 1])]])
+
+
 def test_paths_must_go_down():
     model = load_model("alexnet", "none").module
     images = torch.randn(1, 3, 64, 64)

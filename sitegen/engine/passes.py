@@ -22,6 +22,9 @@ from .rules import RULES, backward_rule, relu_rules
 from .smooth import SmoothGrad, noise
 
 
+Kept = int | tuple[int, ...] | None  # what one path keeps at a layer: a channel, a group of them, or all
+
+
 def _flat(out: torch.Tensor) -> torch.Tensor:
     """[B, C, ...] -> [B, C, positions]; a flat [B, C] output has one position."""
     return out.reshape(out.shape[0], out.shape[1], -1)
@@ -78,10 +81,11 @@ class _LowerLayer:
 
 
 def _recorded(kind: str, value: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """From a lower layer's value and each copy's true gradient there: ``"maps"``, activation times
-    gradient at each position, [B, C, ...]; ``"edges"``, the same summed over positions, [B, C]."""
+    """From a lower layer's value and each copy's true gradient there: ``"maps"`` (and ``"lower maps"``),
+    activation times gradient at each position, [B, C, ...]; ``"edges"``, the same summed over positions,
+    [B, C]."""
     product = value * grad
-    return product if kind == "maps" else product.reshape(product.shape[0], product.shape[1], -1).sum(dim=2)
+    return product if kind != "edges" else product.reshape(product.shape[0], product.shape[1], -1).sum(dim=2)
 
 
 def _backward(out: torch.Tensor, seeds: torch.Tensor | None, x: torch.Tensor, recorders: dict[str, _LowerLayer],
@@ -108,7 +112,7 @@ def _backward(out: torch.Tensor, seeds: torch.Tensor | None, x: torch.Tensor, re
 
 def _copies(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module, seeds: list[tuple[int, int]],
             cuts: list[Crop | None], passes: list[str], want: set[str], recorded: dict[str, nn.Module],
-            keep: Sequence[tuple[nn.Module, Sequence[int | None]]], rows: list[int]) -> dict[str, torch.Tensor]:
+            keep: Sequence[tuple[nn.Module, Sequence[Kept]]], rows: list[int]) -> dict[str, torch.Tensor]:
     """One pass over a batch of copies of the image (or of crops), each seeded with its own neuron at its
     position: ``{method: [B, 3, h, w]}`` for the methods in ``want``, and each recorded kind."""
     if cuts[0] is None:
@@ -152,10 +156,11 @@ def _shared(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module,
         return _backward(out, one_hot, x, recorders, passes, want)
 
 
-def _restrict(stack: contextlib.ExitStack, keep: Sequence[tuple[nn.Module, Sequence[int | None]]],
+def _restrict(stack: contextlib.ExitStack, keep: Sequence[tuple[nn.Module, Sequence[Kept]]],
               rows: list[int]) -> None:
-    """Zero the gradient arriving at each path layer of ``keep`` in every channel but the one each copy's
-    path keeps there (all positions of it); a copy whose path does not reach that layer keeps every channel."""
+    """Zero the gradient arriving at each path layer of ``keep`` in every channel but the one (or the group)
+    each copy's path keeps there (all positions of it); a copy whose path does not reach that layer keeps
+    every channel."""
     for module, channels in keep:
         kept = [channels[k] for k in rows]
         if all(channel is None for channel in kept):
@@ -168,7 +173,7 @@ def _restrict(stack: contextlib.ExitStack, keep: Sequence[tuple[nn.Module, Seque
             for row, channel in enumerate(kept):
                 if channel is not None:
                     mask[row] = 0
-                    mask[row, channel] = 1
+                    mask[row, [channel] if isinstance(channel, int) else list(channel)] = 1
             mask = mask.view(*mask.shape, *[1] * (output.dim() - 2))
             output.register_hook(lambda grad: grad * mask)
         stack.callback(module.register_forward_hook(hook).remove)
@@ -179,15 +184,15 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
               batch_size: int = 32, geometry: Geometry | None = None,
               out_width: int = 1, lower: nn.Module | None = None,
               common: bool | None = None,
-              keep: Sequence[tuple[nn.Module, Sequence[int | None]]] = (),
+              keep: Sequence[tuple[nn.Module, Sequence[Kept]]] = (),
               maps_at: nn.Module | None = None, smooth: SmoothGrad | None = None,
-              index: int = 0) -> dict[str, torch.Tensor]:
+              index: int = 0, lower_maps: bool = False) -> dict[str, torch.Tensor]:
     """:func:`rule_gradients`, and with ``"smoothgrad"`` among ``methods`` its pictures too: the mean over
     ``smooth``'s noisy copies of the image (``engine/smooth.py``; ``index``: the image's index in its call,
     which seeds its noise) of each neuron's true gradient at its position on the clean image."""
     rules = [method for method in methods if method != SMOOTHGRAD]
     results = rule_gradients(model, image, name, module, neurons, positions, rules, batch_size, geometry,
-                             out_width, lower, common, keep, maps_at) \
+                             out_width, lower, common, keep, maps_at, lower_maps) \
         if rules or lower is not None or maps_at is not None else {}
     if SMOOTHGRAD in methods:
         if keep:
@@ -209,8 +214,8 @@ def rule_gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.
                    batch_size: int = 32, geometry: Geometry | None = None,
                    out_width: int = 1, lower: nn.Module | None = None,
                    common: bool | None = None,
-                   keep: Sequence[tuple[nn.Module, Sequence[int | None]]] = (),
-                   maps_at: nn.Module | None = None) -> dict[str, torch.Tensor]:
+                   keep: Sequence[tuple[nn.Module, Sequence[Kept]]] = (),
+                   maps_at: nn.Module | None = None, lower_maps: bool = False) -> dict[str, torch.Tensor]:
     """Visualizations of many neurons on one image by ReLU-rule methods, ``{method: [len(neurons), 3, H, W]}``.
 
     The image is replicated along the batch and each copy is seeded with a
@@ -234,12 +239,14 @@ def rule_gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.
 
     ``keep`` makes each neuron's result a path's (DESIGN §2, path picture and
     path weight): for each of its layers (modules below this one), the
-    channel the neuron's path keeps there, or None; the gradient arriving
-    there is zeroed in every other channel, in every backward pass.  Given
-    ``maps_at`` (a module below this one; only without ``geometry``), the
-    result also holds ``"maps"``, ``[len(neurons), C, h, w]``: activation
-    times true gradient at each of its positions, where the path's weight
-    lies.
+    channel the neuron's path keeps there, a tuple of channels (a group
+    step), or None; the gradient arriving there is zeroed in every other
+    channel, in every backward pass.  Given ``maps_at`` (a module below this
+    one; only without ``geometry``), the result also holds ``"maps"``,
+    ``[len(neurons), C, h, w]``: activation times true gradient at each of
+    its positions, where the path's weight lies.  With ``lower_maps`` the
+    lower layer's are kept the same way, unsummed, as ``"lower maps"``
+    instead of ``"edges"``.
     """
     for method in methods:
         if method not in RULES:
@@ -252,7 +259,8 @@ def rule_gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.
                        device.type == "cuda" if common is None else common)
     results = {method: torch.zeros(len(neurons), *image.shape, device=device, dtype=image.dtype)
                for method in methods}
-    recorded = {kind: at for kind, at in (("edges", lower), ("maps", maps_at)) if at is not None}
+    below = "lower maps" if lower_maps else "edges"
+    recorded = {kind: at for kind, at in ((below, lower), ("maps", maps_at)) if at is not None}
     passes = list(methods) + ([TRUE_GRADIENT] if recorded and TRUE_GRADIENT not in methods else [])
     kept: dict[str, dict[int, torch.Tensor]] = {kind: {} for kind in recorded}
     with inference_state(model):

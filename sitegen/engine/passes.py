@@ -21,7 +21,6 @@ from .geometry import Geometry, receptive_fields
 from .rules import RULES, backward_rule, relu_rules
 from .smooth import SmoothGrad, noise
 
-
 Kept = int | tuple[int, ...] | None  # what one path keeps at a layer: a channel, a group of them, or all
 
 

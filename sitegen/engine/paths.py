@@ -3,8 +3,9 @@
 A path's picture is the gradient of the root's activation (at its position)
 with respect to the input, under a method's ReLU rule, with the gradient
 arriving at each later layer of the path zeroed in every channel but the
-path's neuron there (a group step: every channel not in its group); its weights to a lower layer are ``sum over positions
-of A_j * g_j`` with the true gradient under the same masks.  Many paths of
+path's neuron there (a group step: every channel not in its group); its
+weights to a lower layer are ``sum over positions of A_j * g_j`` with the
+true gradient under the same masks.  Many paths of
 one root layer share each pass: every copy of the image in a batch carries
 its own channel masks (``passes.gradients``' ``keep``).  Pure tensor code.
 """

@@ -153,9 +153,16 @@ class TreesConfig:
                                          "layer's most active neuron), the layers (as named in layers.use) whose "
                                          "most active neurons on each featured image root a tree of their own.")
     roots: int = option(1, "Trees per layer of trees.layers: its most active mapped neurons.", minimum=1)
-    widths: tuple[int, ...] = option((4, 3, 2), "Children of a node at each depth below the root, the last for "
-                                                "every depth below: the strongest positive path weights.",
-                                     minimum=1)
+    nodes: str = option("parts", "What a node's children are: \"parts\", groups of the layer below's channels "
+                                 "that together carry all of the node's positive path weight, each group the "
+                                 "channels that give it their evidence in the same place; or \"neurons\", its "
+                                 "strongest channels alone.", choices=("parts", "neurons"))
+    parts: tuple[int, ...] = option((5, 3, 2), "With nodes = \"parts\": at most this many parts under a node at "
+                                               "each depth below the root, the last for every depth below.",
+                                    minimum=1)
+    widths: tuple[int, ...] = option((4, 3, 2), "With nodes = \"neurons\": children of a node at each depth below "
+                                                "the root, the last for every depth below: the strongest positive "
+                                                "path weights.", minimum=1)
     method: str = option("guided", "The method of the path pictures.", choices=RULE_METHODS)
 
 
@@ -365,8 +372,9 @@ def _cross_checks(data: dict, tables: dict[str, Any], errors: list[str], root: P
         for name in tables[table].layers:
             if name not in layers.use:
                 errors.append(f"{table}.layers: {name!r} is not in layers.use")
-    if not tables["trees"].widths:
-        errors.append("trees.widths: list at least one width")
+    for name in ("widths", "parts"):
+        if not getattr(tables["trees"], name):
+            errors.append(f"trees.{name}: list at least one number")
     if images.labels not in ("", "folders") and not (root / images.labels).is_file():
         errors.append(f"images.labels: {images.labels!r} is neither \"folders\" nor a CSV file (paths are relative "
                       f"to the config)")

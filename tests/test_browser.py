@@ -152,11 +152,12 @@ def test_walk_the_atlas(browser, site, server, where):
 
     visit.page.goto(base + "images/img0.html")  # an image tree, down to the first layer
     visit.check()
-    assert visit.page.locator("ul.tree a.node").count() > 4
-    assert not visit.page.locator("ul.tree ul ul a.node").first.is_visible()  # deeper nodes start folded
+    assert visit.page.locator("ul.tree .node").count() > 4  # the class, then its parts
+    assert visit.page.locator("p.rests a").count() >= 1  # what the class rests on, in one line
+    assert not visit.page.locator("ul.tree ul ul .node").first.is_visible()  # deeper nodes start folded
     visit.page.locator("ul.tree ul details > summary").first.focus()
-    visit.page.keyboard.press("Enter")  # opens the first child's children
-    visit.click("ul.tree ul ul a.node >> nth=0")
+    visit.page.keyboard.press("Enter")  # opens the first part's parts
+    visit.click("ul.tree ul ul .node a >> nth=0")  # the strongest channel of a part
     assert "/layers/features.4/" in visit.page.url
 
     visit.page.goto(base + "index.html")

@@ -392,12 +392,18 @@ def test_methods_in_another_order(atlas):
     assert "Gradient" not in (site / "layers" / "features.4" / "3.html").read_text().split("<thead>")[1][:200]
 
 
-def test_trees_rank_children_by_path_weights(atlas):
-    """Each node's children are the lower layer's neurons with the largest positive weights under the path
-    from the root: the API's path weights, computed here on the model itself."""
+def api_step(node):
+    """A tree node's last step as the API takes it: (layer, neuron), or (layer, [channels]) for a part."""
+    return (node.layer, [edge.neuron for edge in node.group]) if node.group else (node.layer, node.neuron)
+
+
+def test_trees_of_neurons_rank_children_by_path_weights(atlas):
+    """In a tree of neurons, each node's children are the lower layer's neurons with the largest positive
+    weights under the path from the root: the API's path weights, computed here on the model itself."""
     import sitegen
     from sitegen.model.registry import load_model
 
+    (atlas / "atlas.toml").write_text(CONFIG + '[trees]\nnodes = "neurons"\n')
     manifest, _ = compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)
     model = load_model("tinynet:build", "none").module
     x = model_input(atlas, "img0.png")
@@ -415,11 +421,13 @@ def test_trees_rank_children_by_path_weights(atlas):
         assert [child.neuron for child in node.children] == expected
         total = float(weights.clamp(min=0).sum())
         for child in node.children:
+            assert not child.group and child.value is not None
             assert child.weight == pytest.approx(float(weights[child.neuron]), rel=1e-4, abs=1e-7)
             assert child.share == pytest.approx(child.weight / total, rel=1e-4)
             top, left, bottom, right = child.box
             assert 0 <= top <= bottom < 32 and 0 <= left <= right < 32
             check(path + [child], child, depth + 1)
+        assert node.coverage == pytest.approx(sum(child.share for child in node.children))
 
     check([root], root, 0)
     assert root.children and root.children[0].children  # two levels at least
@@ -435,7 +443,63 @@ def test_trees_rank_children_by_path_weights(atlas):
     tree = data["featured"][0]["trees"][0]
     assert (tree["layer"], tree["neuron"], tree["weight"]) == ("fc", root.neuron, None)
     assert [c["neuron"] for c in tree["children"]] == [c.neuron for c in root.children]
+    assert [c["neurons"] for c in tree["children"]] == [[{"neuron": c.neuron, "weight": pytest.approx(c.weight,
+                                                                                                   rel=1e-3)}]
+                                                        for c in root.children]
     assert (site / tree["children"][0]["picture"]).is_file()
+
+
+def test_trees_of_parts_add_up(atlas):
+    """In a tree of parts (the default), each node's children are disjoint groups that hold every channel of
+    the layer below with positive weight under its path, and nothing else; a part's weight is its members'
+    summed, each member's the API's path weight under the path through the groups above it, so the shares
+    add up to 1 at every node.  The site and manifest.json show the parts."""
+    import sitegen
+    from sitegen.model.registry import load_model
+
+    manifest, _ = compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)
+    model = load_model("tinynet:build", "none").module
+    x = model_input(atlas, "img0.png")
+    root = manifest.featured[0].trees[0]
+    parts = {0: 5, 1: 3, 2: 2}
+    seen = []
+
+    def check(path, node, depth):
+        if not node.children:
+            return
+        lower = node.children[0].layer
+        weights = sitegen.path_edges(model, x, [[api_step(n) for n in path]], lower)[0, 0]
+        positive = {j for j in range(len(weights)) if weights[j] > 0}
+        members = [[edge.neuron for edge in child.group] for child in node.children]
+        assert sorted(j for group in members for j in group) == sorted(positive)  # disjoint, all of them
+        assert 1 <= len(node.children) <= parts[depth]
+        total = float(weights[sorted(positive)].sum())
+        for child, group in zip(node.children, members):
+            assert child.value is None and child.neuron == child.group[0].neuron
+            assert [edge.weight for edge in child.group] == pytest.approx([float(weights[j]) for j in group],
+                                                                          rel=1e-4, abs=1e-7)
+            assert child.weight == pytest.approx(float(weights[group].sum()), rel=1e-4, abs=1e-7)
+            assert child.share == pytest.approx(child.weight / total, rel=1e-4)
+            check(path + [child], child, depth + 1)
+        assert [child.weight for child in node.children] == sorted((c.weight for c in node.children), reverse=True)
+        assert node.coverage == pytest.approx(1.0, abs=1e-6)
+        seen.append(len(node.children))
+
+    check([root], root, 0)
+    assert max(seen) > 1 and len(seen) > 3  # parts of more than one channel, on more than one level
+    site = atlas / "site"
+    assert run("render", "-c", atlas / "atlas.toml", "-o", site, "--cache", atlas / "cache")[0] == 0
+    assert check_site(site)[1] == []
+    page = (site / "images" / "img0.html").read_text()
+    first = root.children[0]
+    anchor = f'id="n-fc-{root.neuron}-features.7-g{min(e.neuron for e in first.group)}"'
+    assert anchor in page and "rests on" in page and "Its " in page and "carry 100%" in page
+    data = json.loads((site / "manifest.json").read_text())
+    tree = data["featured"][0]["trees"][0]
+    assert tree["coverage"] == pytest.approx(1.0, abs=1e-4)
+    assert [[m["neuron"] for m in c["neurons"]] for c in tree["children"]] == \
+        [[e.neuron for e in c.group] for c in root.children]
+    assert sum(c["share"] for c in tree["children"]) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_a_tree_node_lies_where_its_neuron_gives_most():

@@ -12,6 +12,7 @@ from ..images import Item, unique_slugs
 from ..model.layers import Layer
 from ..store import members
 from ..store.manifest import (
+    Edge,
     Effect,
     Excitation,
     FeaturedRecord,
@@ -71,27 +72,33 @@ def tree_record(ws: Workspace, state: State, item: Item, root: tuple[Layer, int]
     """A tree as nested records, from its nodes' entries."""
     values = {layer.name: activations.read_featured(ws, item, layer)[0] for layer in ws.layers}
 
-    def node(path: trees.Path, weight: float | None, share: float | None, root_scale: float | None) -> TreeNode:
+    def node(path: trees.Path, weights_above: np.ndarray | None, positive: float, root_scale: float | None) -> TreeNode:
         key = trees.node_key(ws, state, item, path)
         entry = read(members.TREES, key, path[-1][0])
         facts = entry[members.NODE_FACTS]
         whole = float(facts[5])
         root_scale = whole if root_scale is None else root_scale
-        layer, neuron = path[-1]
-        kids = []
+        layer, kept = path[-1]
+        group = tuple(sorted((Edge(j, float(weights_above[j])) for j in trees.channels(kept)),
+                             key=lambda edge: (-edge.weight, edge.neuron))) if weights_above is not None else ()
+        weight = sum(edge.weight for edge in group) if group else None
+        kids, coverage = [], None
         weights = entry.get(members.NODE_WEIGHTS)
         if weights is not None:
-            lower = path[-1][0].lower
+            lower = layer.lower
             assert lower is not None  # a node has weights for its children only above the lowest layer
-            positive = float(np.clip(weights[list(state.mapped[lower.name])], 0, None).sum())
-            kids = [node(path + ((lower, j),), float(weights[j]), float(weights[j]) / positive, root_scale)
-                    for j in trees.children(ws, state, path, weights)]
+            total = float(np.clip(weights[list(state.mapped[lower.name])], 0, None).sum())
+            kids = [node(path + ((lower, child),), weights, total, root_scale)
+                    for child in trees.children(ws, state, path, entry)]
+            coverage = sum(kid.share or 0.0 for kid in kids)
         top, left, bottom, right = (int(v) for v in facts[:4])
+        neuron, value = (kept, float(values[layer.name][kept])) if isinstance(kept, int) else (group[0].neuron, None)
         return TreeNode(layer.name, neuron, key, (top, left, bottom, right), float(facts[4]),
-                        whole / root_scale if root_scale > 0 else 0.0, float(values[layer.name][neuron]), weight,
-                        share, tuple(kids))
+                        whole / root_scale if root_scale > 0 else 0.0, value, weight,
+                        weight / positive if weight is not None and positive > 0 else None, tuple(kids),
+                        () if isinstance(kept, int) else group, coverage)
 
-    return node((root,), None, None, None)
+    return node((root,), None, 0.0, None)
 
 
 def featured_record(ws: Workspace, state: State, item: Item, slug: str, read: Reader) -> FeaturedRecord:

@@ -126,20 +126,26 @@ class Atlas:
         return GUIDED if GUIDED in layer.methods else layer.methods[0]
 
     def _in_trees(self) -> dict[tuple[str, int], dict[str, list[dict]]]:
-        """(layer, neuron) -> {featured slug: the paths of that image's trees that end at it, as links}."""
+        """(layer, neuron) -> {featured slug: the paths of that image's trees that end at it, or at a part
+        that holds it, as links, the strongest share first}."""
         found: dict[tuple[str, int], dict[str, list[dict]]] = {}
 
         def walk(featured: FeaturedRecord, path: list) -> None:
             here = path[-1]
-            found.setdefault((here.layer, here.neuron), {}).setdefault(featured.slug, []).append(
-                {"text": " › ".join(f"{n.layer}/{n.neuron}" for n in path), "share": here.share,
-                 "url": f"{image_url(featured.slug)}#{node_id(path)}"})
+            text = " › ".join(f"{n.layer} (a part of {len(n.group)})" if n.group else f"{n.layer}/{n.neuron}"
+                              for n in path)
+            for neuron in [edge.neuron for edge in here.group] or [here.neuron]:
+                found.setdefault((here.layer, neuron), {}).setdefault(featured.slug, []).append(
+                    {"text": text, "share": here.share, "url": f"{image_url(featured.slug)}#{node_id(path)}"})
             for child in here.children:
                 walk(featured, path + [child])
 
         for featured in self.manifest.featured:
             for root in featured.trees:
                 walk(featured, [root])
+        for per_image in found.values():
+            for paths in per_image.values():
+                paths.sort(key=lambda p: -(p["share"] if p["share"] is not None else 2.0))
         return found
 
     # -- small views ---------------------------------------------------------

@@ -43,8 +43,10 @@ def image_url(slug: str) -> str:
 
 
 def node_id(path: list[TreeNode]) -> str:
-    """The anchor of a tree node on its image's page, from its path."""
-    return fit_name("n-" + "-".join(f"{safe_name(node.layer)}-{node.neuron}" for node in path))
+    """The anchor of a tree node on its image's page, from its path (a part by its first channel: a node's
+    parts share none)."""
+    return fit_name("n-" + "-".join(f"{safe_name(node.layer)}-g{min(edge.neuron for edge in node.group)}"
+                                    if node.group else f"{safe_name(node.layer)}-{node.neuron}" for node in path))
 
 
 class Assets:

@@ -32,18 +32,22 @@ class Prediction:
 
 @dataclass(frozen=True)
 class TreeNode:
-    """A node of a featured image's tree: a path from the root to this neuron (DESIGN §2)."""
+    """A node of a featured image's tree: a path from the root to this neuron, or to this part (a group of
+    one layer's channels; DESIGN §2)."""
 
     layer: str
-    neuron: int
+    neuron: int  # its neuron; a part's strongest channel
     key: str  # key of its tree-node entry (its path picture and the photo of the same box)
     box: tuple[int, int, int, int]  # where its path picture lies: top, left, bottom, right (inclusive)
     scale: float  # of its picture as shown (cut to the box)
     relative: float  # its whole path picture's scale over the root's: how much of the root passes through it
-    value: float  # the neuron's activation on the image
-    weight: float | None  # its path weight under its parent's path (None at the root)
+    value: float | None  # the neuron's activation on the image (None for a part)
+    weight: float | None  # its path weight under its parent's path, a part's its channels' summed (None: root)
     share: float | None  # that weight over the parent's total positive path weight
     children: tuple[TreeNode, ...] = ()  # strongest first
+    group: tuple[Edge, ...] = ()  # a part's channels, each with its path weight under the parent's path,
+    # strongest first (empty for a neuron)
+    coverage: float | None = None  # the children's shares summed (None where no children were looked for)
 
 
 @dataclass(frozen=True)

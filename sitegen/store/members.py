@@ -48,11 +48,13 @@ ABLATION = "ablation.npy"
 # the featured views' activation maps: each channel's least value over the map (per layer and view)
 MINIMA = "minima.npy"
 # a tree node: its path picture cut to where it lies, the photo of the same box, [top, left, bottom, right,
-# the shown picture's scale, the whole path picture's scale], and its path weights to the layer below
+# the shown picture's scale, the whole path picture's scale], its path weights to the layer below and, in a
+# tree of parts, the part of its children each channel of the layer below is in (0 the strongest; -1: none)
 NODE_PICTURE = "picture.webp"
 NODE_PHOTO = "photo.webp"
 NODE_FACTS = "facts.npy"
 NODE_WEIGHTS = "weights.npy"
+NODE_PARTS = "parts.npy"
 # a layer's mapped neurons' top probe views, best first ([neurons, M]; -1 where the probe set is short)
 VIEWS = "views.npy"
 
@@ -137,7 +139,7 @@ def expect(kind: str, channels: int | None = None, lower: int | None = None, row
         STATISTICS: {"*.npy": ((channels, ...), "")},
         SPECIFICITIES: {SPECIFICITY: ((channels,), "f")},
         RECEPTIVE_FIELDS: {SIDES: ((None,), "i")},
-        TREES: {NODE_FACTS: ((6,), "f"), NODE_WEIGHTS: ((lower,), "f")},
+        TREES: {NODE_FACTS: ((6,), "f"), NODE_WEIGHTS: ((lower,), "f"), NODE_PARTS: ((lower,), "i")},
         TOP_VIEWS: {VIEWS: ((channels, None), "i")},
         SANITY: {NEURONS: ((channels,), "i"), "sanity-*.npy": ((channels,), "f")},
         EFFECTS: {EFFECT_CLASSES: ((None,), "i"), FIRST_ORDER: ((None, channels), "f"), ABLATED: ((None,), "i"),

@@ -24,21 +24,50 @@ def most_active(atlas: Atlas, featured: FeaturedRecord, layer: LayerRecord) -> d
         for r in order]}
 
 
+MEMBERS_SHOWN = 3  # a part's strongest channels named on its node
+
+
+PLACES = {("top", "centre"): "top", ("middle", "left"): "left", ("middle", "centre"): "centre",
+          ("middle", "right"): "right", ("bottom", "centre"): "bottom"}
+
+
+def where(box: tuple[int, int, int, int], size: int) -> str:
+    """A box on the image in words, by where its centre lies: "the top left" (the outer two fifths of either
+    side), "the centre" (the middle fifth), or "most of the image"."""
+    top, left, bottom, right = box
+    if (bottom - top + 1) * (right - left + 1) >= 0.6 * size * size:
+        return "most of the image"
+    row = ("top", "middle", "bottom")[_band((top + bottom + 1) / (2 * size))]
+    column = ("left", "centre", "right")[_band((left + right + 1) / (2 * size))]
+    return "the " + PLACES.get((row, column), f"{row} {column}")
+
+
+def _band(at: float) -> int:
+    return 0 if at < 0.4 else 2 if at > 0.6 else 1
+
+
 def tree(atlas: Atlas, featured: FeaturedRecord, root: TreeNode, size: int) -> dict:
     """A tree as nested views: each node its path picture cut to where it lies, the photo of that box, the box
-    on a small copy of the photo (as percentages of the image), its share, weight and activation."""
+    on a small copy of the photo (as percentages of the image), its share, weight and activation; a part its
+    channels' count and its strongest channels; a node with children the share they carry together."""
 
     def node(path: list[TreeNode]) -> dict:
         here = path[-1]
         top, left, bottom, right = here.box
         return {"id": node_id(path), "depth": len(path) - 1, "layer": here.layer, "neuron": here.neuron,
                 "label": atlas.labels[(here.layer, here.neuron)][0], "url": neuron_url(here.layer, here.neuron),
+                "part": bool(here.group), "count": len(here.group),
+                "members": [{"neuron": edge.neuron, "weight": edge.weight, "url": neuron_url(here.layer, edge.neuron),
+                             "label": atlas.labels[(here.layer, edge.neuron)][0]}
+                            for edge in here.group[:MEMBERS_SHOWN]],
                 "picture": atlas.assets.tree_node(featured, path, "picture"),
                 "photo": atlas.assets.tree_node(featured, path, "photo"),
                 "box": {"top": 100 * top / size, "left": 100 * left / size,
                         "height": 100 * (bottom - top + 1) / size, "width": 100 * (right - left + 1) / size},
+                "where": where(here.box, size),
                 "share": here.share, "weight": here.weight, "value": here.value, "scale": here.scale,
-                "relative": here.relative, "children": [node(path + [child]) for child in here.children]}
+                "relative": here.relative, "coverage": here.coverage,
+                "children": [node(path + [child]) for child in here.children]}
 
     return node([root])
 
@@ -49,5 +78,5 @@ def build(atlas: Atlas) -> list[Page]:
         "image": {"name": featured.name, "photo": atlas.assets.photo(featured)},
         "predictions": featured.predictions, "layers": [most_active(atlas, featured, layer) for layer in atlas.layers],
         "trees": [tree(atlas, featured, root, size) for root in featured.trees],
-        "method": BY_NAME[atlas.config.trees.method].title})
+        "method": BY_NAME[atlas.config.trees.method].title, "parts": atlas.config.trees.nodes == "parts"})
         for featured in atlas.manifest.featured]

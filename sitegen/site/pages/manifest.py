@@ -45,9 +45,14 @@ def top_patches(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> list[
 
 
 def tree(atlas: Atlas, featured: FeaturedRecord, path: list[TreeNode]) -> dict:
-    """A tree node and its children, strongest first: its path picture as shown and where it lies."""
+    """A tree node and its children, strongest first: its neuron, or a part's channels with their weights (the
+    part's weight their sum), its share and its children's summed (coverage), its path picture as shown and
+    where it lies."""
     here = path[-1]
-    return {"layer": here.layer, "neuron": here.neuron, "weight": here.weight, "share": here.share,
+    neurons: list[dict[str, float | None]] = [{"neuron": e.neuron, "weight": e.weight} for e in here.group] or \
+        [{"neuron": here.neuron, "weight": here.weight}]
+    return {"layer": here.layer, "neuron": here.neuron if not here.group else None, "neurons": neurons,
+            "weight": here.weight, "share": here.share, "coverage": here.coverage,
             "picture": atlas.assets.tree_node(featured, path, "picture"), "box": list(here.box),
             "children": [tree(atlas, featured, path + [child]) for child in here.children]}
 

@@ -55,6 +55,9 @@ def patches(atlas: Atlas, layer: LayerRecord, record: NeuronRecord, chosen) -> l
     return out
 
 
+PATHS_SHOWN = 5  # of the paths of an image's trees through a neuron, the largest shares
+
+
 def edge_sections(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> dict:
     """Children and parents on each featured image, and over the neuron's top patches."""
     above = atlas.neighbour(layer, 1)
@@ -65,7 +68,8 @@ def edge_sections(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> dic
     for featured in atlas.manifest.featured:
         sections.append({
             "title": featured.name, "slug": featured.slug, "photo": atlas.assets.photo(featured),
-            "paths": in_trees.get(featured.slug, []),
+            "paths": in_trees.get(featured.slug, [])[:PATHS_SHOWN],
+            "more_paths": max(0, len(in_trees.get(featured.slug, [])) - PATHS_SHOWN),
             "children": atlas.relatives(record.children.get(featured.slug, ()), layer.lower, featured)
             if layer.lower else [],
             "parents": atlas.relatives(parents.get(featured.slug, []), upper, featured) if upper else []})

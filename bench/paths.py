@@ -1,9 +1,9 @@
 """What a tree of path pictures costs, batched against one path at a time, measured in one run.
 
-Grows the default atlas's tree on its first featured image the way the
-trees stage does: from the top predicted class down through the configured
-layers, each node's children its strongest positive path weights, the
-configured widths.  Each depth is computed twice on the same machine: all
+Grows a tree of neurons (``[trees] nodes = "neurons"``) on the default
+atlas's first featured image the way the trees stage does: from the top
+predicted class down through the configured layers, each node's children
+its strongest positive path weights, the configured widths.  Each depth is computed twice on the same machine: all
 its paths through shared passes (each copy of the image in a batch with its
 own channel masks), and one path per pass.  Each pass gives the path
 picture (the trees' method), the path weights to the layer below and where
@@ -11,7 +11,7 @@ the path's neuron gives most.  The two must agree: the largest difference,
 relative to the largest value, is printed beside the seconds and ratios per
 depth (in float32 about 1e-6 for pictures, up to a few 1e-2 for the weights
 and maps of deep paths, where rounding flips a ReLU6's threshold; in float64
-all below 1e-10).  Run: .venv/bin/python bench/trees.py
+all below 1e-10).  Run: .venv/bin/python bench/paths.py
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
-"""Every link and image of a built site resolves: files exist, fragments name an id."""
+"""Every link and image of a built site resolves: files exist, fragments name an id; and a built site against
+a static host's limits."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -55,3 +58,77 @@ def check_site(site: str | Path) -> tuple[int, list[str]]:
                 if parts.fragment not in parsed[target].ids:
                     problems.append(f"{where}: no element with id {parts.fragment!r}")
     return count, problems
+
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Host:
+    """A static host's published limits (None: none published)."""
+
+    title: str
+    files: int | None  # files in one site
+    size: int | None  # bytes in one site
+    largest: int | None  # bytes in one file
+    directories_count: bool = False  # whether folders count as files
+    source: str = ""
+
+
+HOSTS = {
+    "github": Host("GitHub Pages", None, 10**9, 100 * MIB,
+                   source="docs.github.com, GitHub Pages limits: a published site may be no larger than 1 GB; "
+                          "git refuses a file over 100 MiB on push"),
+    "gitlab": Host("GitLab Pages (gitlab.com)", 200_000, 10**9, None, directories_count=True,
+                   source="gitlab.com Pages: 1 GB per site, 200,000 entries including folders"),
+    "cloudflare": Host("Cloudflare Pages, free plan", 20_000, None, 25 * MIB,
+                       source="developers.cloudflare.com/pages/platform/limits: 20,000 files, 25 MiB per file"),
+    "cloudflare-paid": Host("Cloudflare Pages, paid plans", 100_000, None, 25 * MIB,
+                            source="developers.cloudflare.com/pages/platform/limits: 100,000 files on paid plans "
+                                   "(since January 2026), 25 MiB per file"),
+}
+
+
+@dataclass(frozen=True)
+class Footprint:
+    files: int
+    directories: int
+    size: int  # bytes, all files
+    largest: tuple[int, str]  # bytes, and the file's path relative to the site
+
+
+def footprint(site: str | Path) -> Footprint:
+    """What a built site holds: its files, folders and bytes, and its largest file (links are not followed:
+    a host uploads what the folder holds)."""
+    root = Path(site)
+    files = directories = size = 0
+    largest = (0, "")
+    for folder, names, filenames in os.walk(root):
+        directories += len(names)
+        for name in filenames:
+            path = Path(folder) / name
+            bytes_ = path.lstat().st_size
+            files, size = files + 1, size + bytes_
+            if bytes_ > largest[0]:
+                largest = (bytes_, str(path.relative_to(root)))
+    return Footprint(files, directories, size, largest)
+
+
+def against(used: Footprint, host: Host) -> list[tuple[bool, str]]:
+    """One line per limit of the host: (within it, what the line says)."""
+    def mb(bytes_: int) -> str:  # sites are limited in GB, files in MiB: each in its own unit
+        return f"{bytes_ / 10**6:,.1f} MB"
+
+    def mib(bytes_: int) -> str:
+        return f"{bytes_ / MIB:,.1f} MiB"
+
+    entries = used.files + (used.directories if host.directories_count else 0)
+    what = "files and folders" if host.directories_count else "files"
+    lines = [(host.files is None or entries <= host.files,
+              f"{what}: {entries:,}" + (f" of at most {host.files:,}" if host.files else " (no limit)")),
+             (host.size is None or used.size <= host.size,
+              f"site size: {mb(used.size)}" + (f" of at most {mb(host.size)}" if host.size else " (no limit)")),
+             (host.largest is None or used.largest[0] <= host.largest,
+              f"largest file: {mib(used.largest[0])} ({used.largest[1]})"
+              + (f" of at most {mib(host.largest)}" if host.largest else " (no limit)"))]
+    return [(ok, ("ok    " if ok else "OVER  ") + text) for ok, text in lines]

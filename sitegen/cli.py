@@ -159,16 +159,30 @@ def layers(model: Annotated[str, typer.Argument(help="A model name as in [model]
 
 @app.command()
 @friendly
-def check(site: Annotated[Path, typer.Argument(help="The built site's folder.")] = DEFAULT_OUT) -> None:
-    """Check that every link and image of a built site resolves."""
-    from .check import check_site
+def check(site: Annotated[Path, typer.Argument(help="The built site's folder.")] = DEFAULT_OUT,
+          host: Annotated[str | None, typer.Option(
+              help="Also check the site against a static host's limits (files, site size, largest file): "
+                   "github, gitlab, cloudflare or cloudflare-paid.")] = None) -> None:
+    """Check that every link and image of a built site resolves, and that it fits a host's limits."""
+    from .check import HOSTS, against, check_site, footprint
 
+    if host is not None and host not in HOSTS:
+        raise SitegenError(f"--host {host!r}: expected one of {', '.join(HOSTS)}")
     count, problems = check_site(site)
     for problem in problems[:50]:
         _say(problem)
     if problems:
         raise SitegenError(f"{len(problems)} broken link(s) of {count} in {site}")
     _say(f"{count} links and images checked in {site}: all resolve")
+    if host is not None:
+        limits = HOSTS[host]
+        lines = against(footprint(site), limits)
+        _say(f"{limits.title} ({limits.source}):")
+        for _, line in lines:
+            _say("  " + line)
+        over = [line for ok, line in lines if not ok]
+        if over:
+            raise SitegenError(f"{site} is over {len(over)} of {limits.title}'s limits")
 
 
 @app.command()

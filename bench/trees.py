@@ -107,13 +107,12 @@ class Grower:
         while level and level[0][-1][0].lower is not None:
             below = level[0][-1][0].lower
             width = widths[min(depth, len(widths) - 1)]
-            blur = BLUR * self.size / max(below.geometry.jump)
             deeper = []
             for path, maps in zip(level, self.maps(level).cpu().numpy()):
                 weights = maps.reshape(maps.shape[0], -1).sum(axis=1)
                 total = float(np.clip(weights, 0, None).sum())
                 if parts:
-                    children: list = partition(maps, list(range(len(weights))), width, blur)
+                    children: list = partition(maps, list(range(len(weights))), width, BLUR * max(maps.shape[1:]))
                     shares = [float(weights[list(part)].sum()) / total for part in children]
                 else:
                     order = np.argsort(-weights, kind="stable")[:width]
@@ -132,7 +131,7 @@ def grouping_quality(grower: Grower, maps: np.ndarray, below, width: int, groupi
     mean overlap of sibling squares."""
     weights = maps.reshape(maps.shape[0], -1).sum(axis=1)
     total = float(np.clip(weights, 0, None).sum())
-    blur = BLUR * grower.size / max(below.geometry.jump)
+    blur = BLUR * max(maps.shape[1:])
     rows, boxes = [], []
     for part in grouping(maps, list(range(len(weights))), width, blur):
         contributions = torch.from_numpy(maps[list(part)].sum(axis=0))

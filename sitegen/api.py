@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -45,7 +46,10 @@ def _steps(model: nn.Module, paths: Sequence[PathSpec]) -> list[list[Step]]:
         steps = []
         for layer, neuron in path:
             name, module = _module(model, layer)
-            kept = int(neuron) if isinstance(neuron, int) else tuple(sorted({int(n) for n in neuron}))
+            try:
+                kept: int | tuple[int, ...] = operator.index(neuron)  # type: ignore[arg-type]  # numpy's too
+            except TypeError:
+                kept = tuple(sorted({int(n) for n in neuron}))  # type: ignore[union-attr]
             steps.append(Step(name, module, kept))
         resolved.append(steps)
     return resolved

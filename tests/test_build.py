@@ -462,7 +462,7 @@ def test_trees_of_parts_add_up(atlas):
     x = model_input(atlas, "img0.png")
     root = manifest.featured[0].trees[0]
     parts = {0: 5, 1: 3, 2: 2}
-    seen = []
+    seen, sizes = [], []
 
     def check(path, node, depth):
         if not node.children:
@@ -484,9 +484,11 @@ def test_trees_of_parts_add_up(atlas):
         assert [child.weight for child in node.children] == sorted((c.weight for c in node.children), reverse=True)
         assert node.coverage == pytest.approx(1.0, abs=1e-6)
         seen.append(len(node.children))
+        sizes.extend(len(child.group) for child in node.children)
 
     check([root], root, 0)
-    assert max(seen) > 1 and len(seen) > 3  # parts of more than one channel, on more than one level
+    assert max(seen) > 1 and len(seen) > 3  # nodes of several parts, on more than one level
+    assert max(sizes) > 1  # parts of several channels somewhere: k-means ran
     site = atlas / "site"
     assert run("render", "-c", atlas / "atlas.toml", "-o", site, "--cache", atlas / "cache")[0] == 0
     assert check_site(site)[1] == []

@@ -1,6 +1,7 @@
 """Path pictures and path weights (DESIGN §2) against an independent one-path-at-a-time reference
 (tests/reference.py), which writes each path's masks into the forward instead of hooking gradients."""
 
+import numpy as np
 import pytest
 import torch
 from reference import RULES as REFERENCE_RULES
@@ -120,7 +121,8 @@ def test_a_path_through_one_channel_is_part_of_the_whole():
 
 
 def group_path(model, images, path):
-    """The case's path with each step below the root a group: its neuron and the next three strongest."""
+    """The case's path with each step below the root a group: the four strongest channels under the groups
+    above it."""
     grouped = [path[0]]
     for layer, _ in path[1:]:
         weights = sitegen.path_edges(model, images[:1], [grouped], layer)[0, 0]
@@ -181,6 +183,8 @@ def test_bad_groups_are_named():
         sitegen.visualize_paths(model, images, [[("conv5", 0), ("conv4", [])]])
     with pytest.raises(SitegenError, match="root is one neuron"):
         sitegen.visualize_paths(model, images, [[("conv5", [0, 1])]])
+    numpy_steps = [("conv5", np.int64(0)), ("conv4", torch.tensor(1))]  # integers of numpy and torch are neurons
+    assert sitegen.path_edges(model, images, [numpy_steps], "conv3").shape == (1, 1, 384)
 
 
 def test_paths_must_go_down():

@@ -90,7 +90,7 @@ def tree_record(ws: Workspace, state: State, item: Item, root: tuple[Layer, int]
             total = float(np.clip(weights[list(state.mapped[lower.name])], 0, None).sum())
             kids = [node(path + ((lower, child),), weights, total, root_scale)
                     for child in trees.children(ws, state, path, entry)]
-            coverage = sum(kid.share or 0.0 for kid in kids)
+            coverage = sum(kid.share or 0.0 for kid in kids) if total > 0 else None  # None: nothing to cover
         top, left, bottom, right = (int(v) for v in facts[:4])
         neuron, value = (kept, float(values[layer.name][kept])) if isinstance(kept, int) else (group[0].neuron, None)
         return TreeNode(layer.name, neuron, key, (top, left, bottom, right), float(facts[4]),

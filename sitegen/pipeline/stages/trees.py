@@ -194,7 +194,7 @@ def compute_level(ws: Workspace, state: State, item: Item, paths: list[Path]) ->
             kept, size = path[-1][1], ws.model.preprocess.crop
             contributions = result["maps"][index, channels(kept)].sum(0)
             side = state.effective.get(layer.name) if isinstance(kept, int) else \
-                holding(layer.geometry, contributions, size)
+                None if layer.geometry.whole else holding(layer.geometry, contributions, size)
             box = placed(side, layer.geometry, contributions, size)
         shown, scale = display(cut_gradients(grads[index:index + 1], [box]), PATCH_SIDE)
         jobs = {members.NODE_PICTURE: (shown[0], "picture"), members.NODE_PHOTO: (fit(cut(pixels, box), PATCH_SIDE),
@@ -204,7 +204,7 @@ def compute_level(ws: Workspace, state: State, item: Item, paths: list[Path]) ->
             maps = result["lower maps"][index].cpu().numpy()
             entry[members.NODE_WEIGHTS] = maps.reshape(maps.shape[0], -1).sum(axis=1)
             entry[members.NODE_PARTS] = np.full(maps.shape[0], -1, dtype=np.int64)
-            blur = BLUR * ws.model.preprocess.crop / max(below.geometry.jump)
+            blur = BLUR * max(maps.shape[1:]) if maps.ndim == 3 else 0.0  # in positions: the map spans the image
             for rank, part in enumerate(partition(maps, state.mapped[below.name], width(ws, path), blur)):
                 entry[members.NODE_PARTS][list(part)] = rank
         elif below is not None:

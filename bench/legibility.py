@@ -8,14 +8,17 @@ grey square with a speck scores near 0 on both.  Goal: share >= 0.20 and 99th
 percentile >= 80 in every layer.
 
 The pictures are found through the site's manifest.json (each top patch's
-"guided" file, each neuron's "featured" pictures); a site made before those
-fields existed is read by its file names.
+"guided" picture, each neuron's "featured" pictures), each the part of its
+sheet that a page shows (``sheet.webp#xywh=x,y,w,h``) or, in a site made
+before pictures were packed into sheets, a file of its own; a site made
+before those fields existed is read by its file names.
 
 Run: .venv/bin/python bench/legibility.py [SITE]   (default: site/)
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -26,9 +29,20 @@ from PIL import Image
 GOAL_SHARE, GOAL_P99 = 0.20, 80.0
 
 
+@functools.lru_cache(maxsize=16)  # a neuron's pictures are in one sheet
+def opened(file: str) -> Image.Image:
+    return Image.open(file).convert("RGB")
+
+
 def measure(path: Path) -> tuple[float, float]:
-    """(share of pixels more than 16 levels from grey, 99th percentile of |pixel - 128|), over all channels."""
-    offset = np.abs(np.asarray(Image.open(path).convert("RGB"), dtype=np.int16) - 128).max(axis=2)
+    """(share of pixels more than 16 levels from grey, 99th percentile of |pixel - 128|), over all channels,
+    of a picture: a file, or ``sheet.webp#xywh=x,y,w,h``, the part of a sheet."""
+    file, _, rect = str(path).partition("#xywh=")
+    picture = opened(file)
+    if rect:
+        x, y, w, h = (int(v) for v in rect.split(","))
+        picture = picture.crop((x, y, x + w, y + h))
+    offset = np.abs(np.asarray(picture, dtype=np.int16) - 128).max(axis=2)
     return float((offset > 16).mean()), float(np.percentile(offset, 99))
 
 

@@ -1,5 +1,5 @@
-"""Every link and image of a built site resolves: files exist, fragments name an id; and a built site against
-a static host's limits."""
+"""Every link and image of a built site resolves: files exist, fragments name an id, a picture of a sheet lies
+inside it; and a built site against a static host's limits."""
 
 from __future__ import annotations
 
@@ -9,12 +9,16 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from PIL import Image
+
 
 class _Links(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.links: list[tuple[str, str]] = []  # (attribute, value)
         self.ids: set[str] = set()
+        self.pictures: list[tuple[str, str, str, str]] = []  # a sheet's pictures: (href, width, height, viewBox)
+        self._view = ""  # the viewBox of the svg being read
 
     def handle_starttag(self, tag, attrs):
         for name, value in attrs:
@@ -22,6 +26,12 @@ class _Links(HTMLParser):
                 self.ids.add(value)
             if value is not None and (name in ("href", "src") or (tag == "img" and name == "srcset")):
                 self.links.append((f"{tag}[{name}]", value))
+        values = dict(attrs)
+        if tag == "svg":
+            self._view = values.get("viewbox") or ""
+        elif tag == "image" and self._view:
+            self.pictures.append((values.get("href") or "", values.get("width") or "", values.get("height") or "",
+                                  self._view))
 
 
 def _parse(path: Path) -> _Links:
@@ -36,6 +46,7 @@ def check_site(site: str | Path) -> tuple[int, list[str]]:
     if not (site / "index.html").is_file():
         return 0, [f"{site}: no index.html"]
     parsed: dict[Path, _Links] = {}
+    sizes: dict[Path, tuple[int, int] | None] = {}  # of the sheets, read once
     problems, count = [], 0
     for page in sorted(site.rglob("*.html")):
         if page not in parsed:
@@ -57,7 +68,35 @@ def check_site(site: str | Path) -> tuple[int, list[str]]:
                     parsed[target] = _parse(target)
                 if parts.fragment not in parsed[target].ids:
                     problems.append(f"{where}: no element with id {parts.fragment!r}")
+        problems += _sheets(site, page, links.pictures, sizes)
     return count, problems
+
+
+def _sheets(site: Path, page: Path, pictures: list[tuple[str, str, str, str]],
+            sizes: dict[Path, tuple[int, int] | None]) -> list[str]:
+    """Each picture of a sheet that the page shows lies inside the sheet, whose size the page has right."""
+    problems = []
+    for href, width, height, view in pictures:
+        target = (page.parent / unquote(urlsplit(href).path)).resolve()
+        if not target.is_file() or not target.is_relative_to(site.resolve()):
+            continue  # reported with the links
+        if target not in sizes:
+            try:
+                with Image.open(target) as sheet:
+                    sizes[target] = sheet.size
+            except OSError:
+                sizes[target] = None
+        size = sizes[target]
+        if size is None:
+            problems.append(f"{page.relative_to(site)}: {href} is not a picture")
+            continue
+        x, y, w, h = (float(v) for v in view.split())
+        where = f"{page.relative_to(site)}: {href}"
+        if (width, height) != (str(size[0]), str(size[1])):
+            problems.append(f"{where} is {size[0]} x {size[1]} px, the page says {width} x {height}")
+        elif x < 0 or y < 0 or x + w > size[0] or y + h > size[1]:
+            problems.append(f"{where}: the picture at {view} lies outside it")
+    return problems
 
 
 MIB = 1024 * 1024

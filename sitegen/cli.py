@@ -79,6 +79,7 @@ def _render(config_path: Path, out: Path, cache: Path) -> None:
     from . import config as config_module
     from .render import render
     from .site import build_site_model
+    from .site.sheets import measurer
     from .store import manifest as manifest_store
     from .store.cache import Cache
 
@@ -91,7 +92,7 @@ def _render(config_path: Path, out: Path, cache: Path) -> None:
                            f"run `sitegen compute` to record it again (it computes only what is missing)") from None
     if manifest is None:
         raise SitegenError(f"nothing computed yet for {config_path} in {cache}: run `sitegen compute` first")
-    site = build_site_model(manifest, config)
+    site = build_site_model(manifest, config, measurer(store))
     counts = render(site, out, store, log=_say)
     _say(f"rendered {counts['pages']} pages and {counts['assets']} files into {out} "
          f"({counts['changed']} changed, {counts['removed']} removed)")

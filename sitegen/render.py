@@ -10,6 +10,7 @@ One render (or clean) works in a folder at a time; another waits for it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import posixpath
 import tempfile
@@ -17,9 +18,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup
 
 from .errors import SitegenError
 from .site.model import SiteModel
+from .site.sheets import Member, Pic, made
 from .store.cache import Cache, as_umask_allows, naming
 from .store.locks import Lock
 
@@ -55,6 +58,26 @@ def environment(templates: Path) -> jinja2.Environment:
         return relative_url(target, context["page_path"])
 
     env.filters["url"] = url
+
+    @jinja2.pass_context
+    def pic(context, picture: Pic | str, alt: str, cls: str = "", title: str = "", side: int | None = None
+            ) -> Markup:
+        """A picture of a sheet as an inline SVG showing its rectangle of the sheet, or a file of its own as
+        an ``img``; ``alt`` its text for those who cannot see it, ``title`` a tooltip, ``side`` its size in
+        CSS pixels where the page sets it."""
+        size = Markup(' width="{0}" height="{0}"').format(side) if side else ""
+        tip = Markup(' title="{}"').format(title) if title else ""
+        if isinstance(picture, str):
+            return Markup('<img class="{}" src="{}" alt="{}"{}{} loading="lazy">').format(
+                cls, relative_url(picture, context["page_path"]), alt, tip, size)
+        sheet = picture.sheet
+        return Markup('<svg class="pic {}" viewBox="{} {} {} {}" role="img" aria-label="{}"{}>{}<image href="{}" '
+                      'width="{}" height="{}"/></svg>').format(
+            cls, picture.x, picture.y, picture.width, picture.height, alt, size,
+            Markup("<title>{}</title>").format(title) if title else "",
+            relative_url(sheet.path, context["page_path"]), sheet.width, sheet.height)
+
+    env.globals["pic"] = pic
     env.filters["num"] = lambda value: f"{value:.3g}"
     env.filters["pct"] = lambda value: f"{100 * value:.1f}%"
     env.filters["pct0"] = lambda value: f"{100 * value:.0f}%"
@@ -179,7 +202,8 @@ def planned_files(site: SiteModel, templates: Path) -> tuple[set[str], list[Path
     """Every file a render of ``site`` writes, and the static files among them."""
     static = templates / "static"
     statics = [p for p in sorted(static.rglob("*")) if p.is_file()] if static.is_dir() else []
-    names = {page.path for page in site.pages} | set(site.files) | {asset.path for asset in site.assets}
+    names = {page.path for page in site.pages} | set(site.files) | {asset.path for asset in site.assets} | \
+        {sheet.path for sheet in site.sheets}
     return names | {p.relative_to(templates).as_posix() for p in statics}, statics
 
 
@@ -189,7 +213,28 @@ def missing_entries(site: SiteModel, cache: Cache) -> list[str]:
     needed: dict[tuple[str, str], set[str]] = {}
     for asset in site.assets:
         needed.setdefault((asset.kind, asset.key), set()).add(asset.member)
+    for sheet in site.sheets:
+        for member in sheet.members:
+            needed.setdefault((member.kind, member.key), set()).add(member.member)
     return [f"{kind}/{key}" for (kind, key), wanted in needed.items() if not wanted <= cache.names(kind, key)]
+
+
+def _reader(cache: Cache) -> Callable[[Member], bytes]:
+    """A member's bytes, the last entries read kept (a sheet draws on a few entries, its neighbours on the
+    same ones)."""
+
+    @functools.lru_cache(maxsize=64)
+    def entry(kind: str, key: str) -> dict | None:
+        return cache.get(kind, key)
+
+    def read(member: Member) -> bytes:
+        found = entry(member.kind, member.key)
+        if found is None or member.member not in found:
+            raise SitegenError(f"cache entry {member.kind}/{member.key} is missing or damaged; "
+                               f"run `sitegen build` to compute it again")
+        return found[member.member]
+
+    return read
 
 
 def render(site: SiteModel, out: str | Path, cache: Cache, templates: Path | None = None,
@@ -212,17 +257,12 @@ def render(site: SiteModel, out: str | Path, cache: Cache, templates: Path | Non
             writer.write(page.path, env.get_template(page.template).render(context).encode("utf-8"))
         for path, data in site.files.items():
             writer.write(path, data)
-        entries: dict[tuple[str, str], dict | None] = {}
+        read = _reader(cache)
         for asset in site.assets:
-            if asset.path in writer.written:
-                continue
-            if (asset.kind, asset.key) not in entries:
-                entries[(asset.kind, asset.key)] = cache.get(asset.kind, asset.key)
-            entry = entries[(asset.kind, asset.key)]
-            if entry is None or asset.member not in entry:
-                raise SitegenError(f"cache entry {asset.kind}/{asset.key} is missing or damaged; "
-                                   f"run `sitegen build` to compute it again")
-            writer.write(asset.path, entry[asset.member])
+            if asset.path not in writer.written:
+                writer.write(asset.path, read(Member(asset.kind, asset.key, asset.member)))
+        for sheet in site.sheets:
+            writer.write(sheet.path, made(sheet, read, cache))
         for static in statics:
             writer.write(static.relative_to(templates).as_posix(), static.read_bytes())
         removed = writer.finish()

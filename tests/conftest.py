@@ -1,3 +1,6 @@
+import html
+import posixpath
+import re
 import sys
 from pathlib import Path
 
@@ -37,3 +40,24 @@ def write_images(folder: Path, count: int, size=(96, 80), seed: int = 0) -> list
 @pytest.fixture
 def images(tmp_path):
     return write_images(tmp_path / "imgs", 4)
+
+
+PICTURE = re.compile(r'<svg class="pic[^"]*" viewBox="(\d+) (\d+) (\d+) (\d+)" role="img" aria-label="([^"]*)"[^>]*>'
+                     r'(?:<title>[^<]*</title>)?<image href="([^"]+)"')
+
+
+def pictures_on(site: Path, page: str) -> list[tuple[str, tuple[int, int, int, int], str]]:
+    """The pictures of sheets that a page of a built site shows: (the sheet's path from the site root, its
+    rectangle there, its alt text), as ``sheet#xywh=`` fragments name them in manifest.json."""
+    out = []
+    for x, y, w, h, alt, href in PICTURE.findall((site / page).read_text(encoding="utf-8")):
+        sheet = posixpath.normpath(posixpath.join(posixpath.dirname(page), href))
+        out.append((sheet, (int(x), int(y), int(w), int(h)), html.unescape(alt)))
+    return out
+
+
+def fragment(name: str) -> tuple[str, tuple[int, int, int, int]]:
+    """``sheet#xywh=x,y,w,h`` as (sheet, rectangle)."""
+    sheet, _, rect = name.partition("#xywh=")
+    x, y, w, h = (int(v) for v in rect.split(","))
+    return sheet, (x, y, w, h)

@@ -6,12 +6,15 @@ Screenshots are kept in test-artifacts/browser/.
 
 import functools
 import http.server
+import io
 import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import TINY_MODEL, write_images
+from conftest import TINY_MODEL, pictures_on, write_images
+from PIL import Image
 from typer.testing import CliRunner
 
 from sitegen.cli import app
@@ -46,7 +49,16 @@ WAIT_FOR_IMAGES = """async () => {
   const images = Array.from(document.images);
   images.forEach(i => { i.loading = "eager"; });
   await Promise.all(images.map(i => i.complete ? null : new Promise(r => { i.onload = r; i.onerror = r; })));
-  return images.filter(i => !(i.naturalWidth > 0)).map(i => i.getAttribute("src"));
+  const broken = images.filter(i => !(i.naturalWidth > 0)).map(i => i.getAttribute("src"));
+  // the sheets that pictures show parts of, each loaded as the browser loads it
+  const sheets = [...new Set(Array.from(document.querySelectorAll("svg.pic image"), i => i.getAttribute("href")))];
+  const failed = await Promise.all(sheets.map(href => new Promise(r => {
+    const sheet = new Image();
+    sheet.onload = () => r(sheet.naturalWidth > 0 ? null : href);
+    sheet.onerror = () => r(href);
+    sheet.src = href;
+  })));
+  return broken.concat(failed.filter(Boolean));
 }"""
 
 
@@ -219,6 +231,10 @@ A11Y = """() => {
   for (const img of document.images) {
     if (!(img.getAttribute("alt") || "").trim()) problems.push("image without alt text: " + img.getAttribute("src"));
   }
+  for (const svg of document.querySelectorAll("svg.pic")) {
+    if (svg.getAttribute("role") !== "img" || !(svg.getAttribute("aria-label") || "").trim())
+      problems.push("picture without alt text: " + svg.getAttribute("viewBox"));
+  }
   for (const input of document.querySelectorAll("input, select, textarea")) {
     const labelled = input.getAttribute("aria-label")
       || (input.id && document.querySelector(`label[for="${input.id}"]`));
@@ -226,6 +242,7 @@ A11Y = """() => {
   }
   for (const a of document.querySelectorAll("a[href]")) {
     const text = a.textContent.trim() || Array.from(a.querySelectorAll("img")).map(i => i.alt).join("").trim()
+      || Array.from(a.querySelectorAll("svg.pic")).map(i => i.getAttribute("aria-label")).join("").trim()
       || a.getAttribute("aria-label");
     if (!text) problems.push("link without text: " + a.getAttribute("href"));
   }
@@ -288,9 +305,9 @@ def test_a_phone_sees_every_picture_and_the_header_scrolls_away(browser, site):
     page = browser.new_page(viewport={"width": 375, "height": 800})
     page.goto((site / "atlas" / "layers" / "features.4" / "1.html").as_uri())
     page.wait_for_load_state("load")
-    outside = page.evaluate("""() => Array.from(document.querySelectorAll('table.vis img'))
+    outside = page.evaluate("""() => Array.from(document.querySelectorAll('table.vis img, table.vis .pic'))
         .filter(i => { const r = i.getBoundingClientRect(); return r.left < 0 || r.right > window.innerWidth; })
-        .map(i => i.alt)""")
+        .map(i => i.alt || i.getAttribute("aria-label"))""")
     assert outside == [], outside
     assert page.evaluate("(() => { const t = document.querySelector('table.vis'); "
                          "return t.scrollWidth <= t.clientWidth + 1; })()")
@@ -299,4 +316,43 @@ def test_a_phone_sees_every_picture_and_the_header_scrolls_away(browser, site):
     assert bottom <= 0, "the header stays on screen"
     page.goto((site / "atlas" / "index.html").as_uri())
     assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
+    page.close()
+
+
+def enlarged(sheet: Image.Image, rect: tuple[int, int, int, int]) -> np.ndarray:
+    """A rectangle of a sheet enlarged to 160 px as a browser draws a gradient picture (pixel for pixel)."""
+    x, y, w, h = rect
+    return np.asarray(sheet.crop((x, y, x + w, y + h)).resize((160, 160), Image.Resampling.NEAREST), dtype=float)
+
+
+def off(on_screen: np.ndarray, expected: np.ndarray) -> float:
+    """How far a 160 px picture on screen is from ``expected`` (the mean difference of its levels); the picture
+    may start between two screen pixels, its screenshot then 161 px, so the best of its 160 px windows."""
+    return min(np.abs(on_screen[dy:dy + 160, dx:dx + 160] - expected).mean()
+               for dy in range(on_screen.shape[0] - 159) for dx in range(on_screen.shape[1] - 159))
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_a_packed_picture_shows_its_own_pixels(browser, site, width):
+    """From file://, a picture of a sheet is drawn from its own rectangle of the sheet: each guided-backprop
+    picture of a neuron page on screen is its rectangle of the sheet enlarged, pixel for pixel, and unlike the
+    rectangle one pixel over."""
+    page = browser.new_page(viewport={"width": width, "height": 800}, device_scale_factor=1)
+    root = site / "atlas"
+    page.goto((root / "layers" / "features.4" / "1.html").as_uri())
+    assert page.evaluate(WAIT_FOR_IMAGES) == []
+    shown = {alt: (sheet, rect) for sheet, rect, alt in pictures_on(root, "layers/features.4/1.html")}
+    for image in ("img0", "img1"):
+        alt = f"Guided backprop of features.4/1 on imgs/{image}.png"
+        sheet, (x, y, w, h) = shown[alt]
+        drawn = page.get_by_role("img", name=alt, exact=True)
+        drawn.scroll_into_view_if_needed()
+        box = drawn.bounding_box()
+        assert box and box["width"] == 160 and box["height"] == 160 and box["x"] >= 0 and box["x"] + 160 <= width
+        on_screen = np.asarray(Image.open(io.BytesIO(drawn.screenshot())).convert("RGB"), dtype=float)
+        pixels = Image.open(root / sheet).convert("RGB")
+        own, over = off(on_screen, enlarged(pixels, (x, y, w, h))), off(on_screen, enlarged(pixels, (x + 1, y, w, h)))
+        assert own < 1 and over > own + 1, (image, own, over)  # measured: 0 and 1.3 or more
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        drawn.screenshot(path=str(ARTIFACTS / f"packed-{width}-{image}.png"))
     page.close()

@@ -1,13 +1,14 @@
 """End to end: a tiny atlas (a random-init model, generated images) built, checked and rebuilt."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MODEL, write_images
+from conftest import TINY_MODEL, fragment, pictures_on, write_images
 from typer.testing import CliRunner
 
 from sitegen.check import check_site
@@ -81,14 +82,16 @@ def test_build_check_and_rebuild(atlas):
 
     neuron = (site / "layers" / "features.4" / "3.html").read_text()
     assert "Blob edge" in neuron and "<em>rim</em>" in neuron
-    for method in ("guided", "deconv", "gradient"):
-        for image in ("img0", "img1"):
-            assert f"../../assets/vis/features.4/3/{image}-{method}.webp" in neuron
+    for title in ("Guided backprop", "Deconvnet", "Gradient"):
+        for image in ("img0", "img1"):  # each from the neuron's own sheet
+            assert re.search(f'<svg class="pic g" viewBox="[0-9 ]+" role="img" aria-label="{title} of features.4/3 '
+                             f'on imgs/{image}.png" width="160" height="160"><title>[^<]+</title><image '
+                             f'href="../../assets/layers/features.4/3.webp"', neuron)
     for image in ("img0", "img1"):  # where it fires, on every neuron page of a layer with positions
-        assert f'src="../../assets/maps/features.4/3/{image}.webp"' in neuron
-    assert "assets/maps" not in (site / "layers" / "fc" / "3.html").read_text()  # a unit has no map
+        assert f'aria-label="Where features.4/3 fires on imgs/{image}.png"' in neuron
+    assert " fires on imgs/" not in (site / "layers" / "fc" / "3.html").read_text()  # a unit has no map
     levels = compute(load(atlas / "atlas.toml"), cache, quiet=True)[0].layer("features.4").neurons[3].levels
-    assert neuron.count('alt="Patch ') == 4 + len(levels)  # the top 4, and the 99th and 90th percentile (unless one)
+    assert neuron.count('aria-label="Patch ') == 4 + len(levels)  # the top 4, and the 99th and 90th percentile
     assert "Tiny &lt;atlas&gt;" in neuron  # the title is escaped
     assert "Hello <strong>atlas</strong>." in (site / "index.html").read_text()
     about = (site / "about.html").read_text()
@@ -371,15 +374,18 @@ def test_manifest_json_names_every_file_a_neuron_page_shows(atlas):
     layer = next(layer for layer in data["layers"] if layer["name"] == "features.4")
     assert layer["effective_receptive_field"] % 2 == 1  # measured, odd: centred on a pixel
     neuron = layer["neurons"][3]
-    page = (site / neuron["page"]).read_text()
-    for patch in neuron["top_patches"]:
-        assert (site / patch["photo"]).is_file() and (site / patch["guided"]).is_file() and patch["scale"] > 0
-        assert f'src="../../{patch["guided"]}"' in page  # the same file the page shows
+    shown = {(sheet, rect): alt for sheet, rect, alt in pictures_on(site, neuron["page"])}
+    for patch in neuron["top_patches"]:  # the pictures the page shows, in the sheet beside it
+        assert shown[fragment(patch["photo"])] == f"Patch {patch['rank']} from {patch['source']}"
+        assert shown[fragment(patch["guided"])] == f"Guided backprop patch {patch['rank']}" and patch["scale"] > 0
+        assert (site / fragment(patch["guided"])[0]).is_file()
     assert {(f["image"], f["method"]) for f in neuron["featured"]} == {
         (image, method) for image in ("imgs/img0.png", "imgs/img1.png") for method in ("guided", "deconv", "gradient")}
+    titles = {"guided": "Guided backprop", "deconv": "Deconvnet", "gradient": "Gradient"}
     for picture in neuron["featured"]:
-        assert (site / picture["picture"]).is_file() and (site / picture["zoom"]).is_file() and picture["scale"] > 0
-        assert picture["picture"].split("/")[-1] in page
+        title = titles[picture["method"]]
+        assert shown[fragment(picture["picture"])] == f"{title} of features.4/3 on {picture['image']}"
+        assert shown[fragment(picture["zoom"])] == f"{title} where the neuron looks" and picture["scale"] > 0
 
 
 def test_methods_in_another_order(atlas):
@@ -446,7 +452,7 @@ def test_trees_of_neurons_rank_children_by_path_weights(atlas):
     assert [c["neurons"] for c in tree["children"]] == [[{"neuron": c.neuron, "weight": pytest.approx(c.weight,
                                                                                                    rel=1e-3)}]
                                                         for c in root.children]
-    assert (site / tree["children"][0]["picture"]).is_file()
+    assert (site / fragment(tree["children"][0]["picture"])[0]).is_file()
 
 
 def test_trees_of_parts_add_up(atlas):

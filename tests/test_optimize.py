@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_MODEL, write_images
+from conftest import TINY_MODEL, pictures_on, write_images
 from torch import nn
 
 import sitegen
@@ -145,10 +145,11 @@ def test_an_atlas_with_optimized_images(tmp_path):
     assert result.exit_code == 0, result.output
     assert check_site(tmp_path / "site")[1] == []
     layer_page = (tmp_path / "site" / "layers" / "features.4.html").read_text()
-    assert layer_page.count('alt="Optimized image of features.4/') == 2 * 8  # tiles and the grid
+    assert layer_page.count('aria-label="Optimized image of features.4/') == 2 * 8  # tiles and the grid
     neuron_page = (tmp_path / "site" / "layers" / "fc" / "2.html").read_text()
     assert 'id="optimized"' in neuron_page and "its value" in neuron_page
-    assert (tmp_path / "site" / "assets" / "optimized" / "fc" / "2.png").stat().st_size > 0
+    shown = {alt: sheet for sheet, _, alt in pictures_on(tmp_path / "site", "layers/fc/2.html")}
+    assert shown["Image optimized from noise to excite fc/2"] == "assets/layers/fc/2.webp"  # in its own sheet
     about = (tmp_path / "site" / "about.html").read_text()
     assert "An optimized image (Olah et al." in about and 'href="layers/fc.html#optimized"' in about
     saved = json.loads((tmp_path / "site" / "manifest.json").read_text())

@@ -12,9 +12,26 @@ import pytest
 from sitegen.config import parse
 from sitegen.site import build_site_model
 from sitegen.site.model import Asset
+from sitegen.site.sheets import GUTTER, Member
 from sitegen.store.manifest import dump, load
 
 HERE = Path(__file__).parent
+
+
+def measure(kind, key, member):
+    """Every hand-made picture is 2 x 2 pixels."""
+    return (2, 2)
+
+
+def tiny() -> bytes:
+    """A 2 x 2 picture."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (2, 2), (200, 10, 10)).save(buffer, format="WEBP", lossless=True)
+    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -23,20 +40,32 @@ def site(tmp_path):
     (tmp_path / "neurons" / "conv" / "1.md").write_text("# Whiskers\n\nFires on *whiskers*.\n")
     (tmp_path / "notes.md").write_text("# Notes\n\nA page of its own.\n")
     config = parse('[layers]\nuse = ["conv", "fc"]\n', tmp_path / "atlas.toml")
-    return build_site_model(handmade.manifest(), config)
+    return build_site_model(handmade.manifest(), config, measure)
 
 
 class Entries:
-    """A cache that holds every member the site copies, each one byte."""
+    """A cache that holds every member the site copies, each a 2 x 2 picture."""
 
     def __init__(self, site):
         self.site = site
 
     def get(self, kind, key):
-        return {asset.member: b"x" for asset in self.site.assets if asset.key == key}
+        members = [Member(a.kind, a.key, a.member) for a in self.site.assets]
+        members += [member for sheet in self.site.sheets for member in sheet.members]
+        return {member.member: tiny() for member in members if member.key == key}
 
     def names(self, kind, key):
         return set(self.get(kind, key))
+
+    def put(self, kind, key, members):
+        """Composed sheets are not kept."""
+
+
+def member_at(site, fragment):
+    """The cache member a picture named ``sheet#xywh=x,y,w,h`` shows."""
+    path, _, rect = fragment.partition("#xywh=")
+    sheet = next(sheet for sheet in site.sheets if sheet.path == path)
+    return sheet.members[sheet.rects.index(tuple(int(v) for v in rect.split(",")))]
 
 
 def pages(site):
@@ -71,9 +100,10 @@ def test_a_neuron_page_shows_its_records(site):
     context = pages(site)["layers/conv/2.html"].context
     row = context["rows"][0]
     assert row["value"] == 1.5 and row["position"] == "(1, 0)" and row["specificity"] == 0.5
-    assert row["photo_zoom"] == "assets/vis/conv/2/cat-guided-img.webp"
-    assert [p["src"] for p in row["pictures"]] == ["assets/vis/conv/2/cat-guided.webp",
-                                                   "assets/vis/conv/2/cat-gradient.webp"]
+    # the neuron's own pictures are in its sheet, one after another
+    assert [p["src"].fragment() for p in row["pictures"]] == [
+        f"assets/layers/conv/2.webp#xywh={GUTTER + (2 + 2 * GUTTER) * n},{GUTTER},2,2" for n in (0, 2)]
+    assert member_at(site, row["photo_zoom"].fragment()) == Member("vis", "vis-conv-guided", "2-img.webp")
     assert [(p["rank"], p["value"], p["source"]) for p in context["patches"]] == [
         (1, 4.0, "photos/dog.png"), (2, 1.0, "photos/cat.png")]
     assert context["levels"][0]["percentile"] == "99"
@@ -83,14 +113,24 @@ def test_a_neuron_page_shows_its_records(site):
     assert optimized["own"] == 22.0 and optimized["other"] == 7.0 and optimized["objective"] == "its value"
 
 
-def test_assets_name_their_cache_members(site):
-    assert Asset("assets/patches/conv/1/1-gb.webp", "patch", "patch-1", "1-gb.webp") in site.assets
-    # a patch's photo is one file per view and box, whichever neurons show it
-    assert Asset("assets/patches/conv/views/2-img_0_0_2_2.webp", "patch", "patch-2", "img_0_0_2_2.webp") \
-        in site.assets
-    assert Asset("assets/vis/conv/3/cat-guided-box.webp", "vis", "vis-conv-guided", "3-box.webp") in site.assets
-    assert Asset("assets/optimized/fc/2.png", "opt", "opt-fc", "2.png") in site.assets
-    assert Asset("assets/photos/cat.jpg", "photo", "photo-cat", "photo.jpg") in site.assets
+def test_pictures_are_packed_into_sheets_that_name_their_cache_members(site):
+    sheets = {sheet.path: sheet for sheet in site.sheets}
+    assert Member("patch", "patch-1", "1-gb.webp") in sheets["assets/layers/conv/1.webp"].members
+    assert Member("patch", "patch-2", "img_0_0_2_2.webp") in sheets["assets/layers/conv/1.webp"].members
+    assert Member("vis", "vis-conv-guided", "3-box.webp") in sheets["assets/layers/conv/3.webp"].members
+    assert Member("opt", "opt-fc", "2.png") in sheets["assets/layers/fc/2.webp"].members
+    # the tiles of a layer, and its neurons on an image (where each looks, its picture there), in sheets of their own
+    assert Member("patch", "patch-1", "1-gb.webp") in sheets["assets/layers/conv/tiles.webp"].members
+    assert Member("vis", "vis-conv-guided", "3-box.webp") in sheets["assets/layers/conv/on-cat.webp"].members
+    assert Member("tree", "tree-0-2", "photo.webp") in sheets["assets/trees/cat.webp"].members
+    # a featured photo stays a file of its own; every other file is a sheet
+    assert set(site.assets) == {Asset("assets/photos/cat.jpg", "photo", "photo-cat", "photo.jpg")}
+    for sheet in site.sheets:  # no picture is twice in a sheet, and none overlaps another with its gutter
+        assert len(set(sheet.members)) == len(sheet.members)
+        cells = [(x - GUTTER, y - GUTTER, x + w + GUTTER, y + h + GUTTER) for x, y, w, h in sheet.rects]
+        assert all(a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+                   for i, a in enumerate(cells) for b in cells[i + 1:])
+        assert all(0 <= c[0] and 0 <= c[1] and c[2] <= sheet.width and c[3] <= sheet.height for c in cells)
 
 
 def test_the_image_tree_shows_each_path_where_it_lies(site):
@@ -100,8 +140,7 @@ def test_the_image_tree_shows_each_path_where_it_lies(site):
     child = tree["children"][0]
     assert (child["layer"], child["neuron"], child["share"], child["id"]) == ("conv", 2, 0.6, "n-fc-0-conv-2")
     assert child["box"] == {"top": 25.0, "left": 25.0, "height": 50.0, "width": 50.0}  # of a 4 px image
-    assert child["picture"] == "assets/trees/cat/n-fc-0-conv-2-picture.webp"
-    assert Asset(child["photo"], "tree", "tree-0-2", "photo.webp") in site.assets
+    assert child["picture"].sheet.path == child["photo"].sheet.path == "assets/trees/cat.webp"
     neuron = pages(site)["layers/conv/3.html"].context["edges"]["per_image"][0]
     assert neuron["paths"] == [{"text": "fc/0 › conv/3", "share": 0.4, "url": "images/cat.html#n-fc-0-conv-3"}]
     conv = context["layers"][0]["neurons"]
@@ -115,17 +154,21 @@ def test_manifest_json_and_the_search_index(site):
     assert fc["neurons"][0]["top_patches"][0] == {"rank": 1, "value": 9.0, "box": [0, 0, 2, 2],
                                                   "source": "photos/cat.png", "view": "whole image", "scale": 0.5,
                                                   "label": None,
-                                                  "photo": "assets/patches/fc/views/0-img_0_0_2_2.webp",
-                                                  "guided": "assets/patches/fc/0/1-gb.webp"}
+                                                  "photo": fc["neurons"][0]["top_patches"][0]["photo"],
+                                                  "guided": fc["neurons"][0]["top_patches"][0]["guided"]}
+    patch = fc["neurons"][0]["top_patches"][0]
+    assert member_at(site, patch["photo"]) == Member("patch", "patch-0", "img_0_0_2_2.webp")
+    assert member_at(site, patch["guided"]) == Member("patch", "patch-0", "0-gb.webp")
     conv = data["layers"][0]["neurons"][2]
     assert conv["featured"][0] == {"image": "photos/cat.png", "method": "guided", "scale": 0.1, "zoom_scale": 0.2,
-                                   "picture": "assets/vis/conv/2/cat-guided.webp",
-                                   "zoom": "assets/vis/conv/2/cat-guided-box.webp"}
+                                   "picture": conv["featured"][0]["picture"], "zoom": conv["featured"][0]["zoom"]}
+    assert member_at(site, conv["featured"][0]["picture"]) == Member("vis", "vis-conv-guided", "2.webp")
+    assert member_at(site, conv["featured"][0]["zoom"]) == Member("vis", "vis-conv-guided", "2-box.webp")
     assert data["layers"][0]["effective_receptive_field"] == 3
     assert data["layers"][0]["sanity"] == {"guided": 0.95, "gradient": 0.31}
     assert data["layers"][1]["sanity"] == {"guided": 0.99, "gradient": None}
-    assert {p for p in conv["top_patches"][0].values() if isinstance(p, str) and p.startswith("assets/")} <= {
-        a.path for a in site.assets}
+    assert {p.partition("#")[0] for p in conv["top_patches"][0].values() if isinstance(p, str)
+            and p.startswith("assets/")} <= {sheet.path for sheet in site.sheets}
     assert data["featured"][0]["predictions"][0] == {"class": 0, "label": "cat", "prob": 0.7}
     assert set(data["definitions"]) >= {"guided", "deconv", "gradient", "optimize", "activation", "patch"}
     index = site.files["search-index.js"].decode()
@@ -152,10 +195,12 @@ from sitegen.store.cache import Cache
 from pathlib import Path
 
 root = Path({root!r})
-site = build_site_model(handmade.manifest(), parse('[layers]\\nuse = ["conv", "fc"]\\n', root / "atlas.toml"))
+site = build_site_model(handmade.manifest(), parse('[layers]\\nuse = ["conv", "fc"]\\n', root / "atlas.toml"),
+                        lambda kind, key, member: (2, 2))
 cache = Cache(root / "cache")
-for asset in site.assets:
-    cache.add(asset.kind, asset.key, {{asset.member: b"pixels"}})
+picture = Path({picture!r}).read_bytes()
+for member in site.assets + [member for sheet in site.sheets for member in sheet.members]:
+    cache.add(member.kind, member.key, {{member.member: picture}})
 render(site, root / "site", cache)
 assert check_site(root / "site")[1] == []
 assert "torch" not in sys.modules, "the site half imported torch"
@@ -163,7 +208,8 @@ assert "torch" not in sys.modules, "the site half imported torch"
 
 
 def test_rendering_needs_no_torch(tmp_path):
-    script = RENDER.format(here=str(HERE), root=str(tmp_path))
+    (tmp_path / "picture.webp").write_bytes(tiny())
+    script = RENDER.format(here=str(HERE), root=str(tmp_path), picture=str(tmp_path / "picture.webp"))
     subprocess.run([sys.executable, "-c", script], check=True)
     neuron = (tmp_path / "site" / "layers" / "conv" / "1.html").read_text()
     assert "Hand-made &lt;atlas&gt;" in neuron and "Activation over 3 probe views" in neuron
@@ -175,7 +221,7 @@ def test_a_layer_of_many_neurons_is_split_into_linked_pages(tmp_path, monkeypatc
 
     monkeypatch.setattr(layer, "PER_PAGE", 3)
     config = parse('[layers]\nuse = ["conv", "fc"]\n', tmp_path / "atlas.toml")
-    site = build_site_model(handmade.manifest(), config)
+    site = build_site_model(handmade.manifest(), config, measure)
     parts = [pages(site)[path] for path in ("layers/conv.html", "layers/conv/part-2.html")]
     assert [[tile["neuron"] for tile in part.context["tiles"]] for part in parts] == [[0, 1, 2], [3]]
     assert parts[1].title == "Layer conv, neurons 3 to 3" and parts[1].context["notes"] == ""

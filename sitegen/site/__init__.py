@@ -12,10 +12,12 @@ from .atlas import Atlas
 from .links import layer_url
 from .model import File, Page, SiteModel
 from .pages import PAGE_TYPES
+from .sheets import Measure
 
 
-def build_site_model(manifest: Manifest, config: Config) -> SiteModel:
-    atlas = Atlas(manifest, config)
+def build_site_model(manifest: Manifest, config: Config, measure: Measure) -> SiteModel:
+    """``measure``: the size of a picture in the cache (``sheets.measure``), for placing it in its sheet."""
+    atlas = Atlas(manifest, config, measure)
     pages: list[Page] = []
     files: dict[str, bytes] = {}
     for page_type in PAGE_TYPES:
@@ -32,5 +34,6 @@ def build_site_model(manifest: Manifest, config: Config) -> SiteModel:
     model = manifest.model
     provenance = {"version": manifest.version, "model": model.name, "fingerprint": model.fingerprint,
                   "probe_count": manifest.probe.count, "probe_hash": manifest.probe.hash}
-    assets = atlas.assets.listed + (atlas.before.assets.listed if atlas.before else [])
-    return SiteModel(manifest.title, pages, assets, nav, files, provenance)
+    both = [atlas.assets] + ([atlas.before.assets] if atlas.before else [])
+    return SiteModel(manifest.title, pages, [a for assets in both for a in assets.listed], nav, files, provenance,
+                     [sheet for assets in both for sheet in assets.packer.sheets])

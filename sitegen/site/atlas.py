@@ -11,6 +11,7 @@ from ..methods import BY_NAME, GUIDED
 from ..store.manifest import ClassShare, Edge, FeaturedRecord, LayerRecord, Manifest, NeuronRecord, classifier_output
 from .content import Content
 from .links import Assets, image_url, layer_url, neuron_url, node_id, safe_name
+from .sheets import Measure, Pic
 
 LEADS = (0.3, 2.0, 3)  # an automatic label: the leading class holds at least this share of the top-N images,
 # is at least this many times as common among them as in the probe set, with at least this many images
@@ -44,13 +45,14 @@ def check(layer: LayerRecord, method: str) -> dict | None:
 
 
 class Atlas:
-    def __init__(self, manifest: Manifest, config: Config, before: bool = False):
-        """``before``: the atlas of the other checkpoint of a comparison (its files under "before/", its
-        labels the class names alone: the notes describe this model's neurons)."""
+    def __init__(self, manifest: Manifest, config: Config, measure: Measure, before: bool = False):
+        """``measure``: the size of a picture in the cache (sheets.py); ``before``: the atlas of the other
+        checkpoint of a comparison (its files under "before/", its labels the class names alone: the notes
+        describe this model's neurons)."""
         self.manifest = manifest
         self.config = config
         self.content = Content(config.root, config.site.raw_html)
-        self.assets = Assets("before/" if before else "")
+        self.assets = Assets(measure, "before/" if before else "")
         self.layers = manifest.layers
         self._index = {layer.name: index for index, layer in enumerate(self.layers)}
         self._records = {(layer.name, record.neuron): record for layer in self.layers for record in layer.neurons}
@@ -59,7 +61,7 @@ class Atlas:
         self.parents = self._parents()
         self.in_trees = self._in_trees()
         compare = manifest.compare
-        self.before = Atlas(compare.before, config, before=True) if compare else None
+        self.before = Atlas(compare.before, config, measure, before=True) if compare else None
         self.changes = {(layer.name, change.neuron): change for layer in compare.layers
                         for change in layer.neurons} if compare else {}
         # (layer, the other checkpoint's neuron) -> the neuron matched with it here
@@ -165,24 +167,26 @@ class Atlas:
         """A neuron in brief: its best patch, label and link."""
         best = self.record(layer, neuron).top[0]
         optimized = self.layer(layer).optimized
+        sheet = self.assets.tiles(layer)
         return {"layer": layer, "neuron": neuron, "url": neuron_url(layer, neuron),
                 "label": self.labels[(layer, neuron)][0], "auto": (layer, neuron) in self.automatic,
                 "value": best.value,
-                "img": self.assets.patch(layer, neuron, best, "img"),
-                "gb": self.assets.patch(layer, neuron, best, "gb"),
-                "opt": self.assets.optimized(layer, neuron, optimized) if optimized else None}
+                "img": self.assets.patch(sheet, neuron, best, "img"),
+                "gb": self.assets.patch(sheet, neuron, best, "gb"),
+                "opt": self.assets.optimized(sheet, neuron, optimized) if optimized else None}
 
-    def thumbnail(self, featured: FeaturedRecord, layer: str, neuron: int) -> str:
+    def thumbnail(self, featured: FeaturedRecord, layer: str, neuron: int) -> Pic:
         """The neuron's picture on an image: its receptive field where that is smaller than the image."""
         record = self.layer(layer)
-        return self.assets.picture(featured, layer, neuron, self.thumbnail_method(record), "box" if record.zoom else "")
+        return self.assets.picture(self.assets.on(featured, layer), featured, layer, neuron,
+                                   self.thumbnail_method(record), "box" if record.zoom else "")
 
-    def photo_there(self, featured: FeaturedRecord, layer: str, neuron: int) -> str:
+    def photo_there(self, featured: FeaturedRecord, layer: str, neuron: int) -> Pic | str:
         """The photo where the neuron looks on an image (the whole photo where it sees all of it)."""
         record = self.layer(layer)
         if not record.zoom:
             return self.assets.photo(featured)
-        return self.assets.picture(featured, layer, neuron, record.methods[0], "img")
+        return self.assets.picture(self.assets.on(featured, layer), featured, layer, neuron, record.methods[0], "img")
 
     def relatives(self, edges: tuple[Edge, ...] | list[Edge], layer: str,
                   featured: FeaturedRecord | None) -> list[dict]:

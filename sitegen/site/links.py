@@ -14,6 +14,7 @@ from ..images import NAME_LIMIT, fit_name
 from ..store import members
 from ..store.manifest import FeaturedRecord, OptimizedRecord, PatchRecord, TreeNode
 from .model import Asset
+from .sheets import Measure, Member, Packer, Pic
 
 
 def safe_name(text: str) -> str:
@@ -50,49 +51,54 @@ def node_id(path: list[TreeNode]) -> str:
 
 
 class Assets:
-    """Collects the files the pages show; each method returns the file's path from the site root.  A
-    ``prefix`` keeps another atlas's files apart (the other checkpoint's of a comparison, under "before/")."""
+    """Collects the pictures the pages show.  A featured photo stays a file of its own (its path from the site
+    root); every other picture goes into a sheet (``sheets.py``) and is a :class:`Pic`: a neuron's own
+    pictures into the neuron's sheet, the tiles of a layer (each neuron's best patch) into the layer's, a
+    layer's neurons on a featured image (where each looks, its picture and map there) into one sheet per layer
+    and image, an image's tree into the image's.  A ``prefix`` keeps another atlas's files apart (the other
+    checkpoint's of a comparison, under "before/")."""
 
-    def __init__(self, prefix: str = "") -> None:
-        self.listed: list[Asset] = []
+    def __init__(self, measure: Measure, prefix: str = "") -> None:
+        self.listed: list[Asset] = []  # files copied as they are
+        self.packer = Packer(measure)
         self.prefix = prefix
 
-    def _add(self, path: str, kind: str, key: str, member: str) -> str:
-        path = self.prefix + path
-        self.listed.append(Asset(path, kind, key, member))
-        return path
+    # the sheets, by their base paths (sheets.Packer)
+    def own(self, layer: str, neuron: int) -> str:
+        return f"{self.prefix}assets/layers/{safe_name(layer)}/{neuron}"
+
+    def tiles(self, layer: str) -> str:
+        return f"{self.prefix}assets/layers/{safe_name(layer)}/tiles"
+
+    def on(self, featured: FeaturedRecord, layer: str) -> str:
+        return f"{self.prefix}assets/layers/{safe_name(layer)}/on-{featured.slug}"
 
     def photo(self, featured: FeaturedRecord) -> str:
-        return self._add(f"assets/photos/{featured.slug}.jpg", members.PHOTOS, featured.photo, members.PHOTO)
+        path = f"{self.prefix}assets/photos/{featured.slug}.jpg"
+        self.listed.append(Asset(path, members.PHOTOS, featured.photo, members.PHOTO))
+        return path
 
-    def picture(self, featured: FeaturedRecord, layer: str, neuron: int, method: str, part: str = "") -> str:
+    def picture(self, sheet: str, featured: FeaturedRecord, layer: str, neuron: int, method: str,
+                part: str = "") -> Pic:
         """A gradient picture of the whole image, or (``part`` "box") cut to the receptive field, or
         (``part`` "img") the photo cut to the same box."""
         member = {"": members.picture, "box": members.picture_zoom, "img": members.photo_zoom}[part](neuron)
-        suffix = f"-{part}" if part else ""
-        return self._add(f"assets/vis/{safe_name(layer)}/{neuron}/{featured.slug}-{method}{suffix}.webp",
-                         members.PICTURES, featured.pictures[layer][method], member)
+        return self.packer.add(sheet, Member(members.PICTURES, featured.pictures[layer][method], member))
 
-    def patch(self, layer: str, neuron: int, patch: PatchRecord, which: str) -> str:
+    def patch(self, sheet: str, neuron: int, patch: PatchRecord, which: str) -> Pic:
         """A patch's photo (``which`` "img") or its guided-backprop picture ("gb")."""
-        if which == "img":  # one file per view and box, whichever neurons show it
-            member = members.patch_photo(patch.box)
-            return self._add(f"assets/patches/{safe_name(layer)}/views/{patch.item}-{member}", members.PATCHES,
-                             patch.key, member)
-        name = patch.rank if patch.rank is not None else f"p{patch.percentile:g}"
-        return self._add(f"assets/patches/{safe_name(layer)}/{neuron}/{name}-gb.webp", members.PATCHES, patch.key,
-                         members.patch_guided(neuron))
+        member = members.patch_photo(patch.box) if which == "img" else members.patch_guided(neuron)
+        return self.packer.add(sheet, Member(members.PATCHES, patch.key, member))
 
-    def activation_map(self, featured: FeaturedRecord, layer: str, neuron: int) -> str:
-        return self._add(f"assets/maps/{safe_name(layer)}/{neuron}/{featured.slug}.webp", members.MAPS,
-                         featured.maps[layer], members.activation_map(neuron))
+    def activation_map(self, sheet: str, featured: FeaturedRecord, layer: str, neuron: int) -> Pic:
+        return self.packer.add(sheet, Member(members.MAPS, featured.maps[layer], members.activation_map(neuron)))
 
-    def tree_node(self, featured: FeaturedRecord, path: list[TreeNode], which: str) -> str:
-        """A tree node's path picture (``which`` "picture") or the photo of the same box ("photo")."""
+    def tree_node(self, featured: FeaturedRecord, path: list[TreeNode], which: str) -> Pic:
+        """A tree node's path picture (``which`` "picture") or the photo of the same box ("photo"), in the
+        sheet of the image's trees."""
         member = members.NODE_PICTURE if which == "picture" else members.NODE_PHOTO
-        return self._add(f"assets/trees/{featured.slug}/{node_id(path)}-{which}.webp", members.TREES,
-                         path[-1].key, member)
+        return self.packer.add(f"{self.prefix}assets/trees/{featured.slug}",
+                               Member(members.TREES, path[-1].key, member))
 
-    def optimized(self, layer: str, neuron: int, optimized: OptimizedRecord) -> str:
-        return self._add(f"assets/optimized/{safe_name(layer)}/{neuron}.png", members.OPTIMIZED, optimized.key,
-                         members.optimized(neuron))
+    def optimized(self, sheet: str, neuron: int, optimized: OptimizedRecord) -> Pic:
+        return self.packer.add(sheet, Member(members.OPTIMIZED, optimized.key, members.optimized(neuron)))

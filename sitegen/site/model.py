@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .sheets import Sheet
+
 # Significant digits of the numbers in the site's JSON files: finer than any picture's 256 levels, and coarse
 # enough that builds whose float sums ran in another order (other thread counts, batches, torchrun ranks)
 # write the same bytes, but for a value within about 1e-7 of a rounding boundary.
@@ -31,7 +33,7 @@ class File:
 
 @dataclass(frozen=True)
 class Asset:
-    """A file copied from a member of a cache entry."""
+    """A file copied from a member of a cache entry (a featured photo; the other pictures go into sheets)."""
 
     path: str  # output path relative to the site root
     kind: str  # the entry's kind
@@ -47,6 +49,7 @@ class SiteModel:
     nav: list[dict[str, str]]
     files: dict[str, bytes] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    sheets: list[Sheet] = field(default_factory=list)  # files of pictures (sheets.py)
 
 
 def portable(data: Any, nonfinite: list[str] | None = None, where: str = "") -> Any:

@@ -19,8 +19,9 @@ TREES = "tree"  # a node of a featured image's tree: one entry per path
 TOP_VIEWS = "topviews"  # per layer, each mapped neuron's top probe views, for its classes (a labelled probe set)
 SANITY = "sanity"  # per layer, the randomization check of its methods
 EFFECTS = "effects"  # per layer, what its mapped neurons do to the classes over the probe set
+SHEETS = "sheet"  # a sheet of the site's pictures, as the render composed it (site/sheets.py)
 KINDS = (ACTIVATIONS, PREDICTIONS, PHOTOS, PICTURES, EDGES, PATCHES, OPTIMIZED, IMAGE_CHECKS, STATISTICS,
-         SPECIFICITIES, EXCITATIONS, RECEPTIVE_FIELDS, MAPS, TREES, TOP_VIEWS, SANITY, EFFECTS)
+         SPECIFICITIES, EXCITATIONS, RECEPTIVE_FIELDS, MAPS, TREES, TOP_VIEWS, SANITY, EFFECTS, SHEETS)
 
 # activations of one featured view ([C]) or of a chunk of probe views ([n, C])
 VALUES = "values.npy"
@@ -55,6 +56,8 @@ NODE_PHOTO = "photo.webp"
 NODE_FACTS = "facts.npy"
 NODE_WEIGHTS = "weights.npy"
 NODE_PARTS = "parts.npy"
+# a sheet: its image
+SHEET = "sheet.webp"
 # a layer's mapped neurons' top probe views, best first ([neurons, M]; -1 where the probe set is short)
 VIEWS = "views.npy"
 

@@ -14,12 +14,13 @@ from ..model import Page
 def most_active(atlas: Atlas, featured: FeaturedRecord, layer: LayerRecord) -> dict:
     """The layer's most active neurons on the image: where each fires, and its picture there."""
     slug, first, assets = featured.slug, layer.methods[0], atlas.assets
+    sheet = assets.on(featured, layer.name)
     order = sorted(layer.neurons, key=lambda r: (-r.featured[slug].value, r.neuron))[:atlas.config.site.active_neurons]
     return {"layer": atlas.layer_summary(layer), "method": BY_NAME[atlas.thumbnail_method(layer)].title, "neurons": [
         {"neuron": r.neuron, "value": r.featured[slug].value, "url": neuron_url(layer.name, r.neuron),
          "label": atlas.labels[(layer.name, r.neuron)][0],
-         "map": assets.activation_map(featured, layer.name, r.neuron) if len(layer.shape) == 3 else None,
-         "photo_zoom": assets.picture(featured, layer.name, r.neuron, first, "img") if layer.zoom else None,
+         "map": assets.activation_map(sheet, featured, layer.name, r.neuron) if len(layer.shape) == 3 else None,
+         "photo_zoom": assets.picture(sheet, featured, layer.name, r.neuron, first, "img") if layer.zoom else None,
          "vis": atlas.thumbnail(featured, layer.name, r.neuron)}
         for r in order]}
 

@@ -1,6 +1,8 @@
 """``manifest.json``: where every picture came from, for other tools to read without parsing HTML: the
-model, the definitions, and per neuron its page, its top patches (source image, value, rank, box, the files
-shown and the guided picture's scale) and its pictures on the featured images (files and scales)."""
+model, the definitions, and per neuron its page, its top patches (source image, value, rank, box, the
+pictures shown and the guided picture's scale) and its pictures on the featured images (pictures and scales).
+A picture is named as the part of its sheet that holds it, ``assets/layers/conv1/3.webp#xywh=x,y,w,h`` (a W3C
+media fragment; sheets.py)."""
 
 from __future__ import annotations
 
@@ -25,23 +27,23 @@ def optimized(layer: LayerRecord) -> dict | None:
 
 def featured(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> list[dict]:
     """The neuron's pictures on the featured images: the whole picture, its zoom, and the whole picture's scale."""
-    out = []
+    out, sheet = [], atlas.assets.own(layer.name, record.neuron)
     for image in atlas.manifest.featured:
         for method in layer.methods:
             scale, zoom_scale = record.featured[image.slug].scales[method]
             out.append({"image": image.name, "method": method, "scale": scale,
-                        "picture": atlas.assets.picture(image, layer.name, record.neuron, method),
-                        "zoom": atlas.assets.picture(image, layer.name, record.neuron, method, "box")
+                        "picture": atlas.assets.picture(sheet, image, layer.name, record.neuron, method).fragment(),
+                        "zoom": atlas.assets.picture(sheet, image, layer.name, record.neuron, method, "box").fragment()
                         if layer.zoom else None, "zoom_scale": zoom_scale})
     return out
 
 
 def top_patches(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> list[dict]:
-    items = atlas.manifest.probe.items
+    items, sheet = atlas.manifest.probe.items, atlas.assets.own(layer.name, record.neuron)
     return [{"rank": p.rank, "value": p.value, "box": list(p.box), "source": items[p.item].name,
              "view": items[p.item].view, "label": items[p.item].label or None, "scale": p.scale,
-             "photo": atlas.assets.patch(layer.name, record.neuron, p, "img"),
-             "guided": atlas.assets.patch(layer.name, record.neuron, p, "gb")} for p in record.top]
+             "photo": atlas.assets.patch(sheet, record.neuron, p, "img").fragment(),
+             "guided": atlas.assets.patch(sheet, record.neuron, p, "gb").fragment()} for p in record.top]
 
 
 def tree(atlas: Atlas, featured: FeaturedRecord, path: list[TreeNode]) -> dict:
@@ -53,7 +55,7 @@ def tree(atlas: Atlas, featured: FeaturedRecord, path: list[TreeNode]) -> dict:
         [{"neuron": here.neuron, "weight": here.weight}]
     return {"layer": here.layer, "neuron": here.neuron if not here.group else None, "neurons": neurons,
             "weight": here.weight, "share": here.share, "coverage": here.coverage,
-            "picture": atlas.assets.tree_node(featured, path, "picture"), "box": list(here.box),
+            "picture": atlas.assets.tree_node(featured, path, "picture").fragment(), "box": list(here.box),
             "children": [tree(atlas, featured, path + [child]) for child in here.children]}
 
 

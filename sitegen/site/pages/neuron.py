@@ -18,6 +18,7 @@ def featured_rows(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> lis
     """One row per featured image: the photo, where the neuron fires on it, its value there, and its
     picture by each of the layer's methods (each on its own scale)."""
     rows, assets, neuron, first = [], atlas.assets, record.neuron, layer.methods[0]
+    sheet = assets.own(layer.name, neuron)
     channels, best = len(layer.shape) == 3, record.top[0].value
     for featured in atlas.manifest.featured:
         seen = record.featured[featured.slug]
@@ -27,31 +28,31 @@ def featured_rows(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> lis
             whole, zoomed = seen.scales[m["name"]]
             pictures.append({"method": m["name"], "title": m["title"], "scale": whole, "zoom_scale": zoomed,
                              "check": m["check"]["figure"] if m["check"] else None,
-                             "src": assets.picture(featured, layer.name, neuron, m["name"]),
-                             "zoom": assets.picture(featured, layer.name, neuron, m["name"], "box")
+                             "src": assets.picture(sheet, featured, layer.name, neuron, m["name"]),
+                             "zoom": assets.picture(sheet, featured, layer.name, neuron, m["name"], "box")
                              if layer.zoom else None})
         rows.append({
             "slug": featured.slug, "name": featured.name, "url": image_url(featured.slug),
             "photo": assets.photo(featured), "value": seen.value, "specificity": seen.specificity,
             "relative": seen.value / best if best > 0 else None,
             "position": f"({row}, {col})" if channels else "",
-            "map": assets.activation_map(featured, layer.name, neuron) if channels else None,
-            "photo_zoom": assets.picture(featured, layer.name, neuron, first, "img") if layer.zoom else None,
+            "map": assets.activation_map(sheet, featured, layer.name, neuron) if channels else None,
+            "photo_zoom": assets.picture(sheet, featured, layer.name, neuron, first, "img") if layer.zoom else None,
             "pictures": pictures})
     return rows
 
 
 def patches(atlas: Atlas, layer: LayerRecord, record: NeuronRecord, chosen) -> list[dict]:
     """Top patches or patches below the top, each its photo beside its guided-backprop picture."""
-    out = []
+    out, sheet = [], atlas.assets.own(layer.name, record.neuron)
     for patch in chosen:
         item = atlas.manifest.probe.items[patch.item]
         out.append({"rank": patch.rank, "value": patch.value, "source": item.name, "view": item.view,
                     "label": item.label,
                     "scale": patch.scale,
                     "percentile": f"{patch.percentile:g}" if patch.percentile is not None else None,
-                    "img": atlas.assets.patch(layer.name, record.neuron, patch, "img"),
-                    "gb": atlas.assets.patch(layer.name, record.neuron, patch, "gb")})
+                    "img": atlas.assets.patch(sheet, record.neuron, patch, "img"),
+                    "gb": atlas.assets.patch(sheet, record.neuron, patch, "gb")})
     return out
 
 
@@ -134,7 +135,8 @@ def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
     if layer.optimized:
         e = record.excitation
         assert e is not None  # every neuron of a layer with optimized images has its excitation
-        optimized = {"src": atlas.assets.optimized(name, neuron, layer.optimized), "own": e.own, "other": e.other,
+        optimized = {"src": atlas.assets.optimized(atlas.assets.own(name, neuron), neuron, layer.optimized),
+                     "own": e.own, "other": e.other,
                      "probe": e.probe, **(atlas.optimize_summary(layer) or {})}
     mapped = layer.mapped
     previous = mapped[position - 1] if position > 0 else None

@@ -1,0 +1,144 @@
+"""Sheets of pictures (sitegen/site/sheets.py): where pictures go, and that a sheet gives back every picture's
+pixels exactly, its gutter its own edge."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sitegen.errors import SitegenError
+from sitegen.site import sheets
+from sitegen.site.sheets import GUTTER, Member, Packer, compose, measurer
+from sitegen.store.cache import Cache
+
+
+def encoded(pixels: np.ndarray, fmt: str = "WEBP", **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def pictures(count: int, seed: int = 0) -> dict[Member, np.ndarray]:
+    """Random pictures of many sizes, as a site has them (patches, zooms, whole pictures)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for n in range(count):
+        height, width = rng.integers(1, 170, size=2)
+        out[Member("vis", f"key{n % 3}", f"{n}.webp")] = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return out
+
+
+def cells(sheet):
+    return [(x - GUTTER, y - GUTTER, x + w + GUTTER, y + h + GUTTER) for x, y, w, h in sheet.rects]
+
+
+def test_pictures_are_placed_apart_and_a_full_sheet_goes_on_in_another(monkeypatch):
+    monkeypatch.setattr(sheets, "HEIGHT", 400)
+    shown = pictures(60)
+    packer = Packer(lambda kind, key, member: shown[Member(kind, key, member)].shape[1::-1])
+    pics = {member: packer.add("assets/layers/conv/3", member) for member in shown}
+    assert [sheet.path for sheet in packer.sheets][:3] == [
+        "assets/layers/conv/3.webp", "assets/layers/conv/3~2.webp", "assets/layers/conv/3~3.webp"]
+    for sheet in packer.sheets:
+        assert sheet.height <= 400 and sheet.width == sheets.WIDTH
+        boxes = cells(sheet)
+        assert all(0 <= b[0] and 0 <= b[1] and b[2] <= sheet.width and b[3] <= sheet.height for b in boxes)
+        assert all(a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+                   for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    for member, pic in pics.items():
+        assert (pic.width, pic.height) == shown[member].shape[1::-1]
+        assert pic.sheet.members[pic.sheet.rects.index((pic.x, pic.y, pic.width, pic.height))] == member
+    # the same picture again is the same place; in another sheet, a place there
+    first = next(iter(shown))
+    assert packer.add("assets/layers/conv/3", first) is pics[first]
+    other = packer.add("assets/layers/conv/tiles", first)
+    assert other.sheet.path == "assets/layers/conv/tiles.webp" and (other.x, other.y) == (GUTTER, GUTTER)
+
+
+def test_a_picture_wider_than_a_sheet_widens_its_sheet():
+    packer = Packer(lambda kind, key, member: (3000, 20))
+    pic = packer.add("assets/trees/cat", Member("tree", "k", "picture.webp"))
+    assert pic.sheet.width == 3000 + 2 * GUTTER and (pic.x, pic.y) == (GUTTER, GUTTER)
+
+
+def test_a_sheet_gives_back_every_picture_exactly_with_its_edge_around_it(monkeypatch):
+    monkeypatch.setattr(sheets, "HEIGHT", 300)
+    shown = pictures(40, seed=1)
+    stored = {m: encoded(p, lossless=True) if n % 2 else encoded(p, "PNG") for n, (m, p) in enumerate(shown.items())}
+    packer = Packer(lambda kind, key, member: shown[Member(kind, key, member)].shape[1::-1])
+    pics = [packer.add("assets/layers/fc/tiles", member) for member in shown]
+    decoded = {sheet.path: np.asarray(Image.open(io.BytesIO(compose(sheet, stored.__getitem__))).convert("RGB"))
+               for sheet in packer.sheets}
+    assert len(decoded) > 1
+    for member, pic in zip(shown, pics):
+        pixels = decoded[pic.sheet.path]
+        assert pixels.shape == (pic.sheet.height, pic.sheet.width, 3)
+        x, y, w, h = pic.x, pic.y, pic.width, pic.height
+        assert np.array_equal(pixels[y:y + h, x:x + w], shown[member])
+        around = pixels[y - GUTTER:y + h + GUTTER, x - GUTTER:x + w + GUTTER]
+        assert np.array_equal(around, np.pad(shown[member], ((GUTTER, GUTTER), (GUTTER, GUTTER), (0, 0)), "edge"))
+
+
+def test_a_picture_of_another_size_than_measured_is_an_error():
+    packer = Packer(lambda kind, key, member: (4, 4))
+    pic = packer.add("assets/layers/conv/0", Member("vis", "k", "0.webp"))
+    with pytest.raises(ValueError, match="vis/k 0.webp is 5 x 4 px, not the 4 x 4 px it was measured"):
+        compose(pic.sheet, lambda member: encoded(np.zeros((4, 5, 3), np.uint8), lossless=True))
+
+
+def test_pictures_are_measured_in_the_cache_and_a_missing_one_is_named(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    cache.put("vis", "k", {"0.webp": encoded(np.zeros((7, 9, 3), np.uint8), lossless=True),
+                           "1.png": encoded(np.zeros((3, 2, 3), np.uint8), "PNG"), "0-scales.npy": np.zeros(2)})
+    measure = measurer(cache)
+    assert measure("vis", "k", "0.webp") == (9, 7) and measure("vis", "k", "1.png") == (2, 3)
+    with pytest.raises(SitegenError, match="cache entry vis/k is missing or damaged .it has no 2.webp.; nothing "
+                                           "was written"):
+        measure("vis", "k", "2.webp")
+    with pytest.raises(SitegenError, match="cache entry maps/gone is missing"):
+        measure("maps", "gone", "0-map.webp")
+
+
+def test_the_link_check_finds_a_picture_outside_its_sheet_or_a_sheet_of_another_size(tmp_path):
+    from sitegen.check import check_site
+
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "s.webp").write_bytes(encoded(np.zeros((20, 30, 3), np.uint8), lossless=True))
+
+    def page(view: str, size: str) -> list[str]:
+        (tmp_path / "index.html").write_text(f'<svg class="pic" viewBox="{view}" role="img" aria-label="a"><image '
+                                             f'href="assets/s.webp" {size}/></svg>')
+        return check_site(tmp_path)[1]
+
+    assert page("2 2 10 16", 'width="30" height="20"') == []
+    assert page("2 2 10 19", 'width="30" height="20"') == [
+        'index.html: assets/s.webp: the picture at 2 2 10 19 lies outside it']
+    assert page("2 2 10 16", 'width="30" height="40"') == ["index.html: assets/s.webp is 30 x 20 px, the page says "
+                                                           "30 x 40"]
+
+
+def test_a_sheet_is_composed_once_and_kept_in_the_cache(tmp_path):
+    from sitegen.site.sheets import made
+
+    shown = pictures(5, seed=2)
+    stored = {member: encoded(pixels, lossless=True) for member, pixels in shown.items()}
+    reads = []
+
+    def read(member):
+        reads.append(member)
+        return stored[member]
+
+    def sheet():
+        packer = Packer(lambda kind, key, member: shown[Member(kind, key, member)].shape[1::-1])
+        for member in shown:
+            packer.add("assets/layers/conv/tiles", member)
+        return packer.sheets[0]
+
+    cache = Cache(tmp_path / "cache")
+    first = made(sheet(), read, cache)
+    assert len(reads) == 5 and made(sheet(), read, cache) == first and len(reads) == 5
+    moved = sheet()
+    moved.rects[0] = (moved.rects[0][0], moved.rects[0][1] + 1, *moved.rects[0][2:])  # another place: composed anew
+    made(moved, read, cache)
+    assert len(reads) == 10

@@ -3,7 +3,7 @@
 
 Prints the time of each stage, the peak resident memory, the site's files and size (per 1,000 neurons)
 before and after pictures were packed into sheets (before: the same pages with every picture a file of
-its own, as sitegen wrote them until then: the distinct pictures' bytes as the cache holds them), the
+its own, as sitegen wrote them until then, each encoded as its sheet encodes it), the
 static hosts' limits against the site, the render and link-check times, and a projection to 50,000 probe
 images: the stages whose work grows with the probe set (activations and statistics) scaled by their
 measured cost per image, the others (their work grows with the neurons and top_k) as measured.
@@ -12,6 +12,7 @@ Run: .venv/bin/python bench/scale.py [probe images, default 2000] [folder to kee
 
 from __future__ import annotations
 
+import io
 import resource
 import sys
 import tempfile
@@ -27,7 +28,7 @@ from sitegen.pipeline import runner
 from sitegen.render import render
 from sitegen.site import build_site_model
 from sitegen.site.model import SiteModel
-from sitegen.site.sheets import measurer
+from sitegen.site.sheets import LOSSLESS, LOSSY, measurer
 from sitegen.store.cache import Cache
 
 CONFIG = """title = "AlexNet at scale"
@@ -73,18 +74,18 @@ def timed_stages() -> dict[str, float]:
 
 def one_file_each(site: SiteModel, cache: Cache, written: Path) -> tuple[int, int]:
     """(files, bytes) of the site with every picture a file of its own: its pages and other files as
-    written, and each distinct picture of its sheets as the cache holds it."""
+    written, and each distinct picture of its sheets encoded alone as its sheet encodes it."""
     sheets = {sheet.path for sheet in site.sheets}
     kept = [p for p in written.rglob("*") if p.is_file() and p.relative_to(written).as_posix() not in sheets]
-    pictures: dict[tuple[str, str], set[str]] = {}
-    for sheet in site.sheets:
-        for member in sheet.members:
-            pictures.setdefault((member.kind, member.key), set()).add(member.member)
+    pictures = {member: sheet.lossless for sheet in site.sheets for member in sheet.members}
     size = sum(p.stat().st_size for p in kept)
-    for (kind, key), names in pictures.items():
-        entry = cache.get(kind, key) or {}
-        size += sum(len(entry[name]) for name in names)
-    return len(kept) + sum(len(names) for names in pictures.values()), size
+    for member, lossless in pictures.items():
+        entry = cache.get(member.kind, member.key) or {}
+        buffer = io.BytesIO()
+        Image.open(io.BytesIO(entry[member.member])).convert("RGB").save(buffer, format="WEBP",
+                                                                         **(LOSSLESS if lossless else LOSSY))
+        size += buffer.tell()
+    return len(kept) + len(pictures), size
 
 
 def main() -> None:

@@ -360,28 +360,23 @@ def fit(pixels: np.ndarray, side: int) -> np.ndarray:
 
 
 ENCODINGS = {  # kind: (format, options)
-    "photo": ("JPEG", {"quality": 88}),                           # the featured photos
-    "patch": ("WEBP", {"quality": 85, "method": 4}),              # photos cut to a box, beside pictures
-    "exact": ("PNG", {"optimize": False, "compress_level": 6}),   # optimized images
-    # gradient pictures, each on its own scale, at most SMALL pixels a side: lossless (small pictures are
-    # mostly fine detail, which lossy WebP smooths towards grey) ...
-    "picture": ("WEBP", {"lossless": True, "method": 1}),
-    # ... and larger: lossy WebP at quality 90 (zero stays exactly grey) in a fifth of the room, effort 2 of 6
-    "large picture": ("WEBP", {"quality": 90, "method": 2}),
+    "photo": ("JPEG", {"quality": 88}),                           # the featured photos, files of their own
+    # every other picture is kept exactly and encoded for the reader once, in its sheet (site/sheets.py):
+    # gradient pictures, photos cut to a box, maps, lossless WebP at the lowest effort ...
+    "picture": ("WEBP", {"lossless": True, "method": 0}),
+    "exact": ("PNG", {"optimize": False, "compress_level": 6}),   # ... and optimized images, shown exactly
 }
-SMALL = 64
+SMALL = 64  # a picture at most this many pixels a side is shown exactly: it is mostly single pixels of colour
 
 
 PATCH_SIDE = 128  # patches larger than this are stored shrunk to it (the grid shows them at about 100 px)
 WHOLE_SIDE = 160  # whole-image pictures are stored at the size the neuron page shows them
 # how pictures are stored, part of their cache keys: a change of encoding stores them anew
-STORAGE = repr([(kind, fmt, options) for kind, (fmt, options) in ENCODINGS.items()]) + f" small {SMALL}"
+STORAGE = repr([(kind, fmt, options) for kind, (fmt, options) in ENCODINGS.items()])
 
 
 def encode(pixels: np.ndarray, kind: str) -> bytes:
-    """Pixels [H, W, 3] uint8 stored as one of the ENCODINGS (a "picture" larger than SMALL as a large one)."""
-    if kind == "picture" and max(pixels.shape[:2]) > SMALL:
-        kind = "large picture"
+    """Pixels [H, W, 3] uint8 stored as one of the ENCODINGS."""
     fmt, options = ENCODINGS[kind]
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format=fmt, **options)

@@ -36,7 +36,7 @@ def cells(sheet):
 def test_pictures_are_placed_apart_and_a_full_sheet_goes_on_in_another(monkeypatch):
     monkeypatch.setattr(sheets, "HEIGHT", 400)
     shown = pictures(60)
-    packer = Packer(lambda kind, key, member: shown[Member(kind, key, member)].shape[1::-1])
+    packer = Packer(lambda kind, key, member: (*shown[Member(kind, key, member)].shape[1::-1], False))
     pics = {member: packer.add("assets/layers/conv/3", member) for member in shown}
     assert [sheet.path for sheet in packer.sheets][:3] == [
         "assets/layers/conv/3.webp", "assets/layers/conv/3~2.webp", "assets/layers/conv/3~3.webp"]
@@ -57,7 +57,7 @@ def test_pictures_are_placed_apart_and_a_full_sheet_goes_on_in_another(monkeypat
 
 
 def test_a_picture_wider_than_a_sheet_widens_its_sheet():
-    packer = Packer(lambda kind, key, member: (3000, 20))
+    packer = Packer(lambda kind, key, member: (3000, 20, False))
     pic = packer.add("assets/trees/cat", Member("tree", "k", "picture.webp"))
     assert pic.sheet.width == 3000 + 2 * GUTTER and (pic.x, pic.y) == (GUTTER, GUTTER)
 
@@ -66,7 +66,7 @@ def test_a_sheet_gives_back_every_picture_exactly_with_its_edge_around_it(monkey
     monkeypatch.setattr(sheets, "HEIGHT", 300)
     shown = pictures(40, seed=1)
     stored = {m: encoded(p, lossless=True) if n % 2 else encoded(p, "PNG") for n, (m, p) in enumerate(shown.items())}
-    packer = Packer(lambda kind, key, member: shown[Member(kind, key, member)].shape[1::-1])
+    packer = Packer(lambda kind, key, member: (*shown[Member(kind, key, member)].shape[1::-1], True))
     pics = [packer.add("assets/layers/fc/tiles", member) for member in shown]
     decoded = {sheet.path: np.asarray(Image.open(io.BytesIO(compose(sheet, stored.__getitem__))).convert("RGB"))
                for sheet in packer.sheets}
@@ -80,8 +80,43 @@ def test_a_sheet_gives_back_every_picture_exactly_with_its_edge_around_it(monkey
         assert np.array_equal(around, np.pad(shown[member], ((GUTTER, GUTTER), (GUTTER, GUTTER), (0, 0)), "edge"))
 
 
+def test_small_pictures_go_into_a_lossless_sheet_and_larger_ones_into_a_lossy_one():
+    rng = np.random.default_rng(3)
+    ys, xs = np.mgrid[0:96, 0:96]  # a photo-like picture: smooth shades
+    smooth = np.stack([128 + 100 * np.sin(xs / 15), 128 + 100 * np.cos(ys / 20), (xs + ys) % 256], -1).astype(np.uint8)
+    fine = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)  # a small gradient picture: single pixels of colour
+    shown = {Member("vis", "k", "big.webp"): smooth, Member("vis", "k", "small.webp"): fine}
+    stored = {member: encoded(pixels, lossless=True, method=0) for member, pixels in shown.items()}  # as the cache
+    packer = Packer(lambda kind, key, member: sheets.shape(stored[Member(kind, key, member)]))
+    pics = {member: packer.add("assets/layers/conv/3", member) for member in shown}
+    assert [(sheet.path, sheet.lossless) for sheet in packer.sheets] == [
+        ("assets/layers/conv/3.webp", False), ("assets/layers/conv/3~lossless.webp", True)]
+    # a small photo (a patch's crop) has no single pixels of colour to keep: the lossy sheet
+    stored[Member("vis", "k", "crop.webp")] = stored[Member("vis", "k", "small.webp")]
+    assert packer.add("assets/layers/conv/3", Member("vis", "k", "crop.webp"), photo=True).sheet is packer.sheets[0]
+    for member, pixels in shown.items():
+        pic = pics[member]
+        data = compose(pic.sheet, stored.__getitem__)
+        assert is_lossless(data) == pic.sheet.lossless
+        got = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))[pic.y:pic.y + pic.height, pic.x:pic.x + pic.width]
+        error = np.abs(got.astype(int) - pixels).mean()
+        assert error == 0 if pic.sheet.lossless else 0 < error < 2, (member, error)  # measured: 0.5
+
+
+def is_lossless(data: bytes) -> bool:
+    """Whether a WebP file is in WebP's lossless format: its image chunk is VP8L (VP8 is lossy)."""
+    assert data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+    at = 12
+    while at + 8 <= len(data):  # the chunks: the image's comes after VP8X and the like
+        chunk, size = data[at:at + 4], int.from_bytes(data[at + 4:at + 8], "little")
+        if chunk in (b"VP8 ", b"VP8L"):
+            return chunk == b"VP8L"
+        at += 8 + size + size % 2
+    raise AssertionError("no image chunk")
+
+
 def test_a_picture_of_another_size_than_measured_is_an_error():
-    packer = Packer(lambda kind, key, member: (4, 4))
+    packer = Packer(lambda kind, key, member: (4, 4, True))
     pic = packer.add("assets/layers/conv/0", Member("vis", "k", "0.webp"))
     with pytest.raises(ValueError, match="vis/k 0.webp is 5 x 4 px, not the 4 x 4 px it was measured"):
         compose(pic.sheet, lambda member: encoded(np.zeros((4, 5, 3), np.uint8), lossless=True))
@@ -90,12 +125,15 @@ def test_a_picture_of_another_size_than_measured_is_an_error():
 def test_pictures_are_measured_in_the_cache_and_a_missing_one_is_named(tmp_path):
     cache = Cache(tmp_path / "cache")
     cache.put("vis", "k", {"0.webp": encoded(np.zeros((7, 9, 3), np.uint8), lossless=True),
-                           "1.png": encoded(np.zeros((3, 2, 3), np.uint8), "PNG"), "0-scales.npy": np.zeros(2)})
-    measure = measurer(cache)
-    assert measure("vis", "k", "0.webp") == (9, 7) and measure("vis", "k", "1.png") == (2, 3)
-    with pytest.raises(SitegenError, match="cache entry vis/k is missing or damaged .it has no 2.webp.; nothing "
+                           "1.png": encoded(np.zeros((300, 200, 3), np.uint8), "PNG"), "0-scales.npy": np.zeros(2),
+                           "2.webp": encoded(np.zeros((65, 4, 3), np.uint8), lossless=True),
+                           "3.jpg": encoded(np.zeros((64, 64, 3), np.uint8), "JPEG")})
+    measure = measurer(cache)  # (width, height, shown exactly): small pictures and optimized images (PNG)
+    assert measure("vis", "k", "0.webp") == (9, 7, True) and measure("vis", "k", "1.png") == (200, 300, True)
+    assert measure("vis", "k", "2.webp") == (4, 65, False) and measure("vis", "k", "3.jpg") == (64, 64, True)
+    with pytest.raises(SitegenError, match="cache entry vis/k is missing or damaged .it has no 4.webp.; nothing "
                                            "was written"):
-        measure("vis", "k", "2.webp")
+        measure("vis", "k", "4.webp")
     with pytest.raises(SitegenError, match="cache entry maps/gone is missing"):
         measure("maps", "gone", "0-map.webp")
 
@@ -130,7 +168,7 @@ def test_a_sheet_is_composed_once_and_kept_in_the_cache(tmp_path):
         return stored[member]
 
     def sheet():
-        packer = Packer(lambda kind, key, member: shown[Member(kind, key, member)].shape[1::-1])
+        packer = Packer(lambda kind, key, member: (*shown[Member(kind, key, member)].shape[1::-1], True))
         for member in shown:
             packer.add("assets/layers/conv/tiles", member)
         return packer.sheets[0]

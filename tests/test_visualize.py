@@ -134,13 +134,20 @@ def test_each_picture_is_shown_on_its_own_scale():
     assert (np.abs(pics[0].astype(int) - 128) > 16).mean() > 0.5  # and the rest is seen
 
 
-def test_stored_pictures_keep_grey_and_their_detail():
-    yy, xx = np.mgrid[0:60, 0:60]
+def test_stored_pictures_are_exact_and_their_lossy_sheet_keeps_grey_and_detail():
+    from sitegen.site.sheets import Member, Packer, compose, shape
+
+    yy, xx = np.mgrid[0:100, 0:100]
     smooth = (128 + 120 * np.sin(xx / 4.0)[..., None] * np.array([1.0, -0.5, 0.3])).round().astype(np.uint8)
-    smooth[:20] = 128  # zero: mid-grey
-    stored = np.asarray(Image.open(io.BytesIO(encode(smooth, "picture"))).convert("RGB")).astype(int)
-    assert (stored[:12] == 128).all()  # grey stays exactly grey, a few pixels away from any detail
-    assert np.abs(stored - smooth).mean() < 3  # lossy, within a few levels of the picture shown
+    smooth[:30] = 128  # zero: mid-grey
+    data = encode(smooth, "picture")
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), smooth)  # the cache: exact
+    pic = Packer(lambda *_: shape(data)).add("assets/layers/conv/0", Member("pictures", "k", "0.webp"))
+    assert not pic.sheet.lossless  # larger than SMALL: shown lossy
+    sheet = np.asarray(Image.open(io.BytesIO(compose(pic.sheet, lambda member: data))).convert("RGB")).astype(int)
+    shown = sheet[pic.y:pic.y + pic.height, pic.x:pic.x + pic.width]
+    assert (shown[:22] == 128).all()  # grey stays exactly grey, a few pixels away from any detail
+    assert np.abs(shown - smooth).mean() < 3  # lossy, within a few levels of the picture
 
 
 def test_bad_arguments_are_named():

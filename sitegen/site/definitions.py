@@ -12,8 +12,8 @@ TERMS = {
                 "percentile of |g| over the pixels the picture covers where g is not zero, all colour channels "
                 "together. Zero is mid-grey, colours keep their balance, and at most 0.5 % of the values are "
                 "clipped. The whole picture, each zoom and each patch has its own s (in its hover text and in "
-                "manifest.json), so compare brightness within a picture, not between two. Pictures are stored as "
-                "WebP at quality 90."),
+                "manifest.json), so compare brightness within a picture, not between two. A page shows pictures "
+                "larger than 64 px a side as WebP at quality 90, smaller ones exactly."),
     "other": ("Only ReLU and ReLU6 change their backward pass; every other function (pooling, batch norm, "
               "sigmoid, swish) keeps its true gradient."),
     "patch": ("A patch is where the neuron looks: its effective receptive field at its position, the square "

@@ -10,7 +10,10 @@ W3C media fragment, ``sheet.webp#xywh=x,y,w,h``.
 
 Pictures are placed as they are asked for, on shelves from the left, each with a gutter of its own edge pixels
 around it, so that a browser smoothing a picture never mixes in its neighbour.  A sheet that would grow
-taller than ``HEIGHT`` goes on in another file.  Each picture keeps its pixels: a sheet is lossless WebP.
+taller than ``HEIGHT`` goes on in another file.  The cache keeps every picture exactly, and a sheet encodes it
+once: small gradient pictures and optimized images in a lossless sheet of their own (``base~lossless.webp``),
+the rest (photos cut to a box, maps, larger pictures) in a lossy one at quality 90, four to five times smaller
+than lossless.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import SitegenError
+from ..images import SMALL
 from ..store import members
 from ..store.cache import Cache, make_key
 
@@ -30,10 +34,11 @@ WIDTH = 1024  # of a sheet, in pixels (wider where one picture is)
 HEIGHT = 4096  # a sheet that would grow taller goes on in another file: a browser decodes a sheet whole
 GUTTER = 2  # pixels of a picture's edge repeated around it
 FILL = 128  # the grey of a sheet where no picture is
-ENCODING = {"lossless": True, "method": 4}  # Pillow's WebP options
+LOSSLESS = {"lossless": True, "method": 4}  # Pillow's WebP options for a lossless sheet ...
+LOSSY = {"quality": 90, "method": 4}  # ... and a lossy one
 
 PICTURES = (".webp", ".png", ".jpg")  # the members of cache entries that are pictures
-Measure = Callable[[str, str, str], tuple[int, int]]  # (kind, key, member) -> (width, height) of a picture
+Measure = Callable[[str, str, str], tuple[int, int, bool]]  # (kind, key, member) -> (width, height, lossless)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class Sheet:
     """One image file of pictures; ``path`` from the site root."""
 
     path: str
+    lossless: bool = False
     width: int = WIDTH
     height: int = 0
     members: list[Member] = field(default_factory=list)
@@ -88,26 +94,33 @@ class Pic:
 
 class Packer:
     """Places pictures into sheets named by a base path (``assets/layers/conv/3`` makes
-    ``assets/layers/conv/3.webp``, then ``...3~2.webp`` when that is full: no name of a layer or an image
-    holds a ~); the same picture asked for again for the same sheet is the same :class:`Pic`."""
+    ``assets/layers/conv/3.webp``, then ``...3~2.webp`` when that is full, and its lossless pictures
+    ``...3~lossless.webp``, ``...3~lossless2.webp``: no name of a layer or an image holds a ~); the same picture
+    asked for again for the same sheet is the same :class:`Pic`."""
 
     def __init__(self, measure: Measure) -> None:
         self.measure = measure
         self.sheets: list[Sheet] = []
-        self._open: dict[str, Sheet] = {}  # base -> its last sheet
-        self._count: dict[str, int] = {}  # base -> its sheets so far
+        self._open: dict[tuple[str, bool], Sheet] = {}  # (base, lossless) -> its last sheet
+        self._count: dict[tuple[str, bool], int] = {}  # (base, lossless) -> its sheets so far
         self._placed: dict[tuple[str, Member], Pic] = {}
 
-    def add(self, base: str, member: Member) -> Pic:
+    def add(self, base: str, member: Member, photo: bool = False) -> Pic:
+        """Place a picture (once per sheet); a ``photo`` (a photo cut to a box, a map over a photo) goes into the
+        lossy sheet whatever its size: it has no single pixels of colour to keep."""
         pic = self._placed.get((base, member))
         if pic is not None:
             return pic
-        width, height = self.measure(member.kind, member.key, member.member)
-        sheet = self._open.get(base)
+        width, height, lossless = self.measure(member.kind, member.key, member.member)
+        lossless = lossless and not photo
+        which = (base, lossless)
+        sheet = self._open.get(which)
         spot = sheet.place(width, height) if sheet else None
         if sheet is None or spot is None:
-            count = self._count[base] = self._count.get(base, 0) + 1
-            sheet = self._open[base] = Sheet(f"{base}.webp" if count == 1 else f"{base}~{count}.webp")
+            count = self._count[which] = self._count.get(which, 0) + 1
+            name = f"{base}~lossless" if lossless else base
+            sheet = self._open[which] = Sheet(f"{name}.webp" if count == 1 else
+                                              f"{name}{count}.webp" if lossless else f"{name}~{count}.webp", lossless)
             self.sheets.append(sheet)
             spot = sheet.place(width, height)
             assert spot is not None  # an empty sheet takes any picture
@@ -120,7 +133,7 @@ class Packer:
 def made(sheet: Sheet, read: Callable[[Member], bytes], cache: Cache) -> bytes:
     """The sheet's image, composed once: kept in the cache under a key of what it holds and where (the keys of
     the cache's entries name what they hold), so that a render that changes no picture composes nothing."""
-    key = make_key("sheet", ENCODING, GUTTER, FILL, sheet.width, sheet.height,
+    key = make_key("sheet", LOSSLESS if sheet.lossless else LOSSY, GUTTER, FILL, sheet.width, sheet.height,
                    [[m.kind, m.key, m.member, *rect] for m, rect in zip(sheet.members, sheet.rects)])
     kept = cache.get(members.SHEETS, key)
     if kept and members.SHEET in kept:
@@ -144,20 +157,19 @@ def compose(sheet: Sheet, read: Callable[[Member], bytes]) -> bytes:
         canvas[y - GUTTER:y + height + GUTTER, x - GUTTER:x + width + GUTTER] = np.pad(
             pixels, ((GUTTER, GUTTER), (GUTTER, GUTTER), (0, 0)), mode="edge")
     buffer = io.BytesIO()
-    Image.fromarray(canvas).save(buffer, format="WEBP", **ENCODING)
+    Image.fromarray(canvas).save(buffer, format="WEBP", **(LOSSLESS if sheet.lossless else LOSSY))
     return buffer.getvalue()
 
 
 def measurer(cache: Cache) -> Measure:
-    """The size of a picture in ``cache``, read from its file's header (each entry read once); an error naming
-    the entry where it is absent, so that nothing is written."""
-    sizes: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
+    """The size of a picture in ``cache`` and whether it is shown exactly (:func:`shape`), read from its file's
+    header (each entry read once); an error naming the entry where it is absent, so that nothing is written."""
+    sizes: dict[tuple[str, str], dict[str, tuple[int, int, bool]]] = {}
 
-    def measure(kind: str, key: str, member: str) -> tuple[int, int]:
+    def measure(kind: str, key: str, member: str) -> tuple[int, int, bool]:
         if (kind, key) not in sizes:
             entry = cache.get(kind, key) or {}
-            sizes[(kind, key)] = {name: Image.open(io.BytesIO(data)).size for name, data in entry.items()
-                                  if name.endswith(PICTURES)}
+            sizes[(kind, key)] = {name: shape(data) for name, data in entry.items() if name.endswith(PICTURES)}
         found = sizes[(kind, key)].get(member)
         if found is None:
             raise SitegenError(f"cache entry {kind}/{key} is missing or damaged (it has no {member}); nothing was "
@@ -165,3 +177,12 @@ def measurer(cache: Cache) -> Measure:
         return found
 
     return measure
+
+
+
+def shape(data: bytes) -> tuple[int, int, bool]:
+    """A stored picture's width and height, and whether a page shows it exactly (in a lossless sheet): an optimized
+    image (PNG), or a picture at most SMALL pixels a side, mostly single pixels of colour that lossy WebP, which
+    keeps colour at half the resolution, would smear towards grey."""
+    width, height = Image.open(io.BytesIO(data)).size
+    return width, height, data.startswith(b"\x89PNG") or max(width, height) <= SMALL

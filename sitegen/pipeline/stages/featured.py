@@ -67,7 +67,7 @@ def _pictures(ws: Workspace, state: State, w: Featured, pixels: np.ndarray, posi
             if zoomed is not None:  # where zoom
                 jobs[method, members.picture_zoom(neuron)] = (zoomed[k], "picture")
                 if method == ws.config.layers.methods[w.layer.listed][0]:  # the photo cut to the box, kept once
-                    jobs[method, members.photo_zoom(neuron)] = (fit(cut(pixels, known[k]), WHOLE_SIDE), "patch")
+                    jobs[method, members.photo_zoom(neuron)] = (fit(cut(pixels, known[k]), WHOLE_SIDE), "picture")
     return jobs, scales
 
 

@@ -58,8 +58,8 @@ class MapsStage(Stage):
                               copy=True)[w.layer.path][0]
             flat = out.reshape(out.shape[0], -1)
             positions = flat.argmax(dim=1).tolist()
-            jobs = {members.activation_map(n): (fit(activation_map(pixels, out[n], positions[n]), WHOLE_SIDE), "patch")
-                    for n in w.neurons}
+            jobs = {members.activation_map(n): (fit(activation_map(pixels, out[n], positions[n]), WHOLE_SIDE),
+                                                "picture") for n in w.neurons}
             minima = {members.MINIMA: flat.amin(dim=1).float().cpu().numpy().astype(np.float32)}
             ws.write(members.MAPS, maps_key(ws, w.item, w.layer), {**ws.encode_many(jobs), **minima}, add=True)
             ws.count("activation maps", len(w.neurons))

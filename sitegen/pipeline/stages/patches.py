@@ -53,7 +53,7 @@ def _patches(ws: Workspace, state: State, layer: Layer, pixels: np.ndarray, neur
     for k, neuron in enumerate(neurons):
         photo = members.patch_photo(boxes[k])
         if photo not in stored and photo not in jobs:
-            jobs[photo] = (fit(cut(pixels, boxes[k]), PATCH_SIDE), "patch")
+            jobs[photo] = (fit(cut(pixels, boxes[k]), PATCH_SIDE), "picture")
         jobs[members.patch_guided(neuron)] = (shown[k], "picture")
         written[members.patch_scale(neuron)] = np.array([scales[k]], dtype=np.float32)
     return {**ws.encode_many(jobs), **written}

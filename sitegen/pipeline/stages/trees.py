@@ -198,7 +198,7 @@ def compute_level(ws: Workspace, state: State, item: Item, paths: list[Path]) ->
             box = placed(side, layer.geometry, contributions, size)
         shown, scale = display(cut_gradients(grads[index:index + 1], [box]), PATCH_SIDE)
         jobs = {members.NODE_PICTURE: (shown[0], "picture"), members.NODE_PHOTO: (fit(cut(pixels, box), PATCH_SIDE),
-                                                                                 "patch")}
+                                                                                 "picture")}
         entry = {**ws.encode_many(jobs), members.NODE_FACTS: np.array([*box, scale[0], whole[index]])}
         if below is not None and parts:
             maps = result["lower maps"][index].cpu().numpy()

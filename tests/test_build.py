@@ -83,10 +83,10 @@ def test_build_check_and_rebuild(atlas):
     neuron = (site / "layers" / "features.4" / "3.html").read_text()
     assert "Blob edge" in neuron and "<em>rim</em>" in neuron
     for title in ("Guided backprop", "Deconvnet", "Gradient"):
-        for image in ("img0", "img1"):  # each from the neuron's own sheet
+        for image in ("img0", "img1"):  # each from the neuron's own sheet (its lossless one where small)
             assert re.search(f'<svg class="pic g" viewBox="[0-9 ]+" role="img" aria-label="{title} of features.4/3 '
                              f'on imgs/{image}.png" width="160" height="160"><title>[^<]+</title><image '
-                             f'href="../../assets/layers/features.4/3.webp"', neuron)
+                             f'href="../../assets/layers/features.4/3(~lossless)?.webp"', neuron)
     for image in ("img0", "img1"):  # where it fires, on every neuron page of a layer with positions
         assert f'aria-label="Where features.4/3 fires on imgs/{image}.png"' in neuron
     assert " fires on imgs/" not in (site / "layers" / "fc" / "3.html").read_text()  # a unit has no map

@@ -149,7 +149,7 @@ def test_an_atlas_with_optimized_images(tmp_path):
     neuron_page = (tmp_path / "site" / "layers" / "fc" / "2.html").read_text()
     assert 'id="optimized"' in neuron_page and "its value" in neuron_page
     shown = {alt: sheet for sheet, _, alt in pictures_on(tmp_path / "site", "layers/fc/2.html")}
-    assert shown["Image optimized from noise to excite fc/2"] == "assets/layers/fc/2.webp"  # in its own sheet
+    assert shown["Image optimized from noise to excite fc/2"] == "assets/layers/fc/2~lossless.webp"  # its own, exact
     about = (tmp_path / "site" / "about.html").read_text()
     assert "An optimized image (Olah et al." in about and 'href="layers/fc.html#optimized"' in about
     saved = json.loads((tmp_path / "site" / "manifest.json").read_text())

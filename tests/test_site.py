@@ -113,10 +113,29 @@ def test_a_neuron_page_shows_its_records(site):
     assert optimized["own"] == 22.0 and optimized["other"] == 7.0 and optimized["objective"] == "its value"
 
 
+def test_a_patch_photo_that_one_neuron_shows_is_in_its_own_sheet_and_a_shared_one_in_the_layers():
+    from dataclasses import replace
+
+    from sitegen.site.links import Assets
+
+    layer = handmade.manifest().layers[0]
+    record = layer.neurons[0]
+    alone = replace(record.top[0], box=(1, 1, 3, 3))  # no other neuron shows this box of this view
+    layer = replace(layer, neurons=(replace(record, top=(alone, *record.top[1:])), *layer.neurons[1:]))
+    assets = Assets(measure)
+    assets.share_photos(layer)
+    sheet = assets.own("conv", 0)
+    assert assets.patch(sheet, 0, alone, "img").sheet.path == "assets/layers/conv/0.webp"
+    assert assets.patch(sheet, 0, record.top[1], "img").sheet.path == "assets/layers/conv/photos.webp"
+    assert assets.patch(sheet, 0, record.top[1], "gb").sheet.path == "assets/layers/conv/0.webp"  # its own
+
+
 def test_pictures_are_packed_into_sheets_that_name_their_cache_members(site):
     sheets = {sheet.path: sheet for sheet in site.sheets}
     assert Member("patch", "patch-1", "1-gb.webp") in sheets["assets/layers/conv/1.webp"].members
-    assert Member("patch", "patch-2", "img_0_0_2_2.webp") in sheets["assets/layers/conv/1.webp"].members
+    # a patch's photo that several neurons show (here, all of them) is in the layer's sheet of photos, once
+    assert Member("patch", "patch-2", "img_0_0_2_2.webp") in sheets["assets/layers/conv/photos.webp"].members
+    assert not any(member.member.startswith("img_") for member in sheets["assets/layers/conv/1.webp"].members)
     assert Member("vis", "vis-conv-guided", "3-box.webp") in sheets["assets/layers/conv/3.webp"].members
     assert Member("opt", "opt-fc", "2.png") in sheets["assets/layers/fc/2.webp"].members
     # the tiles of a layer, and its neurons on an image (where each looks, its picture there), in sheets of their own

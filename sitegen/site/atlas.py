@@ -54,6 +54,8 @@ class Atlas:
         self.content = Content(config.root, config.site.raw_html)
         self.assets = Assets(measure, "before/" if before else "")
         self.layers = manifest.layers
+        for layer in self.layers:
+            self.assets.share_photos(layer)
         self._index = {layer.name: index for index, layer in enumerate(self.layers)}
         self._records = {(layer.name, record.neuron): record for layer in self.layers for record in layer.neurons}
         self.automatic: set[tuple[str, int]] = set()  # neurons named by the classes of their top images

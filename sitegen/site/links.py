@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 
 from ..images import NAME_LIMIT, fit_name
 from ..store import members
-from ..store.manifest import FeaturedRecord, OptimizedRecord, PatchRecord, TreeNode
+from ..store.manifest import FeaturedRecord, LayerRecord, OptimizedRecord, PatchRecord, TreeNode
 from .model import Asset
 from .sheets import Measure, Member, Packer, Pic
 
@@ -53,7 +54,8 @@ def node_id(path: list[TreeNode]) -> str:
 class Assets:
     """Collects the pictures the pages show.  A featured photo stays a file of its own (its path from the site
     root); every other picture goes into a sheet (``sheets.py``) and is a :class:`Pic`: a neuron's own
-    pictures into the neuron's sheet, the tiles of a layer (each neuron's best patch) into the layer's, a
+    pictures into the neuron's sheet (but a patch's photo that several neurons show into the layer's sheet of
+    photos), the tiles of a layer (each neuron's best patch) into the layer's, a
     layer's neurons on a featured image (where each looks, its picture and map there) into one sheet per layer
     and image, an image's tree into the image's.  A ``prefix`` keeps another atlas's files apart (the other
     checkpoint's of a comparison, under "before/")."""
@@ -62,6 +64,17 @@ class Assets:
         self.listed: list[Asset] = []  # files copied as they are
         self.packer = Packer(measure)
         self.prefix = prefix
+        self.shared: dict[Member, str] = {}  # a patch's photo that several neurons show -> its layer's sheet
+
+    def share_photos(self, layer: LayerRecord) -> None:
+        """Put each patch photo that more than one of the layer's neurons shows (a whole view, where neurons see
+        the whole image) into the layer's sheet of photos, once, rather than into each neuron's sheet."""
+        shown = Counter(self._photo(patch) for record in layer.neurons for patch in (*record.top, *record.levels))
+        self.shared.update({member: self.photos(layer.name) for member, count in shown.items() if count > 1})
+
+    @staticmethod
+    def _photo(patch: PatchRecord) -> Member:
+        return Member(members.PATCHES, patch.key, members.patch_photo(patch.box))
 
     # the sheets, by their base paths (sheets.Packer)
     def own(self, layer: str, neuron: int) -> str:
@@ -69,6 +82,9 @@ class Assets:
 
     def tiles(self, layer: str) -> str:
         return f"{self.prefix}assets/layers/{safe_name(layer)}/tiles"
+
+    def photos(self, layer: str) -> str:
+        return f"{self.prefix}assets/layers/{safe_name(layer)}/photos"
 
     def on(self, featured: FeaturedRecord, layer: str) -> str:
         return f"{self.prefix}assets/layers/{safe_name(layer)}/on-{featured.slug}"
@@ -87,8 +103,10 @@ class Assets:
 
     def patch(self, sheet: str, neuron: int, patch: PatchRecord, which: str) -> Pic:
         """A patch's photo (``which`` "img") or its guided-backprop picture ("gb")."""
-        member = members.patch_photo(patch.box) if which == "img" else members.patch_guided(neuron)
-        return self.packer.add(sheet, Member(members.PATCHES, patch.key, member), which == "img")
+        if which == "img":
+            photo = self._photo(patch)
+            return self.packer.add(self.shared.get(photo, sheet), photo, photo=True)
+        return self.packer.add(sheet, Member(members.PATCHES, patch.key, members.patch_guided(neuron)))
 
     def activation_map(self, sheet: str, featured: FeaturedRecord, layer: str, neuron: int) -> Pic:
         return self.packer.add(sheet, Member(members.MAPS, featured.maps[layer], members.activation_map(neuron)), True)

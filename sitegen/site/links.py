@@ -99,7 +99,8 @@ class Assets:
         """A gradient picture of the whole image, or (``part`` "box") cut to the receptive field, or
         (``part`` "img") the photo cut to the same box."""
         member = {"": members.picture, "box": members.picture_zoom, "img": members.photo_zoom}[part](neuron)
-        return self.packer.add(sheet, Member(members.PICTURES, featured.pictures[layer][method], member), part == "img")
+        return self.packer.add(sheet, Member(members.PICTURES, featured.pictures[layer][method], member),
+                               photo=part == "img")
 
     def patch(self, sheet: str, neuron: int, patch: PatchRecord, which: str) -> Pic:
         """A patch's photo (``which`` "img") or its guided-backprop picture ("gb")."""
@@ -109,14 +110,15 @@ class Assets:
         return self.packer.add(sheet, Member(members.PATCHES, patch.key, members.patch_guided(neuron)))
 
     def activation_map(self, sheet: str, featured: FeaturedRecord, layer: str, neuron: int) -> Pic:
-        return self.packer.add(sheet, Member(members.MAPS, featured.maps[layer], members.activation_map(neuron)), True)
+        return self.packer.add(sheet, Member(members.MAPS, featured.maps[layer], members.activation_map(neuron)),
+                               photo=True)
 
     def tree_node(self, featured: FeaturedRecord, path: list[TreeNode], which: str) -> Pic:
         """A tree node's path picture (``which`` "picture") or the photo of the same box ("photo"), in the
         sheet of the image's trees."""
         member = members.NODE_PICTURE if which == "picture" else members.NODE_PHOTO
         return self.packer.add(f"{self.prefix}assets/trees/{featured.slug}",
-                               Member(members.TREES, path[-1].key, member), which == "photo")
+                               Member(members.TREES, path[-1].key, member), photo=which == "photo")
 
     def optimized(self, sheet: str, neuron: int, optimized: OptimizedRecord) -> Pic:
         return self.packer.add(sheet, Member(members.OPTIMIZED, optimized.key, members.optimized(neuron)))

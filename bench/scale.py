@@ -28,7 +28,7 @@ from sitegen.pipeline import runner
 from sitegen.render import render
 from sitegen.site import build_site_model
 from sitegen.site.model import SiteModel
-from sitegen.site.sheets import LOSSLESS, LOSSY, measurer
+from sitegen.site.sheets import measurer
 from sitegen.store.cache import Cache
 
 CONFIG = """title = "AlexNet at scale"
@@ -77,13 +77,12 @@ def one_file_each(site: SiteModel, cache: Cache, written: Path) -> tuple[int, in
     written, and each distinct picture of its sheets encoded alone as its sheet encodes it."""
     sheets = {sheet.path for sheet in site.sheets}
     kept = [p for p in written.rglob("*") if p.is_file() and p.relative_to(written).as_posix() not in sheets]
-    pictures = {member: sheet.lossless for sheet in site.sheets for member in sheet.members}
+    pictures = {member: sheet.encoding for sheet in site.sheets for member in sheet.members}
     size = sum(p.stat().st_size for p in kept)
-    for member, lossless in pictures.items():
+    for member, encoding in pictures.items():
         entry = cache.get(member.kind, member.key) or {}
         buffer = io.BytesIO()
-        Image.open(io.BytesIO(entry[member.member])).convert("RGB").save(buffer, format="WEBP",
-                                                                         **(LOSSLESS if lossless else LOSSY))
+        Image.open(io.BytesIO(entry[member.member])).convert("RGB").save(buffer, format="WEBP", **encoding)
         size += buffer.tell()
     return len(kept) + len(pictures), size
 

@@ -62,6 +62,11 @@ class Sheet:
     rects: list[tuple[int, int, int, int]] = field(default_factory=list)  # x, y, width, height of each
     _shelf: tuple[int, int, int] = (0, 0, 0)  # the open shelf: its top, the next free x, its height
 
+    @property
+    def encoding(self) -> dict:
+        """Pillow's WebP options for this sheet."""
+        return LOSSLESS if self.lossless else LOSSY
+
     def place(self, width: int, height: int) -> tuple[int, int] | None:
         """Where a picture of this size goes (its top left, inside its gutter), or None if the sheet is full."""
         cell_w, cell_h = width + 2 * GUTTER, height + 2 * GUTTER
@@ -119,8 +124,8 @@ class Packer:
         if sheet is None or spot is None:
             count = self._count[which] = self._count.get(which, 0) + 1
             name = f"{base}~lossless" if lossless else base
-            sheet = self._open[which] = Sheet(f"{name}.webp" if count == 1 else
-                                              f"{name}{count}.webp" if lossless else f"{name}~{count}.webp", lossless)
+            spill = f"{name}{count}" if lossless else f"{name}~{count}"
+            sheet = self._open[which] = Sheet(f"{name if count == 1 else spill}.webp", lossless)
             self.sheets.append(sheet)
             spot = sheet.place(width, height)
             assert spot is not None  # an empty sheet takes any picture
@@ -133,7 +138,7 @@ class Packer:
 def made(sheet: Sheet, read: Callable[[Member], bytes], cache: Cache) -> bytes:
     """The sheet's image, composed once: kept in the cache under a key of what it holds and where (the keys of
     the cache's entries name what they hold), so that a render that changes no picture composes nothing."""
-    key = make_key("sheet", LOSSLESS if sheet.lossless else LOSSY, GUTTER, FILL, sheet.width, sheet.height,
+    key = make_key("sheet", sheet.encoding, GUTTER, FILL, sheet.width, sheet.height,
                    [[m.kind, m.key, m.member, *rect] for m, rect in zip(sheet.members, sheet.rects)])
     kept = cache.get(members.SHEETS, key)
     if kept and members.SHEET in kept:
@@ -157,7 +162,7 @@ def compose(sheet: Sheet, read: Callable[[Member], bytes]) -> bytes:
         canvas[y - GUTTER:y + height + GUTTER, x - GUTTER:x + width + GUTTER] = np.pad(
             pixels, ((GUTTER, GUTTER), (GUTTER, GUTTER), (0, 0)), mode="edge")
     buffer = io.BytesIO()
-    Image.fromarray(canvas).save(buffer, format="WEBP", **(LOSSLESS if sheet.lossless else LOSSY))
+    Image.fromarray(canvas).save(buffer, format="WEBP", **sheet.encoding)
     return buffer.getvalue()
 
 
@@ -177,7 +182,6 @@ def measurer(cache: Cache) -> Measure:
         return found
 
     return measure
-
 
 
 def shape(data: bytes) -> tuple[int, int, bool]:

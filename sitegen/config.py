@@ -126,8 +126,9 @@ class EffectsConfig:
     shown: int = option(5, "Classes shown per neuron: its largest first-order effects.", minimum=1)
     exact: int = option(3, "Of those, how many also get the exact effect, the logit lost with the neuron zeroed.",
                         minimum=0)
-    ablated: int = option(16, "Neurons per layer whose exact effects are computed, spread evenly over the mapped "
-                              "ones (each costs a forward pass per probe view).", minimum=0)
+    ablated: int | None = option(None, "Neurons per layer whose exact effects are computed, spread evenly over "
+                                       "the mapped ones (each costs a forward pass of what follows the layer per "
+                                       "probe view); all of them if not given.", minimum=0)
 
 
 @dataclass(frozen=True)

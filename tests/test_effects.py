@@ -18,7 +18,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("name,layer,path,size,neurons", CASES)
-def test_effects_match_the_reference(name, layer, path, size, neurons):
+def test_effects_match_the_reference(name, layer, path, size, neurons, monkeypatch):
+    monkeypatch.setattr("sitegen.engine.effects.COPIED", 1)  # copies made at the layer: batch_size per pass
     torch.manual_seed(3)
     model = load_model(name, "none").module.double()
     images = torch.randn(2, 3, size, size, dtype=torch.float64)
@@ -66,13 +67,28 @@ def test_ablations_fall_back_to_whole_copies_where_copies_at_the_layer_cannot_ru
     torch.manual_seed(0)
     model = LaterConcat().double().eval()
     images = torch.randn(2, 3, 12, 12, dtype=torch.float64)
-    assert not _expands(model, images[:1], model.layer, [0, 1])
+    assert not _expands(model, images[:1], model.layer, [0, 1])[0]
     first, exact = sitegen.effects(model, images, "layer", [0, 2, 4], [0, 1, 2])
     want_first, want_exact = reference_effects(model, images, "layer", [0, 2, 4], [0, 1, 2])
     assert torch.allclose(first.double(), want_first, atol=1e-9) and torch.allclose(exact.double(), want_exact,
                                                                                    atol=1e-6)
     resnet = load_model("resnet18", "none").module.double().eval()
-    assert _expands(resnet, torch.randn(1, 3, 64, 64, dtype=torch.float64), resnet.layer3, [0, 1])
+    assert _expands(resnet, torch.randn(1, 3, 64, 64, dtype=torch.float64), resnet.layer3, [0, 1])[0]
+
+
+def test_efficientnet_lite_s_ablations_run_only_what_follows_the_layer():
+    """The default model's forward (model/lite.py) gives the package's numbers and keeps copies made at a layer
+    apart, so an ablation runs only the blocks above the layer."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from sitegen.engine.effects import _expands
+
+    torch.manual_seed(0)
+    model = load_model("efficientnet_lite0", "none").module.double().eval()
+    images = torch.randn(3, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(model(images), EfficientNet.forward(model, images))
+    assert _expands(model, images[:1], model._blocks[15], [0, 1]) == (True, 320 * 2 * 2)
 
 
 def test_the_atlas_s_effects_are_the_api_s_over_the_probe_set(tmp_path):

@@ -232,8 +232,8 @@ class _HostNet(nn.Module):
         return self.fc(self.relu(_HostScale.apply(self.conv(x))).flatten(1))
 
 
-def test_whole_image_neurons_fall_back_to_copies_where_the_backward_cannot_run_batched():
-    from sitegen.engine import passes
+def test_whole_image_neurons_run_one_after_another_where_the_backward_cannot_run_batched():
+    from sitegen.engine import seeded
 
     torch.manual_seed(0)
     model = _HostNet().double()
@@ -241,9 +241,29 @@ def test_whole_image_neurons_fall_back_to_copies_where_the_backward_cannot_run_b
     for method in ("guided", "gradient"):
         got = sitegen.visualize(model, images, "fc", range(6), method)
         want = reference_visualize(model, images, "fc", list(range(6)), method)
-        assert model in passes._UNSHARED  # the batched backward failed and is not tried again
+        assert seeded.looped(model, "fc") is True  # the batched backward failed and is not tried again
         assert want.abs().amax() > 0
         assert torch.allclose(got, want, atol=1e-10)
+
+
+@pytest.mark.parametrize("looped", [True, False])
+def test_whole_image_neurons_give_the_reference_s_numbers_batched_or_one_after_another(looped):
+    """engine/seeded.py times both ways once per layer and keeps the faster: each must give the numbers."""
+    from reference import reference_edges
+
+    from sitegen.engine import seeded
+
+    torch.manual_seed(0)
+    model = load_model("efficientnet_lite0", "none").module.double().eval()
+    images = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    seeded._LOOPED[model] = {"_blocks.15": looped}
+    neurons = [0, 5, 300]
+    got = sitegen.visualize(model, images, "block15", neurons, "guided", batch_size=2)
+    assert torch.allclose(got, reference_visualize(model, images, "_blocks.15", neurons, "guided"), atol=1e-10)
+    got = sitegen.edges(model, images, "block10", "block15", neurons, batch_size=2)
+    want = reference_edges(model, images, "_blocks.10", "_blocks.15", neurons)
+    assert want.abs().amax() > 0 and torch.allclose(got.double(), want, atol=1e-6 * float(want.abs().amax()))
+    assert seeded.looped(model, "_blocks.15") is looped
 
 
 @pytest.mark.parametrize("name,layer,path,size,neurons", [

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..errors import SitegenError
 from ..methods import SMOOTHGRAD, TRUE_GRADIENT
+from . import seeded
 from .capture import capture, inference_state, model_device
 from .crops import Crop, batches, plan_crops
 from .geometry import Geometry, receptive_fields
@@ -87,21 +88,23 @@ def _recorded(kind: str, value: torch.Tensor, grad: torch.Tensor) -> torch.Tenso
     return product if kind != "edges" else product.reshape(product.shape[0], product.shape[1], -1).sum(dim=2)
 
 
-def _backward(out: torch.Tensor, seeds: torch.Tensor | None, x: torch.Tensor, recorders: dict[str, _LowerLayer],
-              passes: list[str], want: set[str]) -> dict[str, torch.Tensor]:
+def _backward(out: torch.Tensor, seeds: tuple[nn.Module, str, torch.Tensor] | None, x: torch.Tensor,
+              recorders: dict[str, _LowerLayer], passes: list[str], want: set[str]) -> dict[str, torch.Tensor]:
     """One backward pass from ``out`` per method, each under its rule: the gradient at ``x`` for the methods in
     ``want``, and from the true gradient's pass each recorder's kind (that pass stops at the recorders'
-    layers where ``x``'s gradient is not wanted).  ``seeds``: the copies' one-hot gradients at ``out``, for a
-    batched backward of one forward; None where ``out`` is the sum of every copy's own neuron."""
+    layers where ``x``'s gradient is not wanted).  ``seeds``: the model, the layer and the copies' one-hot
+    gradients at ``out``, for backward passes of one forward (``seeded.py``); None where ``out`` is the sum
+    of every copy's own neuron."""
     got: dict[str, torch.Tensor] = {}
     for index, method in enumerate(passes):
         nodes = [r.checked() for r in recorders.values()] if method == TRUE_GRADIENT else []
         inputs = ([x] if method in want else []) + nodes
+        retain = index < len(passes) - 1
         with backward_rule(method):
-            grads = torch.autograd.grad(out, inputs, seeds, retain_graph=index < len(passes) - 1,
-                                        is_grads_batched=seeds is not None)
-        if seeds is not None:
-            grads = tuple(grad[:, 0] for grad in grads)  # [copies, 1, ...] -> [copies, ...]
+            if seeds is None:
+                grads = torch.autograd.grad(out, inputs, retain_graph=retain)
+            else:  # [copies, 1, ...] -> [copies, ...]
+                grads = tuple(grad[:, 0] for grad in seeded.grads(*seeds[:2], out, inputs, seeds[2], retain))
         if method in want:
             got[method] = grads[0]
         for (kind, recorder), grad in zip(recorders.items(), grads[len(inputs) - len(nodes):]):
@@ -133,15 +136,12 @@ def _copies(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module,
         return _backward(total, None, batch, recorders, passes, want)
 
 
-_UNSHARED: weakref.WeakSet = weakref.WeakSet()  # models whose backward pass does not run batched (vmap)
-
-
 def _shared(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module, seeds: list[tuple[int, int]],
             passes: list[str], want: set[str], recorded: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
     """As :func:`_copies` for neurons that need the whole image, with one forward pass of the image alone:
-    the copies would all compute the same forward.  Each backward pass is batched over the seeds (autograd's
-    ``is_grads_batched``), and the true gradient's, where it only serves the recorded kinds, stops at their
-    layers."""
+    the copies would all compute the same forward.  Each method's backward passes, one per seed, run from
+    it (batched or one after another, ``seeded.py``), and the true gradient's, where it only serves the
+    recorded kinds, stops at their layers."""
     x = image[None].clone().requires_grad_(True)
     with contextlib.ExitStack() as stack:
         recorders = {kind: stack.enter_context(_LowerLayer(at)) for kind, at in recorded.items()}
@@ -152,7 +152,7 @@ def _shared(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module,
         channels = torch.as_tensor([n for n, _ in seeds], device=x.device)
         where = torch.as_tensor([p for _, p in seeds], device=x.device)
         _flat(one_hot.view(len(seeds), *out.shape[1:]))[rows, channels, where] = 1
-        return _backward(out, one_hot, x, recorders, passes, want)
+        return _backward(out, (model, name, one_hot), x, recorders, passes, want)
 
 
 def _restrict(stack: contextlib.ExitStack, keep: Sequence[tuple[nn.Module, Sequence[Kept]]],
@@ -228,7 +228,7 @@ def rule_gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.
     default on a GPU, where a batch's size costs little and a pass's launch
     much) they are grown to one shape first (``crops.common_shape``).
     Neurons that need the whole image share one forward pass of it, and
-    their backward passes run batched (:func:`_shared`).
+    their backward passes run from it (:func:`_shared`).
 
     Given a ``lower`` layer's module, the result also holds ``"edges"``,
     ``[len(neurons), C_lower]``: each neuron's edge weights
@@ -266,15 +266,9 @@ def rule_gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.
         for chunk in batches(crops, batch_size, height, width):
             cuts = [crops[k] for k in chunk]
             seeds = [(int(neurons[k]), int(positions[k])) for k in chunk]
-            got = None
-            if cuts[0] is None and not keep and model not in _UNSHARED:
-                try:
-                    got = _shared(model, image, name, module, seeds, passes, set(methods), recorded)
-                except torch.OutOfMemoryError:
-                    raise
-                except (RuntimeError, NotImplementedError):  # an operation without a batched backward
-                    _UNSHARED.add(model)
-            if got is None:
+            if cuts[0] is None and not keep:
+                got = _shared(model, image, name, module, seeds, passes, set(methods), recorded)
+            else:
                 got = _copies(model, image, name, module, seeds, cuts, passes, set(methods), recorded, keep, chunk)
             for method in methods:
                 for row, (k, c) in enumerate(zip(chunk, cuts)):

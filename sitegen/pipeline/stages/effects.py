@@ -2,9 +2,9 @@
 probe set, each mapped neuron's first-order effect on every candidate class (a class among the top
 ``effects.top`` predictions of some probe view): its mean edge weight to the class's logit.  For up to
 ``effects.ablated`` of the mapped neurons, spread evenly, the exact effect on the ``effects.exact`` classes it
-raises most: the mean logit the class loses when the neuron is zeroed at every position.  One entry per
-layer; the record shows each neuron's ``effects.shown`` strongest classes, and the layer's agreement of the
-two (Spearman, over the pairs computed exactly).
+raises most: the mean logit the class loses when the neuron is zeroed at every position (every mapped
+neuron without ``effects.ablated``).  One entry per layer; the record shows each neuron's ``effects.shown``
+strongest classes, and the layer's agreement of the two (Spearman, over the pairs computed exactly).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class EffectsStage(EntryStage):
         for pixels in ws.loader(list(ws.probe)):
             first += first_order(ws.model.module, ws.normalise(pixels), {layer.path: module}, classes)[layer.path].cpu()
         first = first[:, units] / len(ws.probe)  # [K, U]: the means
-        ablated = spread(tuple(units), e.ablated)
+        ablated = units if e.ablated is None else spread(tuple(units), e.ablated)
         strongest = [first[:, units.index(n)].argsort(descending=True)[:e.exact].tolist() for n in ablated]
         chosen = [[classes[k] for k in row] for row in strongest]
         lost = torch.zeros(len(ablated), min(e.exact, len(classes)), dtype=torch.float64)

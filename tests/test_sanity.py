@@ -18,7 +18,7 @@ from sitegen.pipeline.stages.sanity import SEED
 
 CONFIG = TINY_MODEL.replace('weights = "none"', 'weights = "trained.pth"') + """[layers]
 use = ["features.3", "features.6", "fc"]
-methods = { "features.6" = ["guided", "gradient"], fc = ["guided", "deconv", "smoothgrad"] }
+methods = { "features.6" = ["guided", "gradient"], fc = ["deconv", "smoothgrad"] }
 [images]
 featured = ["imgs/img0.png", "imgs/img1.png"]
 probe = ["imgs"]
@@ -110,6 +110,7 @@ def test_the_atlas_s_figures_follow_the_definition(tmp_path):
             assert values, (layer.name, method)
             assert figure == pytest.approx(float(np.median(values)), abs=1e-5), (layer.name, method)
     assert manifest.layer("features.3").sanity.keys() == {"guided", "deconv", "gradient"}
+    # fc shows deconvnet and SmoothGrad; guided backprop, its patches' method, is checked too
     assert manifest.layer("fc").sanity.keys() == {"guided", "deconv", "smoothgrad"}
     assert manifest.layer("features.6").effective is not None  # a zoomed layer: its box is not the whole image
 

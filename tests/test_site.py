@@ -266,3 +266,14 @@ def test_the_randomization_check_is_shown_beside_the_pictures(site, tmp_path):
     assert "check 0.95: barely depends on conv" in neuron and "Gradient · check 0.31" in neuron
     layer = (tmp_path / "out" / "layers" / "conv.html").read_text()
     assert "Randomization check of its pictures: Guided backprop" in layer
+    assert "Randomization check of guided backprop at conv: 0.95, this picture barely depends" in neuron  # patches
+
+
+def test_a_layer_whose_pictures_are_not_guided_still_shows_its_guided_patches_check():
+    from dataclasses import replace
+
+    from sitegen.site.atlas import Atlas
+
+    layer = replace(handmade.manifest().layers[0], methods=("gradient",))
+    assert [(c["title"], c["figure"]) for c in Atlas.checks(layer)] == [
+        ("Gradient", 0.31), ("Guided backprop (patches)", 0.95)]

@@ -260,6 +260,10 @@ def test_whole_image_neurons_give_the_reference_s_numbers_batched_or_one_after_a
     neurons = [0, 5, 300]
     got = sitegen.visualize(model, images, "block15", neurons, "guided", batch_size=2)
     assert torch.allclose(got, reference_visualize(model, images, "_blocks.15", neurons, "guided"), atol=1e-10)
+    # SmoothGrad: two forward passes of noisy copies (2 and 1), each with two backward chunks of seeds (2 and 1)
+    got = sitegen.visualize(model, images, "block15", neurons, "smoothgrad", batch_size=2, samples=3, seed=4)
+    want = reference_smoothgrad(model, images, "_blocks.15", neurons, samples=3, noise=0.15, seed=4)
+    assert want.abs().amax() > 0 and torch.allclose(got, want, atol=1e-10 * float(want.abs().amax()))
     got = sitegen.edges(model, images, "block10", "block15", neurons, batch_size=2)
     want = reference_edges(model, images, "_blocks.10", "_blocks.15", neurons)
     assert want.abs().amax() > 0 and torch.allclose(got.double(), want, atol=1e-6 * float(want.abs().amax()))

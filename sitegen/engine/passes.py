@@ -89,22 +89,24 @@ def _recorded(kind: str, value: torch.Tensor, grad: torch.Tensor) -> torch.Tenso
 
 
 def _backward(out: torch.Tensor, seeds: tuple[nn.Module, str, torch.Tensor] | None, x: torch.Tensor,
-              recorders: dict[str, _LowerLayer], passes: list[str], want: set[str]) -> dict[str, torch.Tensor]:
+              recorders: dict[str, _LowerLayer], passes: list[str], want: set[str],
+              retain: bool = False) -> dict[str, torch.Tensor]:
     """One backward pass from ``out`` per method, each under its rule: the gradient at ``x`` for the methods in
     ``want``, and from the true gradient's pass each recorder's kind (that pass stops at the recorders'
-    layers where ``x``'s gradient is not wanted).  ``seeds``: the model, the layer and the copies' one-hot
-    gradients at ``out``, for backward passes of one forward (``seeded.py``); None where ``out`` is the sum
-    of every copy's own neuron."""
+    layers where ``x``'s gradient is not wanted).  ``seeds``: the model, the layer and the seeds' one-hot
+    gradients at ``out``, ``[seeds, *out.shape]``, for backward passes of one forward (``seeded.py``),
+    each seed's gradients summed over ``x``'s images; None where ``out`` is the sum of every copy's own
+    neuron.  ``retain`` keeps the graph for more passes."""
     got: dict[str, torch.Tensor] = {}
     for index, method in enumerate(passes):
         nodes = [r.checked() for r in recorders.values()] if method == TRUE_GRADIENT else []
         inputs = ([x] if method in want else []) + nodes
-        retain = index < len(passes) - 1
+        more = retain or index < len(passes) - 1
         with backward_rule(method):
             if seeds is None:
-                grads = torch.autograd.grad(out, inputs, retain_graph=retain)
-            else:  # [copies, 1, ...] -> [copies, ...]
-                grads = tuple(grad[:, 0] for grad in seeded.grads(*seeds[:2], out, inputs, seeds[2], retain))
+                grads = torch.autograd.grad(out, inputs, retain_graph=more)
+            else:  # [seeds, images, ...] -> [seeds, ...]
+                grads = tuple(grad.sum(dim=1) for grad in seeded.grads(*seeds[:2], out, inputs, seeds[2], more))
         if method in want:
             got[method] = grads[0]
         for (kind, recorder), grad in zip(recorders.items(), grads[len(inputs) - len(nodes):]):
@@ -136,23 +138,33 @@ def _copies(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module,
         return _backward(total, None, batch, recorders, passes, want)
 
 
-def _shared(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module, seeds: list[tuple[int, int]],
-            passes: list[str], want: set[str], recorded: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
-    """As :func:`_copies` for neurons that need the whole image, with one forward pass of the image alone:
-    the copies would all compute the same forward.  Each method's backward passes, one per seed, run from
-    it (batched or one after another, ``seeded.py``), and the true gradient's, where it only serves the
-    recorded kinds, stops at their layers."""
-    x = image[None].clone().requires_grad_(True)
+def _shared(model: nn.Module, images: torch.Tensor, name: str, module: nn.Module, seeds: list[tuple[int, int]],
+            passes: list[str], want: set[str], recorded: dict[str, nn.Module],
+            batch_size: int | None = None) -> dict[str, torch.Tensor]:
+    """As :func:`_copies` for neurons that need the whole image, with one forward pass of the images alone
+    (``[B, 3, H, W]``; SmoothGrad's noisy copies of one image, or the image itself): copies of an image
+    would all compute the same forward.  Each method's backward passes, one per seed, run from it (batched
+    or one after another, ``seeded.py``), ``batch_size`` seeds at a time, each seed set in every image and
+    its gradients summed over them; the true gradient's, where it only serves the recorded kinds (of one
+    image), stops at their layers."""
+    x = images.clone().requires_grad_(True)
+    assert not recorded or len(x) == 1
     with contextlib.ExitStack() as stack:
         recorders = {kind: stack.enter_context(_LowerLayer(at)) for kind, at in recorded.items()}
         with torch.enable_grad(), relu_rules():
             out = capture(model, x, {name: module})[name]
-        one_hot = torch.zeros(len(seeds), *out.shape, device=x.device, dtype=out.dtype)
-        rows = torch.arange(len(seeds), device=x.device)
-        channels = torch.as_tensor([n for n, _ in seeds], device=x.device)
-        where = torch.as_tensor([p for _, p in seeds], device=x.device)
-        _flat(one_hot.view(len(seeds), *out.shape[1:]))[rows, channels, where] = 1
-        return _backward(out, (model, name, one_hot), x, recorders, passes, want)
+        step = batch_size or len(seeds)
+        parts = []
+        for start in range(0, len(seeds), step):
+            chunk = seeds[start:start + step]
+            one_hot = torch.zeros(len(chunk), *out.shape, device=x.device, dtype=out.dtype)
+            rows = torch.arange(len(chunk), device=x.device)
+            channels = torch.as_tensor([n for n, _ in chunk], device=x.device)
+            where = torch.as_tensor([p for _, p in chunk], device=x.device)
+            one_hot.view(len(chunk), len(x), out.shape[1], -1)[rows, :, channels, where] = 1
+            parts.append(_backward(out, (model, name, one_hot), x, recorders, passes, want,
+                                   retain=start + step < len(seeds)))
+        return parts[0] if len(parts) == 1 else {kind: torch.cat([p[kind] for p in parts]) for kind in parts[0]}
 
 
 def _restrict(stack: contextlib.ExitStack, keep: Sequence[tuple[nn.Module, Sequence[Kept]]],
@@ -197,15 +209,35 @@ def gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Modul
         if keep:
             raise ValueError("SmoothGrad pictures of paths are not defined")
         smooth = smooth or SmoothGrad()
-        clean = image[0] if image.dim() == 4 else image
-        total = None
-        for noisy in clean + noise(clean, smooth, index):
-            grad = rule_gradients(model, noisy, name, module, neurons, positions, [TRUE_GRADIENT], batch_size,
-                                  geometry, out_width, common=common)[TRUE_GRADIENT]
-            total = grad if total is None else total.add_(grad)
-        assert total is not None  # samples >= 1
-        results[SMOOTHGRAD] = total / smooth.samples
+        clean = (image[0] if image.dim() == 4 else image).to(model_device(model))
+        results[SMOOTHGRAD] = _smoothed(model, clean + noise(clean, smooth, index), name, module, neurons,
+                                        positions, batch_size, geometry, out_width, common) / smooth.samples
     return results
+
+
+def _smoothed(model: nn.Module, noisy: torch.Tensor, name: str, module: nn.Module, neurons: Sequence[int],
+              positions: Sequence[int], batch_size: int, geometry: Geometry | None, out_width: int,
+              common: bool | None) -> torch.Tensor:
+    """``[len(neurons), 3, H, W]``: each neuron's true gradient at its position, summed over the ``noisy``
+    images.  Neurons on receptive-field crops go through :func:`rule_gradients` one image after another;
+    those that need the whole image share each forward pass of ``batch_size`` of the images, and each
+    backward pass is seeded in all of them (:func:`_shared`)."""
+    _, _, height, width = noisy.shape
+    crops = plan_crops(geometry, positions, out_width, height, width,
+                       noisy.device.type == "cuda" if common is None else common)
+    total = torch.zeros(len(neurons), *noisy.shape[1:], device=noisy.device, dtype=noisy.dtype)
+    cropped = [k for k, crop in enumerate(crops) if crop is not None]
+    for image in noisy if cropped else ():
+        total[cropped] += rule_gradients(model, image, name, module, [neurons[k] for k in cropped],
+                                         [positions[k] for k in cropped], [TRUE_GRADIENT], batch_size, geometry,
+                                         out_width, common=common)[TRUE_GRADIENT]
+    whole = [k for k, crop in enumerate(crops) if crop is None]
+    seeds = [(int(neurons[k]), int(positions[k])) for k in whole]
+    with inference_state(model):
+        for start in range(0, len(noisy) if whole else 0, batch_size):
+            total[whole] += _shared(model, noisy[start:start + batch_size], name, module, seeds, [TRUE_GRADIENT],
+                                    {TRUE_GRADIENT}, {}, batch_size)[TRUE_GRADIENT]
+    return total
 
 
 def rule_gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.Module,
@@ -267,7 +299,7 @@ def rule_gradients(model: nn.Module, image: torch.Tensor, name: str, module: nn.
             cuts = [crops[k] for k in chunk]
             seeds = [(int(neurons[k]), int(positions[k])) for k in chunk]
             if cuts[0] is None and not keep:
-                got = _shared(model, image, name, module, seeds, passes, set(methods), recorded)
+                got = _shared(model, image[None], name, module, seeds, passes, set(methods), recorded)
             else:
                 got = _copies(model, image, name, module, seeds, cuts, passes, set(methods), recorded, keep, chunk)
             for method in methods:

@@ -125,6 +125,15 @@ class Atlas:
                  "check": check(layer, m)} for m in layer.methods]
 
     @staticmethod
+    def checks(layer: LayerRecord) -> list[dict]:
+        """The randomization check of each method the layer's pages show: its featured pictures' methods, and
+        guided backprop's patches where the featured pictures are by other methods."""
+        shown = [(m, BY_NAME[m].title) for m in layer.methods]
+        if GUIDED not in layer.methods:
+            shown.append((GUIDED, f"{BY_NAME[GUIDED].title} (patches)"))
+        return [{**c, "title": title} for m, title in shown if (c := check(layer, m))]
+
+    @staticmethod
     def thumbnail_method(layer: LayerRecord) -> str:
         """The method of the layer's small pictures (thumbnails, trees): guided backprop where it is shown."""
         return GUIDED if GUIDED in layer.methods else layer.methods[0]

@@ -1,4 +1,5 @@
-"""The randomization check of each layer's methods (DESIGN §2; Adebayo et al., 2018).
+"""The randomization check of each layer's methods, and of guided backprop, the method of every layer's
+patches (DESIGN §2; Adebayo et al., 2018).
 
 The modules that the layer computes from the configured layer below (its own block; for the lowest layer,
 everything up to it) are re-initialised with their own initialisers and a fixed seed (``SEED``, not the
@@ -22,7 +23,7 @@ import numpy as np
 from ...engine.passes import gradients
 from ...engine.sanity import agreement, reinitialised
 from ...images import Item
-from ...methods import SMOOTHGRAD
+from ...methods import GUIDED, SMOOTHGRAD
 from ...model.layers import Layer, own_block
 from ...store import members
 from ..stage import EntryStage, State
@@ -32,6 +33,12 @@ from .effective import patch_box
 
 CHECKED = 16  # neurons per layer and featured image
 SEED = 2018  # of the re-initialisation
+
+
+def methods_of(ws: Workspace, layer: Layer) -> list[str]:
+    """The methods checked at the layer: those of its featured pictures, and guided backprop (its patches')."""
+    methods = list(ws.config.layers.methods[layer.listed])
+    return methods + ([GUIDED] if GUIDED not in methods else [])
 
 
 def applies(ws: Workspace) -> bool:
@@ -70,10 +77,10 @@ class SanityStage(EntryStage):
         return [Check(item, layer) for layer in ws.layers for item in ws.featured] if applies(ws) else []
 
     def key(self, ws: Workspace, state: State, work: Check) -> str:
-        methods = ws.config.layers.methods[work.layer.listed]
+        methods = methods_of(ws, work.layer)
         smooth = ws.smoothgrad.as_dict() if SMOOTHGRAD in methods else None
         lower = work.layer.lower.path if work.layer.lower is not None else None
-        return ws.key(members.SANITY, work.layer.path, lower, list(methods), smooth, SEED,
+        return ws.key(members.SANITY, work.layer.path, lower, methods, smooth, SEED,
                       checked(state.mapped[work.layer.name]), state.effective.get(work.layer.name),
                       work.item.digest, work.item.view.spec)
 
@@ -82,7 +89,7 @@ class SanityStage(EntryStage):
 
     def entry(self, ws: Workspace, state: State, work: Check) -> dict:
         """Each method's correlations, [checked neurons], on one featured image."""
-        layer, methods = work.layer, list(ws.config.layers.methods[work.layer.listed])
+        layer, methods = work.layer, methods_of(ws, work.layer)
         lower = layer.lower.path if layer.lower is not None else None
         random = ws.kept("re-initialised", layer.path,
                          lambda: reinitialised(ws.model.module, own_block(ws.model, layer.path, lower), SEED))
@@ -105,4 +112,4 @@ def figures(ws: Workspace, state: State, layer: Layer) -> dict[str, float | None
     """The layer's figure per method: the median over the featured images' entries."""
     entries = [SanityStage().value(ws, state, Check(item, layer)) for item in ws.featured]
     return {method: figure(np.concatenate([entry[members.sanity(method)] for entry in entries]))
-            for method in ws.config.layers.methods[layer.listed]}
+            for method in methods_of(ws, layer)}

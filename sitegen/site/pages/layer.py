@@ -29,7 +29,7 @@ def build(atlas: Atlas) -> list[Page]:
                 "layer": atlas.layer_summary(layer), "notes": notes if k == 0 else "",
                 "tiles": [atlas.tile(layer.name, n) for n in chunk], "parts": parts, "part": k,
                 "optimize": atlas.optimize_summary(layer),
-                "checks": [{**m["check"], "title": m["title"]} for m in atlas.methods(layer) if m["check"]],
+                "checks": atlas.checks(layer),
                 "below": atlas.layer_summary(below) if below else None,
                 "above": atlas.layer_summary(above) if above else None}))
     return pages

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections import Counter
 
 from ... import stats
-from ...methods import BY_NAME
+from ...methods import BY_NAME, GUIDED
 from ...store.manifest import LayerRecord, NeuronRecord
-from ..atlas import Atlas
+from ..atlas import Atlas, check
 from ..links import class_url, image_url, layer_url, neuron_url
 from ..model import Page
 from . import layer as layer_pages
@@ -148,6 +148,7 @@ def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
         "stats": [{"name": stat.NAME, "context": stat.context(record.stats[stat.NAME])}
                   for stat in stats.STATISTICS if stat.NAME in record.stats],
         "patches": patches(atlas, layer, record, record.top), "levels": patches(atlas, layer, record, record.levels),
+        "patch_check": check(layer, GUIDED),
         "optimized": optimized, "top_k": manifest.top_k, "edges": edge_sections(atlas, layer, record),
         "before": before_section(atlas, layer, record), "classes": classes_section(atlas, record),
         "effects": effects_section(atlas, record),

@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) bench/shared.py
 	$(PY) bench/mining.py
 	$(PY) bench/edges.py
+	$(PY) bench/effects.py
 	$(PY) bench/trees.py
 	$(PY) bench/build.py
 	$(PY) bench/overhead.py

@@ -2,9 +2,10 @@
 candidate classes, and the exact effects (each channel zeroed) on its 3 strongest, over the probe set.
 
 The default atlas computes them for block 15 only (`[effects] layers`); this prints, per block layer, the
-seconds each part takes on this machine, as the effects stage computes them (engine/effects.py, one layer
-at a time, the probe views in the atlas's batches), so that a user can see what listing more layers adds
-to a build.  Run: .venv/bin/python bench/effects.py [LAYER ...]   (default: blocks 2, 4, 7, 10 and 15)
+seconds each part takes on this machine (engine/effects.py, one layer at a time, the probe views in the
+atlas's batches), and then the first-order effects of all of them in one backward pass per view and class,
+as the effects stage computes them for the layers it lists, so that a user can see what listing more
+layers adds to a build.  Run: .venv/bin/python bench/effects.py [LAYER ...]   (default: blocks 2, 4, 7, 10 and 15)
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ def main(names: list[str]) -> None:
             totals[1] += end - middle
             print(f"{layer.name:<8} {layer.count:>8} {middle - start:>14.1f} {end - middle:>12.1f}")
         print(f"{'all':<8} {'':>8} {totals[0]:>14.1f} {totals[1]:>12.1f}")
+        modules = {layer.path: ws.modules[layer.path] for layer in ws.layers if layer.name in names}
+        start = time.perf_counter()
+        for x in batches:
+            first_order(ws.model.module, x, modules, classes)
+        one = time.perf_counter() - start
+        print(f"first-order of all {len(modules)} in one backward pass per view and class (as the atlas computes "
+              f"them): {one:.1f} s, {totals[0] / one:.2f}x faster than one layer at a time")
 
 
 if __name__ == "__main__":

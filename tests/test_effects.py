@@ -115,7 +115,7 @@ probe_flip = true
 top_k = 2
 methods = ["guided"]
 [effects]
-layers = ["features.6"]
+layers = ["features.3", "features.6"]
 top = 2
 shown = 3
 exact = 2
@@ -125,31 +125,34 @@ ablated = 4
                                       "-o", str(tmp_path / "site"), "-q"])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "site" / "manifest.json").read_text())
-    layer = next(entry for entry in data["layers"] if entry["name"] == "features.6")
     with Workspace.open(load(tmp_path / "atlas.toml"), Cache(tmp_path / "cache"), "cpu", quiet=True,
                         encode=False) as ws:
         images = ws.tensor([ws.pixels(item) for item in ws.probe])
         model = ws.model.module
         with torch.no_grad():
             candidates = sorted(set(model(images).topk(2, dim=1).indices.flatten().tolist()))
-        first, _ = sitegen.effects(model, images, "features.6", list(range(10)), candidates, ablate=False)
-        exact = 0
-        for record in layer["neurons"]:
-            neuron, effects = record["neuron"], record["effects"]
-            assert len(effects) == min(3, len(candidates))
-            want = sorted(((float(first[neuron, k]), c) for k, c in enumerate(candidates)), key=lambda t: -t[0])[:3]
-            assert [e["class"] for e in effects] == [c for _, c in want]
-            assert [e["first_order"] for e in effects] == pytest.approx([v for v, _ in want], rel=1e-3, abs=1e-6)
-            for e in effects:
-                if e["ablation"] is not None:
-                    exact += 1
-                    _, lost = reference_effects(model.double(), images.double(), "features.6", [neuron],
-                                                [e["class"]])
-                    model.float()
-                    assert e["ablation"] == pytest.approx(float(lost[0, 0]), rel=1e-3, abs=1e-5)
-        assert exact == 4 * 2  # four neurons ablated, their two strongest classes each
-    assert layer["effects_agreement"] is not None
+        # the build computed both layers' first-order effects in one backward pass per view and class;
+        # sitegen.effects computes each layer's alone
+        for name in ("features.3", "features.6"):
+            layer = next(entry for entry in data["layers"] if entry["name"] == name)
+            neurons = [record["neuron"] for record in layer["neurons"]]
+            first, _ = sitegen.effects(model, images, name, neurons, candidates, ablate=False)
+            exact = 0
+            for row, record in enumerate(layer["neurons"]):
+                neuron, effects = record["neuron"], record["effects"]
+                assert len(effects) == min(3, len(candidates))
+                want = sorted(((float(first[row, k]), c) for k, c in enumerate(candidates)), key=lambda t: -t[0])[:3]
+                assert [e["class"] for e in effects] == [c for _, c in want]
+                assert [e["first_order"] for e in effects] == pytest.approx([v for v, _ in want], rel=1e-3, abs=1e-6)
+                for e in effects:
+                    if e["ablation"] is not None:
+                        exact += 1
+                        _, lost = reference_effects(model.double(), images.double(), name, [neuron], [e["class"]])
+                        model.float()
+                        assert e["ablation"] == pytest.approx(float(lost[0, 0]), rel=1e-3, abs=1e-5)
+            assert exact == 4 * 2  # four neurons ablated, their two strongest classes each
+            assert layer["effects_agreement"] is not None
     page = (tmp_path / "site" / "layers" / "features.6" / "0.html").read_text()
     assert 'id="effects"' in page and "What it does" in page
     assert "Spearman, first-order against exact" in (tmp_path / "site" / "about.html").read_text()
-    assert all(not entry["neurons"][0]["effects"] for entry in data["layers"] if entry["name"] != "features.6")
+    assert all(not entry["neurons"][0]["effects"] for entry in data["layers"] if entry["name"] == "fc")

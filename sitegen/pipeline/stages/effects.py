@@ -4,7 +4,9 @@ probe set, each mapped neuron's first-order effect on every candidate class (a c
 ``effects.ablated`` of the mapped neurons, spread evenly, the exact effect on the ``effects.exact`` classes it
 raises most: the mean logit the class loses when the neuron is zeroed at every position (every mapped
 neuron without ``effects.ablated``).  One entry per layer; the record shows each neuron's ``effects.shown``
-strongest classes, and the layer's agreement of the two (Spearman, over the pairs computed exactly).
+strongest classes, and the layer's agreement of the two (Spearman, over the pairs computed exactly).  The
+first-order effects of every listed layer come from one backward pass per probe view and class
+(:func:`first_orders`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,23 @@ def candidate_classes(ws: Workspace) -> list[int]:
     return ws.kept("candidate classes", ws.probe_hash, make)
 
 
+def first_orders(ws: Workspace, layer: Layer, classes: list[int]) -> torch.Tensor:
+    """``[len(classes), C]``: the layer's first-order effects summed over the probe views.  Computed for the
+    layer and every effects layer above it at once, since each backward pass (one per probe view and class)
+    that reaches a layer passes those above it: listed lowest first, the layers' entries cost the lowest
+    one's passes, not the sum of theirs.  The others are kept for their entries."""
+    kept: dict[str, torch.Tensor] = ws.kept("first-order effects", (ws.probe_hash, tuple(classes)), dict)
+    if layer.path not in kept:
+        above = ws.layers[ws.layers.index(layer):]
+        modules = {other.path: ws.modules[other.path] for other in above if applies(ws, other)}
+        sums: dict[str, torch.Tensor] = {}
+        for pixels in ws.loader(list(ws.probe)):
+            for path, value in first_order(ws.model.module, ws.normalise(pixels), modules, classes).items():
+                sums[path] = sums[path] + value.cpu().double() if path in sums else value.cpu().double()
+        kept.update(sums)
+    return kept.pop(layer.path)
+
+
 @dataclass(frozen=True)
 class Effects:
     layer: Layer
@@ -74,10 +93,7 @@ class EffectsStage(EntryStage):
     def entry(self, ws: Workspace, state: State, work: Effects) -> dict:
         layer, units, e = work.layer, list(state.mapped[work.layer.name]), ws.config.effects
         module, classes = ws.modules[layer.path], candidate_classes(ws)
-        first = torch.zeros(len(classes), layer.count, dtype=torch.float64)
-        for pixels in ws.loader(list(ws.probe)):
-            first += first_order(ws.model.module, ws.normalise(pixels), {layer.path: module}, classes)[layer.path].cpu()
-        first = first[:, units] / len(ws.probe)  # [K, U]: the means
+        first = first_orders(ws, layer, classes)[:, units] / len(ws.probe)  # [K, U]: the means
         ablated = units if e.ablated is None else spread(tuple(units), e.ablated)
         strongest = [first[:, units.index(n)].argsort(descending=True)[:e.exact].tolist() for n in ablated]
         chosen = [[classes[k] for k in row] for row in strongest]

@@ -246,6 +246,25 @@ def test_whole_image_neurons_run_one_after_another_where_the_backward_cannot_run
         assert torch.allclose(got, want, atol=1e-10)
 
 
+def test_a_layer_that_ran_batched_falls_back_where_a_deeper_pass_cannot():
+    """Edges stop at the lower layer, above the operation without a batched backward, so they may run
+    batched; a picture's pass of the same layer goes through it and must fall back."""
+    from reference import reference_edges
+
+    from sitegen.engine import seeded
+
+    torch.manual_seed(0)
+    model = _HostNet().double()
+    images = torch.randn(1, 3, 16, 16, dtype=torch.float64)
+    seeded._LOOPED[model] = {"fc": False}  # as if the edges' first call had timed the batched pass faster
+    edges = sitegen.edges(model, images, "relu", "fc", range(6))
+    assert torch.allclose(edges.double(), reference_edges(model, images, "relu", "fc", list(range(6))), atol=1e-10)
+    assert seeded.looped(model, "fc") is False  # the edges ran batched
+    got = sitegen.visualize(model, images, "fc", range(6), "guided")
+    assert torch.allclose(got, reference_visualize(model, images, "fc", list(range(6)), "guided"), atol=1e-10)
+    assert seeded.looped(model, "fc") is True
+
+
 @pytest.mark.parametrize("looped", [True, False])
 def test_whole_image_neurons_give_the_reference_s_numbers_batched_or_one_after_another(looped):
     """engine/seeded.py times both ways once per layer and keeps the faster: each must give the numbers."""

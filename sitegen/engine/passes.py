@@ -221,7 +221,8 @@ def _smoothed(model: nn.Module, noisy: torch.Tensor, name: str, module: nn.Modul
     """``[len(neurons), 3, H, W]``: each neuron's true gradient at its position, summed over the ``noisy``
     images.  Neurons on receptive-field crops go through :func:`rule_gradients` one image after another;
     those that need the whole image share each forward pass of ``batch_size`` of the images, and each
-    backward pass is seeded in all of them (:func:`_shared`)."""
+    backward pass is seeded in all of them (:func:`_shared`), a few seeds at a time, so that a batched
+    backward carries at most ``batch_size`` copies."""
     _, _, height, width = noisy.shape
     crops = plan_crops(geometry, positions, out_width, height, width,
                        noisy.device.type == "cuda" if common is None else common)
@@ -233,10 +234,11 @@ def _smoothed(model: nn.Module, noisy: torch.Tensor, name: str, module: nn.Modul
                                          out_width, common=common)[TRUE_GRADIENT]
     whole = [k for k, crop in enumerate(crops) if crop is None]
     seeds = [(int(neurons[k]), int(positions[k])) for k in whole]
+    per = max(1, batch_size // min(batch_size, len(noisy)))  # seeds per backward: at most batch_size copies
     with inference_state(model):
         for start in range(0, len(noisy) if whole else 0, batch_size):
             total[whole] += _shared(model, noisy[start:start + batch_size], name, module, seeds, [TRUE_GRADIENT],
-                                    {TRUE_GRADIENT}, {}, batch_size)[TRUE_GRADIENT]
+                                    {TRUE_GRADIENT}, {}, per)[TRUE_GRADIENT]
     return total
 
 

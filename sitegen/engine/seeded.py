@@ -5,7 +5,9 @@ depthwise convolutions runs each seed apart and joins the results, and most of i
 (a one-after-another loop is 1.3 to 1.6 times faster at its block 15 and logits); AlexNet's fully connected
 layers gain from the batch (vmap 1.7 times faster at fc6).  So the first call for each layer of a model
 times both, the loop first (what it warms up serves vmap too), and the layer keeps the faster
-(``bench/shared.py``).  A model whose backward cannot run batched has its seeds run one after another.
+(``bench/shared.py``).  Where the batched backward fails (an operation without a batched rule, which a
+pass of the same layer that stopped higher up did not meet), the seeds run one after another, and so do
+that layer's from then on.
 """
 
 from __future__ import annotations
@@ -36,9 +38,14 @@ def grads(model: nn.Module, layer: str, out: torch.Tensor, inputs: Sequence[torc
             return result
         choices[layer] = middle - start < time.perf_counter() - middle
         return result
-    if choices[layer]:
-        return _looped(out, inputs, seeds, retain_graph)
-    return _batched(out, inputs, seeds, retain_graph)
+    if not choices[layer]:
+        try:  # the graph is kept until the batched pass is through, for the loop should it fail
+            result = _batched(out, inputs, seeds, True)
+        except (RuntimeError, NotImplementedError):
+            choices[layer] = True
+        else:
+            return result
+    return _looped(out, inputs, seeds, retain_graph)
 
 
 def looped(model: nn.Module, layer: str) -> bool | None:

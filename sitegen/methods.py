@@ -22,6 +22,11 @@ class Method:
     misleads: str = ""  # ... and one on when they are known to mislead
     relu_rule: bool = True  # a gradient picture under a ReLU rule of the same name (engine/rules.py)
 
+    @property
+    def phrase(self) -> str:
+        """The title within a sentence: in lower case, but for a name ("SmoothGrad")."""
+        return self.title if self.title[1:] != self.title[1:].lower() else self.title.lower()
+
 
 METHODS = (
     Method("guided", "Guided backprop",

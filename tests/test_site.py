@@ -277,3 +277,10 @@ def test_a_layer_whose_pictures_are_not_guided_still_shows_its_guided_patches_ch
     layer = replace(handmade.manifest().layers[0], methods=("gradient",))
     assert [(c["title"], c["figure"]) for c in Atlas.checks(layer)] == [
         ("Gradient", 0.31), ("Guided backprop (patches)", 0.95)]
+
+
+def test_a_method_is_named_in_a_sentence_in_lower_case_but_for_a_name():
+    from sitegen.methods import BY_NAME
+
+    assert [BY_NAME[m].phrase for m in ("guided", "deconv", "gradient", "smoothgrad")] == [
+        "guided backprop", "deconvnet", "gradient", "SmoothGrad"]

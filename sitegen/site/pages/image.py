@@ -16,7 +16,8 @@ def most_active(atlas: Atlas, featured: FeaturedRecord, layer: LayerRecord) -> d
     slug, first, assets = featured.slug, layer.methods[0], atlas.assets
     sheet = assets.on(featured, layer.name)
     order = sorted(layer.neurons, key=lambda r: (-r.featured[slug].value, r.neuron))[:atlas.config.site.active_neurons]
-    return {"layer": atlas.layer_summary(layer), "method": BY_NAME[atlas.thumbnail_method(layer)].title, "neurons": [
+    method = BY_NAME[atlas.thumbnail_method(layer)]
+    return {"layer": atlas.layer_summary(layer), "method": method.title, "phrase": method.phrase, "neurons": [
         {"neuron": r.neuron, "value": r.featured[slug].value, "url": neuron_url(layer.name, r.neuron),
          "label": atlas.labels[(layer.name, r.neuron)][0],
          "map": assets.activation_map(sheet, featured, layer.name, r.neuron) if len(layer.shape) == 3 else None,
@@ -79,5 +80,5 @@ def build(atlas: Atlas) -> list[Page]:
         "image": {"name": featured.name, "photo": atlas.assets.photo(featured)},
         "predictions": featured.predictions, "layers": [most_active(atlas, featured, layer) for layer in atlas.layers],
         "trees": [tree(atlas, featured, root, size) for root in featured.trees],
-        "method": BY_NAME[atlas.config.trees.method].title, "parts": atlas.config.trees.nodes == "parts"})
+        "method": BY_NAME[atlas.config.trees.method].phrase, "parts": atlas.config.trees.nodes == "parts"})
         for featured in atlas.manifest.featured]

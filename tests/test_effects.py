@@ -17,9 +17,11 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("copied", [1, None])  # 1: batch_size copies per pass (chunks of 2 and 1); None: all
 @pytest.mark.parametrize("name,layer,path,size,neurons", CASES)
-def test_effects_match_the_reference(name, layer, path, size, neurons, monkeypatch):
-    monkeypatch.setattr("sitegen.engine.effects.COPIED", 1)  # copies made at the layer: batch_size per pass
+def test_effects_match_the_reference(name, layer, path, size, neurons, copied, monkeypatch):
+    if copied is not None:
+        monkeypatch.setattr("sitegen.engine.effects.COPIED", copied)
     torch.manual_seed(3)
     model = load_model(name, "none").module.double()
     images = torch.randn(2, 3, size, size, dtype=torch.float64)

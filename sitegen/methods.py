@@ -50,11 +50,12 @@ METHODS = (
            "Noisy: it shows how sensitive the neuron is everywhere, not what the image holds."),
     Method("smoothgrad", "SmoothGrad",
            "SmoothGrad (Smilkov et al., 2017): the mean, over noisy copies of the image (Gaussian noise of a set "
-           "share of the image's range, drawn from a seeded generator), of the plain gradient of the neuron's "
-           "activation at its position on the clean image.",
-           "Shows which pixels, if changed, would raise or lower the neuron most, with the gradient's noise "
-           "averaged away.",
-           "Blurs: averaging over noise smooths fine detail, and what stays is where the neuron is sensitive on "
+           "share of the image's range, drawn from a seeded generator), of the plain gradient on each copy of "
+           "the neuron's activation at its position (the position found on the clean image).",
+           "Shows which pixels, if changed, would raise or lower the neuron most, averaged over noisy copies of "
+           "the image.",
+           "Still speckled where the neuron sees the whole image (deep layers, the classes): a few noisy copies "
+           "average away only part of the gradient's noise. What stays is where the neuron is sensitive on "
            "average, not what one image holds.", relu_rule=False),
     Method("optimize", "Optimized image",
            "An optimized image (Olah et al., Feature Visualization, 2017) starts from noise and is changed step by "

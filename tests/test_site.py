@@ -261,6 +261,7 @@ def test_the_randomization_check_is_shown_beside_the_pictures(site, tmp_path):
     assert '<span class="check fails" title="0.95, this picture barely depends on what conv learned' in about
     assert '<span class="check passes" title="0.31, this picture depends on what conv learned' in about
     assert ">zero<" in about  # fc's gradient pictures were all zero: no figure
+    assert "one from 0.50 as &ldquo;depends only in part&rdquo;" in about  # how the pages read a figure
     neuron = (tmp_path / "out" / "layers" / "conv" / "2.html").read_text()
     assert "Randomization check at conv: 0.95, this picture barely depends on what conv learned" in neuron
     assert "check 0.95: barely depends on conv" in neuron and "Gradient · check 0.31" in neuron
@@ -284,3 +285,15 @@ def test_a_method_is_named_in_a_sentence_in_lower_case_but_for_a_name():
 
     assert [BY_NAME[m].phrase for m in ("guided", "deconv", "gradient", "smoothgrad")] == [
         "guided backprop", "deconvnet", "gradient", "SmoothGrad"]
+
+
+def test_the_about_page_gives_smoothgrad_s_settings_beside_its_definition(tmp_path):
+    from types import SimpleNamespace
+
+    from sitegen.site.pages.about import settings
+
+    text = '[layers]\nuse = ["conv", "fc"]\n[smoothgrad]\nsamples = 8\nnoise = 0.2\nseed = 3\n'
+    atlas = SimpleNamespace(config=parse(text, tmp_path / "atlas.toml"))
+    assert settings(atlas, "smoothgrad") == (" Here 8 copies, the noise's standard deviation 20% of the image's "
+                                             "range, seed 3.")
+    assert settings(atlas, "guided") == ""

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from ...methods import BY_NAME, GUIDED
+from ...methods import BY_NAME, GUIDED, SMOOTHGRAD
 from ..atlas import Atlas, check
 from ..content import credits
 from ..definitions import DEFINITIONS
 from ..model import Page
 from . import changes
+
+
+def settings(atlas: Atlas, method: str) -> str:
+    """What this atlas set for a method, where it has settings (SmoothGrad's noise)."""
+    if method != SMOOTHGRAD:
+        return ""
+    smooth = atlas.config.smoothgrad
+    return (f" Here {smooth.samples} copies, the noise's standard deviation {smooth.noise:.0%} of the image's "
+            f"range, seed {smooth.seed}.")
 
 
 def build(atlas: Atlas) -> list[Page]:
@@ -18,7 +27,8 @@ def build(atlas: Atlas) -> list[Page]:
                            GUIDED])  # the top patches' method, wherever the featured pictures are by others
     return [Page("about.html", "about.html", "About", {
         "extra": extra, "model": manifest.model, "definitions": DEFINITIONS,
-        "methods": [{"name": m, "title": BY_NAME[m].title, "text": BY_NAME[m].definition} for m in shown],
+        "methods": [{"name": m, "title": BY_NAME[m].title, "text": BY_NAME[m].definition + settings(atlas, m)}
+                    for m in shown],
         "credits": credits(atlas.config, used), "probe": manifest.probe, "top_k": manifest.top_k,
         "sitegen_version": manifest.version,
         "optimized_layers": [atlas.layer_summary(layer) for layer in manifest.layers if layer.optimized],

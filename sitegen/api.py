@@ -169,13 +169,14 @@ def effects(model: nn.Module, images: torch.Tensor, layer: str, neurons: Sequenc
     ``ablation[i, c]`` is the class's logit less its logit with the neuron's channel (or unit) set to zero at
     every position; ``first_order[i, c]`` is its first-order estimate, the edge weight to the class:
     ``sum over positions of A_i * d logit_c / d A_i`` with true gradients.  ``ablate=False`` skips the
-    ablations (one forward per image and neuron; the estimate costs one backward per image and class).
+    ablations (one forward per image and neuron; the estimate costs one backward per class for each
+    ``batch_size`` images).
     The model's output must be ``[N, classes]`` logits.  The model is left as it was given.
     """
     _check_images(images)
     path, module = _module(model, layer)
     neurons = [int(n) for n in neurons]
-    estimate = _first_order(model, images, {path: module}, [int(c) for c in classes])[path][:, neurons].T
+    estimate = _first_order(model, images, {path: module}, [int(c) for c in classes], batch_size)[path][:, neurons].T
     exact = _ablation(model, images, module, neurons, [[int(c) for c in classes]] * len(neurons), batch_size) \
         if ablate else None
     count = images.shape[0]

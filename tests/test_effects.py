@@ -158,3 +158,20 @@ ablated = 4
     assert 'id="effects"' in page and "What it does" in page
     assert "Spearman, first-order against exact" in (tmp_path / "site" / "about.html").read_text()
     assert all(not entry["neurons"][0]["effects"] for entry in data["layers"] if entry["name"] == "fc")
+
+
+def test_copies_per_pass_double_until_slower_then_keep_the_fastest():
+    from sitegen.engine.effects import _Copies
+
+    copies = _Copies(8, 1000, 320)
+    for step, per_copy in ((8, 4.0), (16, 3.0), (32, 2.5), (64, 2.7)):
+        assert copies.next() == step
+        copies.took(step, per_copy * step)
+    assert copies.next() == 32  # 64 ran slower per copy than 32: the fastest is kept
+    capped = _Copies(8, 1000, 24)  # no more copies than neurons
+    for step in (8, 16, 24):
+        assert capped.next() == step
+        capped.took(step, 1.0 * step)
+    assert capped.next() == 8  # all equally fast: the first of the fastest
+    few = _Copies(8, 1000, 3)
+    assert few.next() == 3

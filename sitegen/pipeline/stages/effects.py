@@ -60,7 +60,8 @@ def first_orders(ws: Workspace, layer: Layer, classes: list[int]) -> torch.Tenso
         modules = {other.path: ws.modules[other.path] for other in above if applies(ws, other)}
         sums: dict[str, torch.Tensor] = {}
         for pixels in ws.loader(list(ws.probe)):
-            for path, value in first_order(ws.model.module, ws.normalise(pixels), modules, classes).items():
+            for path, value in first_order(ws.model.module, ws.normalise(pixels), modules, classes,
+                                           ws.config.compute.batch_size).items():
                 sums[path] = sums[path] + value.cpu().double() if path in sums else value.cpu().double()
         kept.update(sums)
     return kept.pop(layer.path)

@@ -21,7 +21,7 @@ import jinja2
 from markupsafe import Markup
 
 from .errors import SitegenError
-from .site.model import SiteModel
+from .site.model import SiteModel, ordinal
 from .site.sheets import Member, Pic, made
 from .store.cache import Cache, as_umask_allows, naming
 from .store.locks import Lock
@@ -81,6 +81,7 @@ def environment(templates: Path) -> jinja2.Environment:
     env.filters["num"] = lambda value: f"{value:.3g}"
     env.filters["pct"] = lambda value: f"{100 * value:.1f}%"
     env.filters["pct0"] = lambda value: f"{100 * value:.0f}%"
+    env.filters["ordinal"] = ordinal
     return env
 
 

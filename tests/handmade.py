@@ -37,7 +37,8 @@ def patches(neuron: int, values: list[float]) -> tuple[PatchRecord, ...]:
 def conv(neuron: int) -> NeuronRecord:
     return NeuronRecord(
         neuron=neuron, top=patches(neuron, [2.0 + neuron, 1.0]),
-        levels=(PatchRecord(item=2, value=0.5, box=(0, 0, 2, 2), key="patch-2", scale=0.25, percentile=99.0),),
+        levels=(PatchRecord(item=2, value=0.5, box=(0, 0, 2, 2), key="patch-2", scale=0.25, percentile=99.0,
+                           place=3),),
         featured={"cat": Seen(value=[0.5, 3.0, 1.5, -1.0][neuron], position=neuron % 4,
                               scales={"guided": (0.1, 0.2), "gradient": (0.3, 0.4)}, specificity=0.25 * neuron)},
         children={}, stats={"histogram": histogram(-1.0, 2.0 + neuron)})

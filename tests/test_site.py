@@ -106,7 +106,7 @@ def test_a_neuron_page_shows_its_records(site):
     assert member_at(site, row["photo_zoom"].fragment()) == Member("vis", "vis-conv-guided", "2-img.webp")
     assert [(p["rank"], p["value"], p["source"]) for p in context["patches"]] == [
         (1, 4.0, "photos/dog.png"), (2, 1.0, "photos/cat.png")]
-    assert context["levels"][0]["percentile"] == "99"
+    assert context["levels"][0]["percentile"] == "99th"
     assert context["stats"][0]["name"] == "histogram" and context["stats"][0]["context"]["zero"] is not None
     assert (context["prev"], context["next"]) == (1, 3)
     optimized = pages(site)["layers/fc/2.html"].context["optimized"]

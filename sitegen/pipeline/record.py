@@ -217,7 +217,8 @@ def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], re
                            int(top.positions[row, rank - 1]), read, rank=rank)
                      for rank, index in enumerate(order, start=1))
         levels = tuple(patch(ws, state, layer, neuron, int(rows[row]), float(values[row]), int(positions[row]), read,
-                             percentile=p) for p, (rows, values, positions) in top.levels.items() if rows[row] >= 0)
+                             percentile=p, place=int(places[row]))
+                       for p, (rows, values, positions, places) in top.levels.items() if rows[row] >= 0)
         neurons.append(NeuronRecord(
             neuron, best, levels, on_featured[row], children(ws, state, layer, neuron, order, slugs, read),
             {statistic.NAME: statistic.record(arrays[statistic.NAME], row) for statistic in stats.STATISTICS},

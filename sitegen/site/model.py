@@ -15,6 +15,12 @@ from .sheets import Sheet
 SIGNIFICANT = 4
 
 
+def ordinal(number: int) -> str:
+    """1st, 2nd, 3rd, 11th, 1,022nd."""
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number:,}{suffix}"
+
+
 @dataclass(frozen=True)
 class Page:
     path: str  # output path relative to the site root, posix

@@ -83,7 +83,8 @@ class ProbeRecord:
 
 @dataclass(frozen=True)
 class PatchRecord:
-    """One probe item shown for a neuron: a top patch (``rank``) or the one nearest a ``percentile``."""
+    """One probe item shown for a neuron: a top patch (``rank``) or the one nearest a ``percentile``, at its
+    ``place`` among the probe views by activation (1: the highest)."""
 
     item: int  # index into the probe set's items
     value: float
@@ -92,6 +93,7 @@ class PatchRecord:
     scale: float  # of its guided picture: |g| shown at full contrast
     rank: int | None = None
     percentile: float | None = None
+    place: int | None = None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Which probe items each neuron shows: its top k, and the item nearest each configured percentile of its
-activations (read off its histogram) that is not among its top k.  Decided from the cached activations,
-streamed chunk by chunk; under torchrun each rank takes its own chunks and the top k are merged exactly."""
+activations (read off its histogram) that is neither among its top k nor a higher percentile's, with its place
+among the probe views.  Decided from the cached activations, streamed chunk by chunk; under torchrun each rank
+takes its own chunks and the top k are merged exactly."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .activations import chunks, read_chunk
 @dataclass(frozen=True, eq=False)
 class TopPatches:
     """A layer's chosen probe views: [U, k] arrays for the top k, best first, and per percentile
-    ([U] probe index, value, position) of the view nearest it."""
+    ([U] probe index, value, position, place among the probe views) of the view nearest it."""
 
     mapped: tuple[int, ...]
     order: np.ndarray  # probe indices
@@ -40,7 +41,7 @@ class TopPatches:
     def wanted_levels(self) -> dict[int, dict[int, int]]:
         """probe index -> {neuron shown at a lower level there: its position}."""
         wanted: dict[int, dict[int, int]] = {}
-        for rows, _, positions in self.levels.values():
+        for rows, _, positions, _ in self.levels.values():
             for neuron, index, position in zip(self.mapped, rows.tolist(), positions.tolist()):
                 if index >= 0:
                     wanted.setdefault(index, {})[neuron] = position
@@ -77,32 +78,50 @@ def targets(counts: np.ndarray, low: np.ndarray, high: np.ndarray, percentiles: 
 
 def levels(ws: Workspace, state: State, layer: Layer, order: np.ndarray) -> dict[float, tuple]:
     """For each configured percentile, each neuron's probe item nearest it (the first of equals) among those
-    not in its top k (``order``, [U, k]); one pass.  Nothing where the top k are the whole probe set; -1 where
-    a percentile's item is a higher percentile's too (shown once)."""
+    neither in its top k (``order``, [U, k]) nor chosen for a higher percentile, so that a small probe set,
+    whose high percentiles fall inside the top k, still shows as many views as there are percentiles; and each
+    chosen item's place among the probe views by activation (1: the highest; ties share the higher place).
+    One pass over the activations per percentile, and one to count places.  Nothing where the top k are the
+    whole probe set; -1 where no view is left."""
     percentiles, units = list(ws.config.compute.percentiles), state.mapped[layer.name]
     if not percentiles or order.shape[1] >= len(ws.probe):
         return {}
     shape = statistics.read(ws, state, layer, histogram)
     wanted = targets(shape["counts"], shape["low"], shape["high"], percentiles)
-    best, rows = np.full(wanted.shape, np.inf), np.zeros(wanted.shape, dtype=np.int64)
-    values, positions = np.zeros(wanted.shape), np.zeros(wanted.shape, dtype=np.int64)
+    taken = order
+    chosen = []
+    for row in range(len(percentiles)):
+        chosen.append(_nearest(ws, layer, units, wanted[row], taken))
+        taken = np.concatenate([taken, chosen[-1][0][:, None]], axis=1)
+    places = np.ones((len(percentiles), len(units)), dtype=np.int64)
+    values = np.stack([value for _, value, _ in chosen])
+    for _, items in chunks(ws):
+        chunk_values = read_chunk(ws, items, layer)[0][:, units]
+        places += (chunk_values[None, :, :] > values[:, None, :]).sum(axis=1)
+    return {p: (rows, value, positions, places[i]) for i, (p, (rows, value, positions)) in
+            enumerate(zip(percentiles, chosen))}
+
+
+def _nearest(ws: Workspace, layer: Layer, units: Sequence[int], wanted: np.ndarray,
+             taken: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """([U] probe index, value, position): each neuron's item whose activation is nearest ``wanted`` among
+    those not in its row of ``taken`` ([U, n]); -1 where every item is."""
+    best, rows = np.full(len(units), np.inf), np.full(len(units), -1, dtype=np.int64)
+    values, positions = np.zeros(len(units)), np.zeros(len(units), dtype=np.int64)
     columns = np.arange(len(units))
     for start, items in chunks(ws):
         chunk_values, chunk_positions = read_chunk(ws, items, layer)
         chunk_values, chunk_positions = chunk_values[:, units], chunk_positions[:, units]
         numbers = np.arange(start, start + len(chunk_values))
-        in_top = (numbers[:, None, None] == order[None, :, :]).any(axis=2)  # [n, U]
-        for row in range(len(percentiles)):
-            distance = np.where(in_top, np.inf, np.abs(chunk_values - wanted[row][None, :]))
-            nearest = distance.argmin(axis=0)
-            better = distance[nearest, columns] < best[row]
-            best[row] = np.where(better, distance[nearest, columns], best[row])
-            rows[row] = np.where(better, start + nearest, rows[row])
-            values[row] = np.where(better, chunk_values[nearest, columns], values[row])
-            positions[row] = np.where(better, chunk_positions[nearest, columns], positions[row])
-    for i in range(1, len(percentiles)):
-        rows[i] = np.where((rows[i][None, :] == rows[:i]).any(axis=0), -1, rows[i])
-    return {p: (rows[i], values[i], positions[i]) for i, p in enumerate(percentiles)}
+        free = ~(numbers[:, None, None] == taken[None, :, :]).any(axis=2)  # [n, U]
+        distance = np.where(free & ~np.isnan(chunk_values), np.abs(chunk_values - wanted[None, :]), np.inf)
+        nearest = distance.argmin(axis=0)
+        better = free[nearest, columns] & (distance[nearest, columns] < best)
+        best = np.where(better, distance[nearest, columns], best)
+        rows = np.where(better, start + nearest, rows)
+        values = np.where(better, chunk_values[nearest, columns], values)
+        positions = np.where(better, chunk_positions[nearest, columns], positions)
+    return rows, values, positions
 
 
 def select(ws: Workspace, state: State, layer: Layer) -> TopPatches:

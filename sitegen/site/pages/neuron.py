@@ -3,6 +3,7 @@ optimized image, and the neurons it is built from and feeds."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 from ... import stats
@@ -10,7 +11,7 @@ from ...methods import BY_NAME, GUIDED
 from ...store.manifest import LayerRecord, NeuronRecord
 from ..atlas import Atlas, check
 from ..links import class_url, image_url, layer_url, neuron_url
-from ..model import Page
+from ..model import Page, ordinal
 from . import layer as layer_pages
 
 
@@ -50,10 +51,21 @@ def patches(atlas: Atlas, layer: LayerRecord, record: NeuronRecord, chosen) -> l
         out.append({"rank": patch.rank, "value": patch.value, "source": item.name, "view": item.view,
                     "label": item.label,
                     "scale": patch.scale,
-                    "percentile": f"{patch.percentile:g}" if patch.percentile is not None else None,
+                    "percentile": percentile_label(patch.percentile) if patch.percentile is not None else None,
+                    "place": patch.place,
                     "img": atlas.assets.patch(sheet, record.neuron, patch, "img"),
                     "gb": atlas.assets.patch(sheet, record.neuron, patch, "gb")})
     return out
+
+
+def percentile_label(percentile: float) -> str:
+    """99th, 99.5th, 2nd."""
+    return ordinal(int(percentile)) if percentile == int(percentile) else f"{percentile:g}th"
+
+
+def within_top(percentiles: list[float], views: int, top_k: int) -> bool:
+    """Whether a percentile's place among ``views`` probe views falls among the top ``top_k``."""
+    return any(math.ceil((100 - p) / 100 * views) <= top_k for p in percentiles)
 
 
 PATHS_SHOWN = 5  # of the paths of an image's trees through a neuron, the largest shares
@@ -148,6 +160,8 @@ def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
         "stats": [{"name": stat.NAME, "context": stat.context(record.stats[stat.NAME])}
                   for stat in stats.STATISTICS if stat.NAME in record.stats],
         "patches": patches(atlas, layer, record, record.top), "levels": patches(atlas, layer, record, record.levels),
+        "levels_within_top": within_top(list(atlas.config.compute.percentiles), len(manifest.probe.items),
+                                        manifest.top_k),
         "patch_check": check(layer, GUIDED),
         "optimized": optimized, "top_k": manifest.top_k, "edges": edge_sections(atlas, layer, record),
         "before": before_section(atlas, layer, record), "classes": classes_section(atlas, record),

@@ -268,6 +268,10 @@ def test_the_randomization_check_is_shown_beside_the_pictures(site, tmp_path):
     layer = (tmp_path / "out" / "layers" / "conv.html").read_text()
     assert "Randomization check of its pictures: Guided backprop" in layer
     assert "Randomization check of guided backprop at conv: 0.95, this picture barely depends" in neuron  # patches
+    image = (tmp_path / "out" / "images" / "cat.html").read_text()  # beside each layer's strip, and the trees
+    assert ('randomization check</a> <span class="check fails" title="0.95, this picture barely depends on what '
+            'conv learned (its own weights)">0.95</span>') in image
+    assert 'its <a href="../about.html#sanity">randomization check</a> at fc is 0.99</span>' in image
 
 
 def test_a_layer_whose_pictures_are_not_guided_still_shows_its_guided_patches_check():

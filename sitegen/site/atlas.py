@@ -44,6 +44,20 @@ def check(layer: LayerRecord, method: str) -> dict | None:
             "words": f"{figure:.2f}, this picture {how} what {layer.name} learned (its own weights)"}
 
 
+def agreement(layer: LayerRecord) -> dict | None:
+    """How far the layer's first-order effects rank the classes as its exact ones do, in words (None where it
+    has too few pairs computed exactly)."""
+    figure = layer.effects_agreement
+    if figure is None:
+        return None
+    level = "good" if figure >= 0.9 else "rough" if figure >= 0.5 else "poor"
+    reads = {"good": "the first-order column ranks the classes as zeroing the neuron does",
+             "rough": "the first-order column ranks the classes only roughly as zeroing the neuron does",
+             "poor": "the first-order column is a poor guide here; only the exact column measures what zeroing "
+                     "the neuron does"}[level]
+    return {"figure": figure, "pairs": layer.effects_pairs, "level": level, "reads": reads}
+
+
 class Atlas:
     def __init__(self, manifest: Manifest, config: Config, measure: Measure, before: bool = False):
         """``measure``: the size of a picture in the cache (sheets.py); ``before``: the atlas of the other

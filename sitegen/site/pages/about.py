@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...methods import BY_NAME, GUIDED, SMOOTHGRAD
-from ..atlas import Atlas, check
+from ..atlas import Atlas, agreement, check
 from ..content import credits
 from ..definitions import DEFINITIONS
 from ..model import Page
@@ -32,7 +32,7 @@ def build(atlas: Atlas) -> list[Page]:
         "credits": credits(atlas.config, used), "probe": manifest.probe, "top_k": manifest.top_k,
         "sitegen_version": manifest.version,
         "optimized_layers": [atlas.layer_summary(layer) for layer in manifest.layers if layer.optimized],
-        "effects": [{**atlas.layer_summary(layer), "agreement": layer.effects_agreement, "pairs": layer.effects_pairs}
+        "effects": [{**atlas.layer_summary(layer), "agreement": agreement(layer)}
                     for layer in manifest.layers if any(record.effects for record in layer.neurons)],
         "sanity": {"methods": [{"name": m, "title": BY_NAME[m].title} for m in shown
                                if any(m in layer.sanity for layer in manifest.layers)],

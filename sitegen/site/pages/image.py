@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ...methods import BY_NAME
 from ...store.manifest import FeaturedRecord, LayerRecord, TreeNode
-from ..atlas import Atlas
+from ..atlas import Atlas, check
 from ..links import image_url, neuron_url, node_id
 from ..model import Page
 
@@ -17,7 +17,8 @@ def most_active(atlas: Atlas, featured: FeaturedRecord, layer: LayerRecord) -> d
     sheet = assets.on(featured, layer.name)
     order = sorted(layer.neurons, key=lambda r: (-r.featured[slug].value, r.neuron))[:atlas.config.site.active_neurons]
     method = BY_NAME[atlas.thumbnail_method(layer)]
-    return {"layer": atlas.layer_summary(layer), "method": method.title, "phrase": method.phrase, "neurons": [
+    return {"layer": atlas.layer_summary(layer), "method": method.title, "phrase": method.phrase,
+            "check": check(layer, method.name), "neurons": [
         {"neuron": r.neuron, "value": r.featured[slug].value, "url": neuron_url(layer.name, r.neuron),
          "label": atlas.labels[(layer.name, r.neuron)][0],
          "map": assets.activation_map(sheet, featured, layer.name, r.neuron) if len(layer.shape) == 3 else None,
@@ -74,9 +75,19 @@ def tree(atlas: Atlas, featured: FeaturedRecord, root: TreeNode, size: int) -> d
     return node([root])
 
 
+def tree_check(atlas: Atlas, featured: FeaturedRecord) -> dict | None:
+    """The randomization check of the trees' method at the layer of the image's first tree's root."""
+    if not featured.trees:
+        return None
+    root = featured.trees[0].layer
+    found = check(next(layer for layer in atlas.layers if layer.name == root), atlas.config.trees.method)
+    return {**found, "layer": root} if found else None
+
+
 def build(atlas: Atlas) -> list[Page]:
     size = atlas.manifest.model.preprocess["crop"]
     return [Page(image_url(featured.slug), "image.html", featured.name, {
+        "tree_check": tree_check(atlas, featured),
         "image": {"name": featured.name, "photo": atlas.assets.photo(featured)},
         "predictions": featured.predictions, "layers": [most_active(atlas, featured, layer) for layer in atlas.layers],
         "trees": [tree(atlas, featured, root, size) for root in featured.trees],

@@ -9,7 +9,7 @@ from collections import Counter
 from ... import stats
 from ...methods import BY_NAME, GUIDED
 from ...store.manifest import LayerRecord, NeuronRecord
-from ..atlas import Atlas, check
+from ..atlas import Atlas, agreement, check
 from ..links import class_url, image_url, layer_url, neuron_url
 from ..model import Page, ordinal
 from . import layer as layer_pages
@@ -165,7 +165,7 @@ def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
         "patch_check": check(layer, GUIDED),
         "optimized": optimized, "top_k": manifest.top_k, "edges": edge_sections(atlas, layer, record),
         "before": before_section(atlas, layer, record), "classes": classes_section(atlas, record),
-        "effects": effects_section(atlas, record),
+        "effects": effects_section(atlas, record), "agreement": agreement(layer),
         "label_auto": (name, neuron) in atlas.automatic,
         "featured_in_probe": atlas.config.images.featured_in_probe,
         "prev": previous, "next": following,

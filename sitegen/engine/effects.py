@@ -51,8 +51,8 @@ def first_order(model: nn.Module, images: torch.Tensor, modules: dict[str, nn.Mo
     ``sum over positions of A_j * d logit_c / d A_j`` (true gradients).  One forward per ``batch_size``
     images, and from it one backward per class for all of them at once (the class's logit seeded in every
     image's row: in eval mode images do not mix), batched or one after another (``seeded.py``), which stops at
-    the lowest of the layers.  A class's backward of 8 images at once takes a third of the time of 8 apart
-    on a 2-core CPU (EfficientNet-Lite0's blocks 2 to 15)."""
+    the lowest of the layers.  On a 2-core CPU a class's backward of 8 images at once runs 1.4 to 1.8 times
+    faster than 8 apart (EfficientNet-Lite0's blocks 2 to 15, ``bench/effects.py``)."""
     device = model_device(model)
     names = list(modules)
     total: dict[str, torch.Tensor] = {}

@@ -28,7 +28,7 @@ class TopPatches:
     order: np.ndarray  # probe indices
     values: np.ndarray
     positions: np.ndarray
-    levels: Mapping[float, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    levels: Mapping[float, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
     def wanted(self) -> dict[int, dict[int, int]]:
         """probe index -> {neuron whose top k holds it: its position there}."""

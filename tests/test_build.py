@@ -226,6 +226,12 @@ def test_edges_children_parents_and_trees(atlas):
     assert '../features.1/' in page and '../features.7/' in page
     first = (site / "layers" / "features.1" / "0.html").read_text()
     assert "Children (" not in first and "Parents (features.4)" in first
+    # a neuron no mapped upper neuron keeps among its children says why it has no parents there
+    kept = {edge.neuron for record in layers["features.7"].neurons for edge in record.children["img0"]}
+    orphan = next(n for n in layers["features.4"].mapped if n not in kept)
+    text = (site / "layers" / "features.4" / f"{orphan}.html").read_text()
+    assert ("None: it is not among the 8 strongest children of any mapped features.7 neuron on this image"
+            in text)
 
     # the tree starts at the top layer's most active unit and follows the children lists
     image = (site / "images" / "img0.html").read_text()

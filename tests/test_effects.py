@@ -158,7 +158,7 @@ ablated = 4
     assert 'id="effects"' in page and "What it does" in page
     agreement = next(entry for entry in data["layers"] if entry["name"] == "features.6")["effects_agreement"]
     assert f"{agreement:.2f}</span> (8 pairs computed both ways)" in page  # the layer's agreement, on its pages
-    assert "Spearman, first-order against exact" in (tmp_path / "site" / "about.html").read_text()
+    assert "Spearman (pairs)" in (tmp_path / "site" / "about.html").read_text()
     assert all(not entry["neurons"][0]["effects"] for entry in data["layers"] if entry["name"] == "fc")
 
 

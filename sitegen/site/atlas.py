@@ -55,7 +55,9 @@ def agreement(layer: LayerRecord) -> dict | None:
              "rough": "the first-order column ranks the classes only roughly as zeroing the neuron does",
              "poor": "the first-order column is a poor guide here; only the exact column measures what zeroing "
                      "the neuron does"}[level]
-    return {"figure": figure, "pairs": layer.effects_pairs, "level": level, "reads": reads}
+    short = {"good": "ranks as zeroing does", "rough": "ranks only roughly",
+             "poor": "a poor guide: read the exact column"}[level]
+    return {"figure": figure, "pairs": layer.effects_pairs, "level": level, "reads": reads, "short": short}
 
 
 class Atlas:

@@ -44,8 +44,9 @@ TERMS = {
                 "times the logit's gradient, summed over positions. A neuron's page lists the classes with its "
                 "largest first-order effects among those in the top predictions of some probe view, and the exact "
                 "effect on its strongest few where computed. The table gives, per layer, the Spearman rank "
-                "correlation of the two over every (neuron, class) pair computed exactly: near 1, the "
-                "first-order figures rank what zeroing the neuron does."),
+                "correlation of the two over every (neuron, class) pair computed exactly, and how many pairs: "
+                "from 0.90 the first-order figures rank the classes as zeroing the neuron does, from 0.50 only "
+                "roughly, and below that they are a poor guide, which only the exact figures correct."),
     "top": ("Top patches: the probe views with the highest activation, one patch per view, ties broken by "
             "the order of the probe set. The featured images are not probe images unless the config says so."),
 }

@@ -576,3 +576,44 @@ def test_smoothgrad_pictures_in_the_atlas_are_the_api_s(atlas):
     assert exit_code == 0, output
     assert "SmoothGrad" in (atlas / "site" / "layers" / "features.4" / "3.html").read_text()
     assert "Smilkov" in (atlas / "site" / "about.html").read_text()
+
+
+def test_a_class_page_says_on_how_many_probe_views_the_model_predicts_it(tmp_path):
+    from sitegen.pipeline.workspace import Workspace
+    from sitegen.store.cache import Cache
+
+    write_images(tmp_path / "imgs", 3)
+    (tmp_path / "atlas.toml").write_text("""[model]
+name = "resnet18"
+weights = "none"
+resize = 40
+crop = 32
+[layers]
+use = ["layer4", "fc"]
+neurons = { fc = 4 }
+[images]
+featured = ["imgs/img0.png"]
+featured_in_probe = true
+probe = ["imgs"]
+probe_flip = true
+[compute]
+top_k = 2
+methods = ["gradient"]
+""")
+    config = load(tmp_path / "atlas.toml")
+    manifest, _ = compute(config, tmp_path / "cache", quiet=True)
+    with Workspace.open(config, Cache(tmp_path / "cache"), "cpu", quiet=True, encode=False) as ws:
+        images = ws.tensor([ws.pixels(item) for item in ws.probe])
+        with torch.no_grad():
+            first = ws.model.module(images).argmax(dim=1).tolist()  # the top prediction on each probe view
+    fc = manifest.layer("fc")
+    counts = {record.neuron: record.predicted for record in fc.neurons}
+    assert counts == {neuron: first.count(neuron) for neuron in fc.mapped}
+    assert any(counts.values())  # the featured image is a probe view: its top class is predicted there
+    assert all(record.predicted is None for record in manifest.layer("layer4").neurons)
+    site = tmp_path / "site"
+    assert run("render", "-c", tmp_path / "atlas.toml", "-o", site, "--cache", tmp_path / "cache")[0] == 0
+    for neuron, count in counts.items():
+        page = (site / "layers" / "fc" / f"{neuron}.html").read_text()
+        assert (f"The model's top prediction on {count} of the 6 probe views." in page if count else
+                "The model's top prediction on none of the 6 probe views" in page)

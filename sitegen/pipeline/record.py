@@ -27,6 +27,7 @@ from ..store.manifest import (
     ProbeRecord,
     Seen,
     TreeNode,
+    classifier_output,
 )
 from . import edges
 from .stage import State, require
@@ -203,6 +204,17 @@ def effects_records(ws: Workspace, state: State, layer: Layer) -> tuple[list[tup
     return found, agreement if agreement is None or np.isfinite(agreement) else None, len(pairs)
 
 
+def predicted(ws: Workspace, layer: Layer) -> np.ndarray | None:
+    """[C]: for a classifier's output, on how many probe views each class is the model's top prediction (the
+    first of equals); None for other layers."""
+    if not classifier_output(layer.shape, ws.model.categories):
+        return None
+    counts = np.zeros(layer.count, dtype=np.int64)
+    for _, items in activations.chunks(ws):
+        counts += np.bincount(activations.read_chunk(ws, items, layer)[0].argmax(axis=1), minlength=layer.count)
+    return counts
+
+
 def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], read: Reader) -> LayerRecord:
     units, top = state.mapped[layer.name], state.tops[layer.name]
     arrays = {statistic.NAME: statistics.read(ws, state, layer, statistic) for statistic in stats.STATISTICS}
@@ -210,6 +222,7 @@ def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], re
     on_featured = seen(ws, state, layer, slugs, read)
     views, everywhere = classes.top_views(ws, state, layer), classes.files_per_class(ws.probe)
     drives, agreement, pairs = effects_records(ws, state, layer)
+    tops = predicted(ws, layer)
     neurons = []
     for row, neuron in enumerate(units):
         order = top.order[row].tolist()
@@ -224,7 +237,7 @@ def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], re
             {statistic.NAME: statistic.record(arrays[statistic.NAME], row) for statistic in stats.STATISTICS},
             excitations[row],
             classes.shares(views[row].tolist(), ws.probe, classes.files_counted(ws), everywhere)
-            if views is not None else (), drives[row]))
+            if views is not None else (), drives[row], int(tops[neuron]) if tops is not None else None))
     geometry = layer.geometry
     nonfinite = sum(1 for row, record in enumerate(neurons) if not np.isfinite(top.values[row]).all()
                     or not all(np.isfinite(seen.value) for seen in record.featured.values()))

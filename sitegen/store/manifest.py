@@ -153,6 +153,7 @@ class NeuronRecord:
     excitation: Excitation | None = None  # where its layer has optimized images
     classes: tuple[ClassShare, ...] = ()  # strongest first (a labelled probe set)
     effects: tuple[Effect, ...] = ()  # the classes it raises most, strongest first (a layer of [effects] layers)
+    predicted: int | None = None  # a classifier's class: on how many probe views it is the top prediction
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ def build(atlas: Atlas) -> list[File]:
                          "label_automatic": (layer.name, record.neuron) in atlas.automatic,
                          "effects": [{"class": e.category, "label": e.label, "first_order": e.first_order,
                                       "ablation": e.ablation} for e in record.effects],
+                         "top_prediction_views": record.predicted,
                          "featured": featured(atlas, layer, record)}
                         for record in layer.neurons]} for layer in manifest.layers],
     }

@@ -166,7 +166,7 @@ def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
         "optimized": optimized, "top_k": manifest.top_k, "children_kept": atlas.config.compute.children,
         "edges": edge_sections(atlas, layer, record),
         "before": before_section(atlas, layer, record), "classes": classes_section(atlas, record),
-        "effects": effects_section(atlas, record), "agreement": agreement(layer),
+        "effects": effects_section(atlas, record), "agreement": agreement(layer), "predicted": record.predicted,
         "label_auto": (name, neuron) in atlas.automatic,
         "featured_in_probe": atlas.config.images.featured_in_probe,
         "prev": previous, "next": following,

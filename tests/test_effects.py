@@ -153,6 +153,11 @@ ablated = 4
                         model.float()
                         assert e["ablation"] == pytest.approx(float(lost[0, 0]), rel=1e-3, abs=1e-5)
             assert exact == 4 * 2  # four neurons ablated, their two strongest classes each
+            rows = [[e["ablation"] for e in record["effects"] if e["ablation"] is not None]
+                    for record in layer["neurons"]]
+            rows = [row for row in rows if len(row) >= 2]  # listed in first-order order
+            assert layer["effects_first_class_right"] == [sum(row[0] == max(row) for row in rows), len(rows)] == \
+                [layer["effects_first_class_right"][0], 4]
             assert layer["effects_agreement"] is not None
     page = (tmp_path / "site" / "layers" / "features.6" / "0.html").read_text()
     assert 'id="effects"' in page and "What it does" in page

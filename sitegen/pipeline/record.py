@@ -182,16 +182,21 @@ def patch(ws: Workspace, state: State, layer: Layer, neuron: int, index: int, va
     return PatchRecord(index, value, patch_box(ws, state, layer, position), key, scale, **which)
 
 
-def effects_records(ws: Workspace, state: State, layer: Layer) -> tuple[list[tuple[Effect, ...]], float | None, int]:
-    """Each mapped neuron's strongest effects on the classes, and the layer's agreement of first-order and exact
-    effects with the number of pairs it is over (``pipeline/stages/effects.py``)."""
+def effects_records(ws: Workspace, state: State, layer: Layer) -> tuple[list[tuple[Effect, ...]], float | None, int,
+                                                                        tuple[int, int]]:
+    """Each mapped neuron's strongest effects on the classes, the layer's agreement of first-order and exact
+    effects with the number of pairs it is over, and within neurons: of the neurons with two or more classes
+    computed exactly, how many lose most from the class the first-order effects put first
+    (``pipeline/stages/effects.py``)."""
     units = state.mapped[layer.name]
     if not effects.applies(ws, layer):
-        return [() for _ in units], None, 0
+        return [() for _ in units], None, 0, (0, 0)
     entry = effects.read(ws, state, layer)
     classes, first = entry[members.EFFECT_CLASSES].tolist(), entry[members.FIRST_ORDER]
-    rows = zip(entry[members.ABLATED], entry[members.ABLATED_CLASSES], entry[members.ABLATION])
+    rows = list(zip(entry[members.ABLATED], entry[members.ABLATED_CLASSES], entry[members.ABLATION]))
     exact = {(int(n), int(c)): float(v) for n, row, values in rows for c, v in zip(row, values)}
+    ranked = [values for _, row, values in rows if len(row) >= 2]  # each row's classes in first-order order
+    same = sum(1 for values in ranked if int(np.argmax(values)) == 0)
     names = ws.model.categories
     found = []
     for row, neuron in enumerate(units):
@@ -201,7 +206,7 @@ def effects_records(ws: Workspace, state: State, layer: Layer) -> tuple[list[tup
     pairs = [(float(first[classes.index(c), units.index(n)]), value) for (n, c), value in exact.items()]
     agreement = spearman(torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])) \
         if len(pairs) >= 3 else None
-    return found, agreement if agreement is None or np.isfinite(agreement) else None, len(pairs)
+    return found, agreement if agreement is None or np.isfinite(agreement) else None, len(pairs), (same, len(ranked))
 
 
 def predicted(ws: Workspace, layer: Layer) -> np.ndarray | None:
@@ -221,7 +226,7 @@ def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], re
     optimized, excitations = optimized_record(ws, state, layer)
     on_featured = seen(ws, state, layer, slugs, read)
     views, everywhere = classes.top_views(ws, state, layer), classes.files_per_class(ws.probe)
-    drives, agreement, pairs = effects_records(ws, state, layer)
+    drives, agreement, pairs, first_same = effects_records(ws, state, layer)
     tops = predicted(ws, layer)
     neurons = []
     for row, neuron in enumerate(units):
@@ -250,7 +255,7 @@ def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], re
                        geometry.as_dict(), None if geometry.whole else geometry.size,
                        state.effective.get(layer.name), signed(ws, state, layer, arrays, read), tuple(neurons),
                        optimized, nonfinite, sanity.figures(ws, state, layer) if sanity.applies(ws) else {},
-                       agreement, pairs)
+                       agreement, pairs, first_same)
 
 
 def record(ws: Workspace, state: State) -> Manifest:

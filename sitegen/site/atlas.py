@@ -46,18 +46,20 @@ def check(layer: LayerRecord, method: str) -> dict | None:
 
 def agreement(layer: LayerRecord) -> dict | None:
     """How far the layer's first-order effects rank the classes as its exact ones do, in words (None where it
-    has too few pairs computed exactly)."""
+    has too few pairs computed exactly): over all its (neuron, class) pairs, and within each neuron's row."""
     figure = layer.effects_agreement
     if figure is None:
         return None
     level = "good" if figure >= 0.9 else "rough" if figure >= 0.5 else "poor"
-    reads = {"good": "the first-order column ranks the classes as zeroing the neuron does",
-             "rough": "the first-order column ranks the classes only roughly as zeroing the neuron does",
-             "poor": "the first-order column is a poor guide here; only the exact column measures what zeroing "
+    reads = {"good": "across neurons and classes, the first-order figures rank what zeroing does",
+             "rough": "across neurons and classes, the first-order figures rank what zeroing does only roughly",
+             "poor": "the first-order figures are a poor guide here; only the exact column measures what zeroing "
                      "the neuron does"}[level]
     short = {"good": "ranks as zeroing does", "rough": "ranks only roughly",
              "poor": "a poor guide: read the exact column"}[level]
-    return {"figure": figure, "pairs": layer.effects_pairs, "level": level, "reads": reads, "short": short}
+    same, of = layer.effects_first_same
+    return {"figure": figure, "pairs": layer.effects_pairs, "level": level, "reads": reads, "short": short,
+            "same": same, "of": of}
 
 
 class Atlas:

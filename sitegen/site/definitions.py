@@ -45,8 +45,11 @@ TERMS = {
                 "largest first-order effects among those in the top predictions of some probe view, and the exact "
                 "effect on its strongest few where computed. The table gives, per layer, the Spearman rank "
                 "correlation of the two over every (neuron, class) pair computed exactly, and how many pairs: "
-                "from 0.90 the first-order figures rank the classes as zeroing the neuron does, from 0.50 only "
-                "roughly, and below that they are a poor guide, which only the exact figures correct."),
+                "from 0.90 the first-order figures rank the pairs as zeroing the neuron does, from 0.50 only "
+                "roughly, and below that they are a poor guide, which only the exact figures correct. Much of "
+                "that correlation is neurons that matter more than others; within one neuron the order of its "
+                "classes can differ, so the table also gives for how many neurons the class the first-order "
+                "figures put first is the one zeroing the neuron costs most."),
     "top": ("Top patches: the probe views with the highest activation, one patch per view, ties broken by "
             "the order of the probe set. The featured images are not probe images unless the config says so."),
 }

@@ -186,9 +186,11 @@ class LayerRecord:
     # layer learned; None where every checked picture was zero
     sanity: Mapping[str, float | None] = dataclasses.field(default_factory=dict)
     # [effects]: the Spearman correlation of first-order and exact effects over the pairs computed exactly, and
-    # how many pairs that is (None and 0 without effects, or with fewer than three pairs)
+    # how many pairs that is (None and 0 without effects, or with fewer than three pairs); and of the neurons
+    # computed exactly for two or more classes, how many lose most from the class the first-order effects put first
     effects_agreement: float | None = None
     effects_pairs: int = 0
+    effects_first_same: tuple[int, int] = (0, 0)
 
     @property
     def zoom(self) -> bool:

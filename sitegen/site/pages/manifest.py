@@ -77,6 +77,8 @@ def build(atlas: Atlas) -> list[File]:
             "receptive_field": list(layer.rf_size) if layer.rf_size else None,
             "effective_receptive_field": layer.effective, "optimize": optimized(layer),
             "sanity": dict(layer.sanity), "effects_agreement": layer.effects_agreement,
+            "effects_pairs": layer.effects_pairs,
+            "effects_first_class_right": list(layer.effects_first_same) if layer.effects_pairs else None,
             "neurons": [{"neuron": record.neuron, "page": neuron_url(layer.name, record.neuron),
                          "top_patches": top_patches(atlas, layer, record),
                          "classes": [{"class": c.name, "share": c.share, "selectivity": c.selectivity,

@@ -230,7 +230,7 @@ def test_edges_children_parents_and_trees(atlas):
     kept = {edge.neuron for record in layers["features.7"].neurons for edge in record.children["img0"]}
     orphan = next(n for n in layers["features.4"].mapped if n not in kept)
     text = (site / "layers" / "features.4" / f"{orphan}.html").read_text()
-    assert ("None: it is not among the 8 strongest children of any mapped features.7 neuron on this image"
+    assert ("None: it is not among the 8 strongest children of any features.7 neuron on this image"
             in text)
 
     # the tree starts at the top layer's most active unit and follows the children lists
@@ -530,6 +530,13 @@ def test_trees_of_parts_add_up(atlas):
     assert [[m["neuron"] for m in c["neurons"]] for c in tree["children"]] == \
         [[e.neuron for e in c.group] for c in root.children]
     assert sum(c["share"] for c in tree["children"]) == pytest.approx(1.0, abs=1e-3)
+    # a channel of a part: its page gives its own share of the parent's weight beside its part's
+    part = max(root.children, key=lambda c: len(c.group))
+    member = part.group[-1]
+    own = part.share * member.weight / part.weight
+    neuron_page = (site / "layers" / "features.7" / f"{member.neuron}.html").read_text()
+    assert (f"(a part of {len(part.group)} channels)</a>: it carries <b>{100 * own:.1f}%</b> of its parent's positive "
+            f"weight, its part {100 * part.share:.0f}%") in neuron_page
 
 
 def test_a_tree_node_lies_where_its_neuron_gives_most():
@@ -615,5 +622,5 @@ methods = ["gradient"]
     assert run("render", "-c", tmp_path / "atlas.toml", "-o", site, "--cache", tmp_path / "cache")[0] == 0
     for neuron, count in counts.items():
         page = (site / "layers" / "fc" / f"{neuron}.html").read_text()
-        assert (f"The model's top prediction on {count} of the 6 probe views." in page if count else
-                "The model's top prediction on none of the 6 probe views" in page)
+        assert (f" first on {count} of the 6 probe views." in page if count else
+                " first on none of the 6 probe views: the probe set holds nothing" in page)

@@ -161,7 +161,8 @@ def test_the_image_tree_shows_each_path_where_it_lies(site):
     assert child["box"] == {"top": 25.0, "left": 25.0, "height": 50.0, "width": 50.0}  # of a 4 px image
     assert child["picture"].sheet.path == child["photo"].sheet.path == "assets/trees/cat.webp"
     neuron = pages(site)["layers/conv/3.html"].context["edges"]["per_image"][0]
-    assert neuron["paths"] == [{"text": "fc/0 › conv/3", "share": 0.4, "url": "images/cat.html#n-fc-0-conv-3"}]
+    assert neuron["paths"] == [{"text": "fc/0 › conv/3", "share": 0.4, "own": 0.4, "part": False,
+                                "url": "images/cat.html#n-fc-0-conv-3"}]
     conv = context["layers"][0]["neurons"]
     assert [n["neuron"] for n in conv] == [1, 2, 0, 3]  # most active first
 
@@ -271,7 +272,8 @@ def test_the_randomization_check_is_shown_beside_the_pictures(site, tmp_path):
     image = (tmp_path / "out" / "images" / "cat.html").read_text()  # beside each layer's strip, and the trees
     assert ('randomization check</a> <span class="check fails" title="0.95, this picture barely depends on what '
             'conv learned (its own weights)">0.95</span>') in image
-    assert 'its <a href="../about.html#sanity">randomization check</a> at fc is 0.99</span>' in image
+    assert ("does not measure these path pictures, but on the fc layer's own whole-image pictures it gives "
+            '<span class="check fails">0.99</span>') in image
 
 
 def test_a_layer_whose_pictures_are_not_guided_still_shows_its_guided_patches_check():

@@ -158,16 +158,21 @@ class Atlas:
 
     def _in_trees(self) -> dict[tuple[str, int], dict[str, list[dict]]]:
         """(layer, neuron) -> {featured slug: the paths of that image's trees that end at it, or at a part
-        that holds it, as links, the strongest share first}."""
+        that holds it, as links, with the share of its parent's positive weight that the node carries
+        (``share``) and that the neuron carries (``own``: in a part, its channel's weight's part of it);
+        the root first, then the neuron's largest own share first}."""
         found: dict[tuple[str, int], dict[str, list[dict]]] = {}
 
         def walk(featured: FeaturedRecord, path: list) -> None:
             here = path[-1]
-            text = " › ".join(f"{n.layer} (a part of {len(n.group)})" if n.group else f"{n.layer}/{n.neuron}"
+            text = " › ".join(f"{n.layer} (a part of {len(n.group)} channels)" if n.group else f"{n.layer}/{n.neuron}"
                               for n in path)
-            for neuron in [edge.neuron for edge in here.group] or [here.neuron]:
+            members = [(edge.neuron, edge.weight) for edge in here.group] or [(here.neuron, here.weight)]
+            for neuron, weight in members:
+                own = here.share * weight / here.weight if here.share is not None and here.weight else here.share
                 found.setdefault((here.layer, neuron), {}).setdefault(featured.slug, []).append(
-                    {"text": text, "share": here.share, "url": f"{image_url(featured.slug)}#{node_id(path)}"})
+                    {"text": text, "share": here.share, "own": own, "part": bool(here.group),
+                     "url": f"{image_url(featured.slug)}#{node_id(path)}"})
             for child in here.children:
                 walk(featured, path + [child])
 
@@ -176,7 +181,7 @@ class Atlas:
                 walk(featured, [root])
         for per_image in found.values():
             for paths in per_image.values():
-                paths.sort(key=lambda p: -(p["share"] if p["share"] is not None else 2.0))
+                paths.sort(key=lambda p: -(p["own"] if p["own"] is not None else 2.0))
         return found
 
     # -- small views ---------------------------------------------------------

@@ -35,7 +35,8 @@ def featured_rows(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> lis
         rows.append({
             "slug": featured.slug, "name": featured.name, "url": image_url(featured.slug),
             "photo": assets.photo(featured), "value": seen.value, "specificity": seen.specificity,
-            "relative": seen.value / best if best > 0 else None,
+            # a ratio means little where values can be negative (a logit moves with any constant added)
+            "relative": seen.value / best if best > 0 and not layer.signed else None, "best": best,
             "position": f"({row}, {col})" if channels else "",
             "map": assets.activation_map(sheet, featured, layer.name, neuron) if channels else None,
             "photo_zoom": assets.picture(sheet, featured, layer.name, neuron, first, "img") if layer.zoom else None,
@@ -91,7 +92,9 @@ def edge_sections(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> dic
         "parents": atlas.relatives(parents.get("dataset", []), upper, None) if upper else []}
     return {"lower": layer.lower, "upper": upper, "per_image": sections, "dataset": dataset,
             "lower_url": layer_url(layer.lower) if layer.lower else None,
-            "upper_url": layer_url(upper) if upper else None}
+            "upper_url": layer_url(upper) if upper else None,
+            "upper_unmapped": above is not None and len(above.neurons) < above.count,
+            "upper_mapped": len(above.neurons) if above else 0}
 
 
 def before_section(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> dict | None:

@@ -117,6 +117,7 @@ def ablation(model: nn.Module, images: torch.Tensor, module: nn.Module, neurons:
                 rows = torch.arange(len(chunk), device=device)[:, None]
                 total[chunk] += (base[columns[chunk]] - zeroed[rows, columns[chunk]]).double()
                 if expand and len(chunk) == step:
+                    seeded.finish(device)
                     copies.took(step, time.perf_counter() - began)
                 start += len(chunk)
     return total

@@ -28,14 +28,17 @@ def grads(model: nn.Module, layer: str, out: torch.Tensor, inputs: Sequence[torc
     ``seeds`` (``[K, *out.shape]``), by the way ``layer`` of ``model`` runs fastest."""
     choices = _LOOPED.setdefault(model, {})
     if layer not in choices:
+        finish(out.device)
         start = time.perf_counter()
         result = _looped(out, inputs, seeds, True)
+        finish(out.device)
         middle = time.perf_counter()
         try:
             _batched(out, inputs, seeds, retain_graph)
         except (RuntimeError, NotImplementedError):  # an operation without a batched backward
             choices[layer] = True
             return result
+        finish(out.device)
         choices[layer] = middle - start < time.perf_counter() - middle
         return result
     if not choices[layer]:
@@ -46,6 +49,12 @@ def grads(model: nn.Module, layer: str, out: torch.Tensor, inputs: Sequence[torc
         else:
             return result
     return _looped(out, inputs, seeds, retain_graph)
+
+
+def finish(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read next times it (a GPU runs it later)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def looped(model: nn.Module, layer: str) -> bool | None:

@@ -376,7 +376,7 @@ def test_patches_below_the_top(atlas):
     record = next(record for record in manifest.layer("features.7").neurons if record.levels[0].place > 4)
     page = (site / "layers" / "features.7" / f"{record.neuron}.html").read_text()
     assert "nearest the 99th and 90th percentiles" in page and "the highest percentiles fall among the top" in page
-    assert f"{ordinal(record.levels[0].place)} of 24 <span" in page
+    assert f"{ordinal(record.levels[0].place)} of 24 · activation <span" in page
     assert f'{ordinal(record.levels[0].place)} highest of 24 probe views"' in page
     assert check_site(site)[1] == []
 
@@ -531,12 +531,18 @@ def test_trees_of_parts_add_up(atlas):
         [[e.neuron for e in c.group] for c in root.children]
     assert sum(c["share"] for c in tree["children"]) == pytest.approx(1.0, abs=1e-3)
     # a channel of a part: its page gives its own share of the parent's weight beside its part's
-    part = max(root.children, key=lambda c: len(c.group))
+    def below(node):
+        for child in node.children:
+            yield child
+            yield from below(child)
+
+    part = max(below(root), key=lambda c: len(c.group))  # one of several channels (k-means ran, above)
     member = part.group[-1]
     own = part.share * member.weight / part.weight
-    neuron_page = (site / "layers" / "features.7" / f"{member.neuron}.html").read_text()
-    assert (f"(a part of {len(part.group)} channels)</a>: it carries <b>{100 * own:.1f}%</b> of its parent's positive "
-            f"weight, its part {100 * part.share:.0f}%") in neuron_page
+    assert own < part.share
+    neuron_page = (site / "layers" / part.layer / f"{member.neuron}.html").read_text()
+    assert (f"{part.layer} (a part of {len(part.group)} channels)</a>: it carries <b>{100 * own:.1f}%</b> of its "
+            f"parent's positive weight, its part {100 * part.share:.0f}%") in neuron_page
 
 
 def test_a_tree_node_lies_where_its_neuron_gives_most():

@@ -272,7 +272,7 @@ def test_the_randomization_check_is_shown_beside_the_pictures(site, tmp_path):
     image = (tmp_path / "out" / "images" / "cat.html").read_text()  # beside each layer's strip, and the trees
     assert ('randomization check</a> <span class="check fails" title="0.95, this picture barely depends on what '
             'conv learned (its own weights)">0.95</span>') in image
-    assert ("does not measure these path pictures, but on the fc layer's own whole-image pictures it gives "
+    assert ("does not measure these path pictures, but on guided backprop's whole pictures of fc's neurons it gives "
             '<span class="check fails">0.99</span>') in image
 
 
@@ -303,3 +303,27 @@ def test_the_about_page_gives_smoothgrad_s_settings_beside_its_definition(tmp_pa
     assert settings(atlas, "smoothgrad") == (" Here 8 copies, the noise's standard deviation 20% of the image's "
                                              "range, seed 3.")
     assert settings(atlas, "guided") == ""
+
+
+def test_a_neuron_whose_costliest_class_is_not_its_first_order_first_says_so():
+    from dataclasses import replace
+
+    from sitegen.site.pages.neuron import costliest
+    from sitegen.store.manifest import Effect
+
+    record = handmade.manifest().layers[0].neurons[0]
+    effects = (Effect(1, "dog", 0.5, 0.2), Effect(2, "cat", 0.4, 0.3), Effect(3, "cow", 0.3, None))
+    assert costliest(replace(record, effects=effects)) == 1
+    assert costliest(replace(record, effects=(effects[1], effects[0]))) is None  # the first is the costliest
+    assert costliest(replace(record, effects=effects[:1])) is None  # one class computed exactly: nothing to say
+
+
+def test_siblings_in_the_same_place_say_where_each_is_centred():
+    from sitegen.site.pages.image import told_apart
+
+    def part(where, left):
+        return {"where": where, "box": {"top": 50.0, "left": left, "height": 50.0, "width": 25.0}}
+
+    named = told_apart([part("the bottom right", 75.0), part("the bottom right", 50.0), part("the top", 0.0)])
+    assert [p["where"] for p in named] == ["the bottom right (centred 88% across, 75% down)",
+                                           "the bottom right (centred 62% across, 75% down)", "the top"]

@@ -11,6 +11,7 @@ from ..methods import BY_NAME, GUIDED
 from ..store.manifest import ClassShare, Edge, FeaturedRecord, LayerRecord, Manifest, NeuronRecord, classifier_output
 from .content import Content
 from .links import Assets, image_url, layer_url, neuron_url, node_id, safe_name
+from .model import plural
 from .sheets import Measure, Pic
 
 LEADS = (0.3, 2.0, 3)  # an automatic label: the leading class holds at least this share of the top-N images,
@@ -45,19 +46,24 @@ def check(layer: LayerRecord, method: str) -> dict | None:
 
 
 def agreement(layer: LayerRecord) -> dict | None:
-    """How far the layer's first-order effects rank the classes as its exact ones do, in words (None where it
-    has too few pairs computed exactly): over all its (neuron, class) pairs, and within each neuron's row."""
+    """How far the layer's first-order effects order the classes as its exact ones do, in words (None where it
+    has too few pairs computed exactly): over all its (neuron, class) pairs (a Spearman correlation, which
+    neurons that matter more than others raise), and within rows: for how many neurons the class put first is
+    the one zeroing costs most.  The verdict is the worse of the two: good from 0.90 (and 9 rows in 10),
+    rough from 0.50 (and 6 rows in 10), else poor."""
     figure = layer.effects_agreement
     if figure is None:
         return None
-    level = "good" if figure >= 0.9 else "rough" if figure >= 0.5 else "poor"
-    reads = {"good": "across neurons and classes, the first-order figures rank what zeroing does",
-             "rough": "across neurons and classes, the first-order figures rank what zeroing does only roughly",
-             "poor": "the first-order figures are a poor guide here; only the exact column measures what zeroing "
-                     "the neuron does"}[level]
-    short = {"good": "ranks as zeroing does", "rough": "ranks only roughly",
-             "poor": "a poor guide: read the exact column"}[level]
     same, of = layer.effects_first_same
+    share = same / of if of else 1.0
+    level = "good" if figure >= 0.9 and share >= 0.9 else "rough" if figure >= 0.5 and share >= 0.6 else "poor"
+    reads = {"good": "the first-order column orders the classes as zeroing the neuron does",
+             "rough": "the first-order column orders the classes only roughly as zeroing the neuron does; where "
+                      "the two differ, the exact column is the measurement",
+             "poor": "the first-order column is a poor guide here; only the exact column measures what zeroing "
+                     "the neuron does"}[level]
+    short = {"good": "orders as zeroing does", "rough": "orders only roughly",
+             "poor": "a poor guide: read the exact column"}[level]
     return {"figure": figure, "pairs": layer.effects_pairs, "level": level, "reads": reads, "short": short,
             "same": same, "of": of}
 
@@ -165,8 +171,8 @@ class Atlas:
 
         def walk(featured: FeaturedRecord, path: list) -> None:
             here = path[-1]
-            text = " › ".join(f"{n.layer} (a part of {len(n.group)} channels)" if n.group else f"{n.layer}/{n.neuron}"
-                              for n in path)
+            text = " › ".join(f"{n.layer} (a part of {plural(len(n.group), 'channel')})" if n.group
+                              else f"{n.layer}/{n.neuron}" for n in path)
             members = [(edge.neuron, edge.weight) for edge in here.group] or [(here.neuron, here.weight)]
             for neuron, weight in members:
                 own = here.share * weight / here.weight if here.share is not None and here.weight else here.share

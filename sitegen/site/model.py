@@ -15,6 +15,11 @@ from .sheets import Sheet
 SIGNIFICANT = 4
 
 
+def plural(count: int, noun: str) -> str:
+    """1 channel, 2 channels."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def ordinal(number: int) -> str:
     """1st, 2nd, 3rd, 11th, 1,022nd."""
     suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")

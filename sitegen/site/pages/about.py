@@ -19,6 +19,9 @@ def settings(atlas: Atlas, method: str) -> str:
             f"range, seed {smooth.seed}.")
 
 
+SHORT = {"guided": "Guided", "deconv": "Deconv"}  # column titles of the check's table on a narrow screen
+
+
 def build(atlas: Atlas) -> list[Page]:
     manifest = atlas.manifest
     _, extra = atlas.content.note("about.md")
@@ -34,7 +37,8 @@ def build(atlas: Atlas) -> list[Page]:
         "optimized_layers": [atlas.layer_summary(layer) for layer in manifest.layers if layer.optimized],
         "effects": [{**atlas.layer_summary(layer), "agreement": agreement(layer)}
                     for layer in manifest.layers if any(record.effects for record in layer.neurons)],
-        "sanity": {"methods": [{"name": m, "title": BY_NAME[m].title} for m in shown
+        "sanity": {"methods": [{"name": m, "title": BY_NAME[m].title, "short": SHORT.get(m, BY_NAME[m].title)}
+                               for m in shown
                                if any(m in layer.sanity for layer in manifest.layers)],
                    "layers": [{**atlas.layer_summary(layer), "checks": {m: check(layer, m) for m in layer.sanity}}
                               for layer in manifest.layers if layer.sanity]},

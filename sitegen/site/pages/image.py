@@ -4,6 +4,8 @@ each layer."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from ...methods import BY_NAME
 from ...store.manifest import FeaturedRecord, LayerRecord, TreeNode
 from ..atlas import Atlas, check
@@ -70,9 +72,20 @@ def tree(atlas: Atlas, featured: FeaturedRecord, root: TreeNode, size: int) -> d
                 "where": where(here.box, size),
                 "share": here.share, "weight": here.weight, "value": here.value, "scale": here.scale,
                 "relative": here.relative, "coverage": here.coverage,
-                "children": [node(path + [child]) for child in here.children]}
+                "children": told_apart([node(path + [child]) for child in here.children])}
 
     return node([root])
+
+
+def told_apart(siblings: list[dict]) -> list[dict]:
+    """Siblings whose places read the same ("the bottom right" twice) each say where their box is centred."""
+    named = Counter(sibling["where"] for sibling in siblings)
+    for sibling in siblings:
+        if named[sibling["where"]] > 1:
+            box = sibling["box"]
+            sibling["where"] += (f" (centred {box['left'] + box['width'] / 2:.0f}% across, "
+                                 f"{box['top'] + box['height'] / 2:.0f}% down)")
+    return siblings
 
 
 def tree_check(atlas: Atlas, featured: FeaturedRecord) -> dict | None:

@@ -130,6 +130,16 @@ def effects_section(atlas: Atlas, record: NeuronRecord) -> list[dict]:
             for e in record.effects]
 
 
+def costliest(record: NeuronRecord) -> int | None:
+    """The row of the class whose exact effect is largest, where that is not the first row (the first-order
+    column's first class); None where they agree or fewer than two were computed exactly."""
+    exact = [(e.ablation, row) for row, e in enumerate(record.effects) if e.ablation is not None]
+    if len(exact) < 2:
+        return None
+    row = max(exact, key=lambda pair: (pair[0], -pair[1]))[1]
+    return row if row != 0 else None
+
+
 def classes_section(atlas: Atlas, record: NeuronRecord) -> dict | None:
     """With a labelled probe set: the classes over-represented among the neuron's top-N images, and the
     classes of its top-k patches, counted."""
@@ -169,7 +179,8 @@ def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
         "optimized": optimized, "top_k": manifest.top_k, "children_kept": atlas.config.compute.children,
         "edges": edge_sections(atlas, layer, record),
         "before": before_section(atlas, layer, record), "classes": classes_section(atlas, record),
-        "effects": effects_section(atlas, record), "agreement": agreement(layer), "predicted": record.predicted,
+        "effects": effects_section(atlas, record), "effects_costliest": costliest(record),
+        "agreement": agreement(layer), "predicted": record.predicted,
         "label_auto": (name, neuron) in atlas.automatic,
         "featured_in_probe": atlas.config.images.featured_in_probe,
         "prev": previous, "next": following,

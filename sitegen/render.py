@@ -82,6 +82,7 @@ def environment(templates: Path) -> jinja2.Environment:
     env.filters["pct"] = lambda value: f"{100 * value:.1f}%"
     env.filters["pct0"] = lambda value: f"{100 * value:.0f}%"
     env.filters["ordinal"] = ordinal
+    env.filters["possessive"] = lambda name: Markup.escape(name) + Markup("'" if name.endswith("s") else "'s")
     return env
 
 

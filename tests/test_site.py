@@ -325,5 +325,5 @@ def test_siblings_in_the_same_place_say_where_each_is_centred():
         return {"where": where, "box": {"top": 50.0, "left": left, "height": 50.0, "width": 25.0}}
 
     named = told_apart([part("the bottom right", 75.0), part("the bottom right", 50.0), part("the top", 0.0)])
-    assert [p["where"] for p in named] == ["the bottom right (centred 88% across, 75% down)",
-                                           "the bottom right (centred 62% across, 75% down)", "the top"]
+    assert [p["where"] for p in named] == ["the bottom right, centred 88% across and 75% down",
+                                           "the bottom right, centred 62% across and 75% down", "the top"]

@@ -83,8 +83,8 @@ def told_apart(siblings: list[dict]) -> list[dict]:
     for sibling in siblings:
         if named[sibling["where"]] > 1:
             box = sibling["box"]
-            sibling["where"] += (f" (centred {box['left'] + box['width'] / 2:.0f}% across, "
-                                 f"{box['top'] + box['height'] / 2:.0f}% down)")
+            sibling["where"] += (f", centred {box['left'] + box['width'] / 2:.0f}% across and "
+                                 f"{box['top'] + box['height'] / 2:.0f}% down")
     return siblings
 
 

@@ -126,8 +126,9 @@ def _only(channel):
     return hook
 
 
-def reference_visualize_path(model, images, path, method):
-    """[N, 3, H, W]: one path ([(module path, neuron), ...], root first), one forward + backward per image.
+def reference_visualize_path(model, images, path, method, position=None):
+    """[N, 3, H, W]: one path ([(module path, neuron), ...], root first), one forward + backward per image,
+    the root taken at its maximum (or at ``position``).
 
     The masks are written into the forward: each later layer of the path is
     replaced by ``A.detach() + (A - A.detach()) * one_hot``, the same value
@@ -148,8 +149,8 @@ def reference_visualize_path(model, images, path, method):
             for handle in handles:
                 handle.remove()
         flat = got["o"][0, neuron].reshape(-1)
-        position = int(torch.nonzero(flat == flat.max())[0])
-        (grad,) = torch.autograd.grad(flat[position], x)
+        at = int(torch.nonzero(flat == flat.max())[0]) if position is None else position
+        (grad,) = torch.autograd.grad(flat[at], x)
         out[n] = grad[0]
     return out
 

@@ -117,13 +117,13 @@ def test_only_new_work_is_computed(atlas):
     assert again == {}
 
     # a new featured image (not a probe image) computes only that image's work: its activations, pictures,
-    # their specificity and randomization check (one per layer), activation maps (of the channels) and edges (of
-    # the layers with one below)
+    # their specificity and randomization check (one per layer), activation maps (of the channels), edges (of
+    # the layers with one below), and its tree with the tree's check
     (atlas / "atlas.toml").write_text(CONFIG.replace('"imgs/img1.png"]', '"imgs/img1.png", "extra/img0.png"]'))
     _, more = compute(load(atlas / "atlas.toml"), cache, quiet=True)
     assert more.pop("tree nodes") >= 4  # its tree: the root, and its children down to the first layer
     assert more == {"activations": 1, "visualizations": sum(NEURONS.values()) * 3, "specificities": len(NEURONS),
-                    "randomization checks": len(NEURONS),
+                    "randomization checks": len(NEURONS), "tree checks": 1,
                     "activation maps": sum(NEURONS.values()) - NEURONS["fc"],
                     "edges": sum(NEURONS.values()) - NEURONS["features.1"]}
 
@@ -525,6 +525,10 @@ def test_trees_of_parts_add_up(atlas):
     anchor = f'id="n-fc-{root.neuron}-features.7-g{min(e.neuron for e in first.group)}"'
     assert anchor in page and "rests on" in page and "Its " in page and "carry 100%" in page
     data = json.loads((site / "manifest.json").read_text())
+    check = data["featured"][0]["tree_checks"][0]  # the tree's own randomization check, on its page
+    figure, nodes = manifest.featured[0].tree_checks[0]
+    assert check == {"figure": pytest.approx(figure, abs=1e-4), "nodes": nodes} and nodes > 1
+    assert f"each path kept, over {nodes} of the tree's nodes: <span" in page
     tree = data["featured"][0]["trees"][0]
     assert tree["coverage"] == pytest.approx(1.0, abs=1e-4)
     assert [[m["neuron"] for m in c["neurons"]] for c in tree["children"]] == \

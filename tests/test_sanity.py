@@ -157,3 +157,64 @@ def test_a_picture_that_the_re_initialised_model_makes_zero_counts_zero():
     got = agreement(trained, random, [(0, 0, 7, 7), (0, 0, 7, 7)])
     assert -1 <= got[0] <= 1 and got[1] == 0.0
     assert np.isnan(agreement(trained_zero, random[:1], [(0, 0, 7, 7)])[0])  # nothing to compare
+
+
+def walk(node, path):
+    """Each node of a tree with its path, [(layer, neuron or channels)] from the root, and its box."""
+    here = path + [(node.layer, [edge.neuron for edge in node.group] if node.group else node.neuron)]
+    yield here, node.box
+    for child in node.children:
+        yield from walk(child, here)
+
+
+def test_the_trees_check_follows_the_definition(tmp_path, monkeypatch):
+    """Every node checked (CHECKED raised): a tree's figure is the median over its nodes of the Spearman
+    correlation, over the node's box, of its path picture under the trained model and with the root's own
+    block re-initialised (the root at the trained model's position), each picture from the one-at-a-time path
+    reference.  Two trees per image: from the class (fc) and from features.6's most active channel."""
+    from reference import reference_visualize_path
+
+    monkeypatch.setattr("sitegen.pipeline.stages.sanity.CHECKED", 10_000)
+    write_images(tmp_path / "imgs", 4)
+    torch.manual_seed(7)
+    model = load_model("tinynet:build", "none").module
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.3)
+    torch.save(model.state_dict(), tmp_path / "trained.pth")
+    (tmp_path / "atlas.toml").write_text(CONFIG + '[trees]\nlayers = ["features.6"]\nroots = 1\n')
+    manifest, _ = compute(load(tmp_path / "atlas.toml"), tmp_path / "cache", device="cpu", quiet=True)
+    from test_build import model_input
+
+    blocks = {"fc": ["fc"], "features.6": ["features.6"]}  # each root layer's own block
+    figures = []
+    for featured, name in zip(manifest.featured, ("img0.png", "img1.png")):
+        image = model_input(tmp_path, name)
+        assert [root.layer for root in featured.trees] == ["fc", "features.6"]
+        for root, (figure, counted) in zip(featured.trees, featured.tree_checks):
+            random = copy.deepcopy(model)
+            torch.manual_seed(SEED)
+            for path in blocks[root.layer]:
+                dict(random.named_modules())[path].reset_parameters()
+            got = {}
+            handle = dict(model.named_modules())[root.layer].register_forward_hook(
+                lambda m, i, o, got=got: got.__setitem__("o", o))
+            with torch.no_grad():
+                model(image)
+            handle.remove()
+            flat = got["o"][0, root.neuron].reshape(-1)
+            position = int(torch.nonzero(flat == flat.max())[0])  # the trained model's
+            nodes = list(walk(root, []))
+            values = []
+            for path, (top, left, bottom, right) in nodes:
+                trained, other = (reference_visualize_path(m, image, path, "guided", position)[0]
+                                  for m in (model, random))
+                a = trained.abs().sum(0)[top:bottom + 1, left:right + 1].reshape(-1).tolist()
+                b = other.abs().sum(0)[top:bottom + 1, left:right + 1].reshape(-1).tolist()
+                if len(set(a)) > 1:
+                    values.append(spearman_by_hand(a, b) if len(set(b)) > 1 else 0.0)
+            assert len(nodes) > 3 and values
+            assert counted == len(values)
+            assert figure == pytest.approx(float(np.median(values)), abs=1e-5)
+            figures.append(figure)
+    assert min(figures) < 0.9  # a block that matters: features.6's own weights change its trees' pictures

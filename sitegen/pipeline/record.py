@@ -31,7 +31,7 @@ from ..store.manifest import (
 )
 from . import edges
 from .stage import State, require
-from .stages import activations, classes, effects, optimize, patches, sanity, specificity, statistics, trees
+from .stages import activations, classes, effects, optimize, patches, sanity, specificity, statistics, treecheck, trees
 from .stages.effective import patch_box
 from .stages.featured import pictures_key
 from .stages.mapped import selection_text
@@ -114,7 +114,8 @@ def featured_record(ws: Workspace, state: State, item: Item, slug: str, read: Re
                           {layer.name: {m: pictures_key(ws, state, item, layer, m) for m in methods[layer.listed]}
                            for layer in ws.layers},
                           {layer.name: maps_key(ws, item, layer) for layer in ws.layers if len(layer.shape) == 3},
-                          tuple(tree_record(ws, state, item, root, read) for root in trees.roots(ws, state, item)))
+                          tuple(tree_record(ws, state, item, root, read) for root in trees.roots(ws, state, item)),
+                          tuple(treecheck.figure(ws, state, item, root) for root in trees.roots(ws, state, item)))
 
 
 def optimized_record(ws: Workspace, state: State,

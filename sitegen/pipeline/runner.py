@@ -50,13 +50,15 @@ from .stages.sanity import SanityStage
 from .stages.selection import SelectionStage
 from .stages.specificity import SpecificityStage
 from .stages.statistics import StatisticsStage
+from .stages.treecheck import TreeCheckStage
 from .stages.trees import TreesStage
 from .workspace import Workspace
 
 STAGES: tuple[Stage, ...] = (ActivationsStage(), MappedStage(), StatisticsStage(), ClassesStage(), SelectionStage(),
                              EffectiveStage(),
                              PhotosStage(), FeaturedStage(), MapsStage(), TreesStage(), PatchesStage(),
-                             OptimizeStage(), SpecificityStage(), ExcitationStage(), SanityStage(), EffectsStage())
+                             OptimizeStage(), SpecificityStage(), ExcitationStage(), SanityStage(), TreeCheckStage(),
+                             EffectsStage())
 
 
 def _progress(quiet: bool) -> Progress:

@@ -61,6 +61,8 @@ class FeaturedRecord:
     pictures: Mapping[str, Mapping[str, str]]  # layer name -> method -> key of its pictures entry
     maps: Mapping[str, str]  # layer name -> key of its activation maps entry (layers with positions)
     trees: tuple[TreeNode, ...] = ()  # the top predicted class's first
+    # each tree's randomization check of its path pictures (median, nodes it is over), None where not checked
+    tree_checks: tuple[tuple[float | None, int] | None, ...] = ()
 
 
 @dataclass(frozen=True)

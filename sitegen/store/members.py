@@ -18,10 +18,12 @@ MAPS = "maps"  # activation maps of the featured images
 TREES = "tree"  # a node of a featured image's tree: one entry per path
 TOP_VIEWS = "topviews"  # per layer, each mapped neuron's top probe views, for its classes (a labelled probe set)
 SANITY = "sanity"  # per layer, the randomization check of its methods
+TREE_CHECK = "treecheck"  # per featured image and tree, the randomization check of its path pictures
 EFFECTS = "effects"  # per layer, what its mapped neurons do to the classes over the probe set
 SHEETS = "sheet"  # a sheet of the site's pictures, as the render composed it (site/sheets.py)
 KINDS = (ACTIVATIONS, PREDICTIONS, PHOTOS, PICTURES, EDGES, PATCHES, OPTIMIZED, IMAGE_CHECKS, STATISTICS,
-         SPECIFICITIES, EXCITATIONS, RECEPTIVE_FIELDS, MAPS, TREES, TOP_VIEWS, SANITY, EFFECTS, SHEETS)
+         SPECIFICITIES, EXCITATIONS, RECEPTIVE_FIELDS, MAPS, TREES, TOP_VIEWS, SANITY, TREE_CHECK, EFFECTS,
+         SHEETS)
 
 # activations of one featured view ([C]) or of a chunk of probe views ([n, C])
 VALUES = "values.npy"
@@ -118,6 +120,9 @@ def sanity(method: str) -> str:
     return f"sanity-{method}.npy"
 
 
+TREE_CHECK_VALUES = "correlations.npy"  # a tree's checked nodes' correlations
+
+
 def array(name: str) -> str:
     """One array of a per-neuron statistic over the probe set (statistics entry: one per statistic and layer)."""
     return f"{name}.npy"
@@ -145,6 +150,7 @@ def expect(kind: str, channels: int | None = None, lower: int | None = None, row
         TREES: {NODE_FACTS: ((6,), "f"), NODE_WEIGHTS: ((lower,), "f"), NODE_PARTS: ((lower,), "i")},
         TOP_VIEWS: {VIEWS: ((channels, None), "i")},
         SANITY: {NEURONS: ((channels,), "i"), "sanity-*.npy": ((channels,), "f")},
+        TREE_CHECK: {TREE_CHECK_VALUES: ((channels,), "f")},
         EFFECTS: {EFFECT_CLASSES: ((None,), "i"), FIRST_ORDER: ((None, channels), "f"), ABLATED: ((None,), "i"),
                   ABLATED_CLASSES: ((None, None), "i"), ABLATION: ((None, None), "f")},
     }.get(kind, {})

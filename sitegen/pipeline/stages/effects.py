@@ -11,7 +11,9 @@ first-order effects of every listed layer come from one backward pass per probe 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -23,12 +25,14 @@ from ...store import members
 from ..stage import EntryStage, State
 from ..workspace import Workspace
 
+T = TypeVar("T")
+
 
 def applies(ws: Workspace, layer: Layer) -> bool:
     return layer.listed in ws.config.effects.layers
 
 
-def spread(units: tuple[int, ...], count: int) -> list[int]:
+def spread(units: Sequence[T], count: int) -> list[T]:
     """Up to ``count`` of ``units``, spread evenly over them."""
     if len(units) <= count:
         return list(units)

@@ -16,7 +16,9 @@ whole still correlates 0.98 with the trained one (0.19 over the effective field)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -30,9 +32,11 @@ from ..stage import EntryStage, State
 from ..workspace import Workspace
 from .activations import read_featured
 from .effective import patch_box
+from .effects import spread
 
 CHECKED = 16  # neurons per layer and featured image
 SEED = 2018  # of the re-initialisation
+T = TypeVar("T")
 
 
 def methods_of(ws: Workspace, layer: Layer) -> list[str]:
@@ -46,11 +50,9 @@ def applies(ws: Workspace) -> bool:
     return ws.config.compute.sanity and bool(ws.featured)
 
 
-def checked(units: tuple[int, ...]) -> list[int]:
-    """Up to CHECKED of the mapped neurons, spread evenly over them."""
-    if len(units) <= CHECKED:
-        return list(units)
-    return [units[round(k * (len(units) - 1) / (CHECKED - 1))] for k in range(CHECKED)]
+def checked(units: Sequence[T]) -> list[T]:
+    """Up to CHECKED of the mapped neurons (or of a tree's nodes), spread evenly over them."""
+    return spread(units, CHECKED)
 
 
 @dataclass(frozen=True)

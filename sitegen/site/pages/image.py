@@ -89,12 +89,18 @@ def told_apart(siblings: list[dict]) -> list[dict]:
 
 
 def tree_check(atlas: Atlas, featured: FeaturedRecord) -> dict | None:
-    """The randomization check of the trees' method at the layer of the image's first tree's root."""
+    """The randomization check of the image's first tree: of its own path pictures where the atlas checked
+    them (``own``), else of the trees' method on the root layer's whole pictures."""
     if not featured.trees:
         return None
     root = featured.trees[0].layer
+    own = featured.tree_checks[0] if featured.tree_checks else None
+    if own is not None:
+        figure, nodes = own
+        level = None if figure is None else "fails" if figure >= 0.9 else "partly" if figure >= 0.5 else "passes"
+        return {"figure": figure, "level": level, "layer": root, "own": True, "nodes": nodes}
     found = check(next(layer for layer in atlas.layers if layer.name == root), atlas.config.trees.method)
-    return {**found, "layer": root} if found else None
+    return {**found, "layer": root, "own": False} if found else None
 
 
 def build(atlas: Atlas) -> list[Page]:

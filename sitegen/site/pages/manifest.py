@@ -70,7 +70,8 @@ def build(atlas: Atlas) -> list[File]:
         "methods": list(manifest.methods), "top_k": manifest.top_k, "definitions": DEFINITIONS,
         "featured": [{"name": f.name, "page": image_url(f.slug),
                       "predictions": [{"class": p.category, "label": p.label, "prob": p.prob} for p in f.predictions],
-                      "trees": [tree(atlas, f, [root]) for root in f.trees]}
+                      "trees": [tree(atlas, f, [root]) for root in f.trees],
+                      "tree_checks": [{"figure": c[0], "nodes": c[1]} if c else None for c in f.tree_checks]}
                      for f in manifest.featured],
         "layers": [{
             "name": layer.name, "module": layer.path, "shape": list(layer.shape), "methods": list(layer.methods),

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
+from torch import nn
 
 from ...engine.passes import gradients
 from ...engine.sanity import agreement, reinitialised
@@ -68,6 +69,13 @@ def figure(values: np.ndarray) -> float | None:
     return float(np.median(finite)) if finite.size else None
 
 
+def random_model(ws: Workspace, layer: Layer) -> nn.Module:
+    """The model with the layer's own block re-initialised (kept for the layer's next image and tree)."""
+    lower = layer.lower.path if layer.lower is not None else None
+    return ws.kept("re-initialised", layer.path,
+                   lambda: reinitialised(ws.model.module, own_block(ws.model, layer.path, lower), SEED))
+
+
 class SanityStage(EntryStage):
     name = "randomization check"
     title = "randomization check (images x layers)"
@@ -92,9 +100,7 @@ class SanityStage(EntryStage):
     def entry(self, ws: Workspace, state: State, work: Check) -> dict:
         """Each method's correlations, [checked neurons], on one featured image."""
         layer, methods = work.layer, methods_of(ws, work.layer)
-        lower = layer.lower.path if layer.lower is not None else None
-        random = ws.kept("re-initialised", layer.path,
-                         lambda: reinitialised(ws.model.module, own_block(ws.model, layer.path, lower), SEED))
+        random = random_model(ws, layer)
         neurons = checked(state.mapped[layer.name])
         x = ws.tensor([ws.pixels(work.item)])[0]
         where = read_featured(ws, work.item, layer)[1][neurons].tolist()  # the trained model's positions

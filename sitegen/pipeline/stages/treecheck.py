@@ -15,9 +15,9 @@ import numpy as np
 
 from ...engine.passes import gradients
 from ...engine.paths import Step, keep_masks
-from ...engine.sanity import agreement, reinitialised
+from ...engine.sanity import agreement
 from ...images import Item
-from ...model.layers import Layer, own_block
+from ...model.layers import Layer
 from ...store import members
 from ..stage import EntryStage, State
 from ..workspace import Workspace
@@ -42,13 +42,6 @@ def checked_paths(ws: Workspace, state: State, item: Item, root: tuple[Layer, in
     for level in trees.levels(ws, state, root, known):
         paths += level
     return sanity.checked(paths)
-
-
-def random_model(ws: Workspace, layer: Layer):
-    """The model with the layer's own block re-initialised, as the layer's check makes it (shared)."""
-    lower = layer.lower.path if layer.lower is not None else None
-    return ws.kept("re-initialised", layer.path,
-                   lambda: reinitialised(ws.model.module, own_block(ws.model, layer.path, lower), sanity.SEED))
 
 
 class TreeCheckStage(EntryStage):
@@ -83,7 +76,7 @@ class TreeCheckStage(EntryStage):
         x = ws.tensor([ws.pixels(work.item)])[0]
         position = int(read_featured(ws, work.item, layer)[1][neuron])  # the trained model's
         pictures = []
-        for model in (ws.model.module, random_model(ws, layer)):
+        for model in (ws.model.module, sanity.random_model(ws, layer)):
             modules = dict(model.named_modules())
             steps = [[Step(step.name, modules[step.path], kept) for step, kept in path] for path in paths]
             pictures.append(gradients(model, x, layer.path, modules[layer.path], [neuron] * len(paths),

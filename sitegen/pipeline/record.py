@@ -109,13 +109,13 @@ def featured_record(ws: Workspace, state: State, item: Item, slug: str, read: Re
         entry = read(members.PREDICTIONS, predictions_key(ws, item))
         predictions = tuple(Prediction(int(index), categories[int(index)], float(prob)) for prob, index in
                             zip(entry[members.PROBS].tolist(), entry[members.CLASSES].tolist()))
-    methods = ws.config.layers.methods
+    methods, roots = ws.config.layers.methods, trees.roots(ws, state, item)
     return FeaturedRecord(slug, item.name, photo_key(ws, item), predictions,
                           {layer.name: {m: pictures_key(ws, state, item, layer, m) for m in methods[layer.listed]}
                            for layer in ws.layers},
                           {layer.name: maps_key(ws, item, layer) for layer in ws.layers if len(layer.shape) == 3},
-                          tuple(tree_record(ws, state, item, root, read) for root in trees.roots(ws, state, item)),
-                          tuple(treecheck.figure(ws, state, item, root) for root in trees.roots(ws, state, item)))
+                          tuple(tree_record(ws, state, item, root, read) for root in roots),
+                          tuple(treecheck.figure(ws, state, item, root) for root in roots))
 
 
 def optimized_record(ws: Workspace, state: State,

@@ -17,7 +17,8 @@ class _Links(HTMLParser):
         super().__init__()
         self.links: list[tuple[str, str]] = []  # (attribute, value)
         self.ids: set[str] = set()
-        self.pictures: list[tuple[str, str, str, str]] = []  # a sheet's pictures: (href, width, height, viewBox)
+        self.pictures: list[tuple[str, str]] = []  # a sheet's pictures: (the id of the sheet's image, viewBox)
+        self.sheets: dict[str, tuple[str, str, str]] = {}  # id -> the sheet's (href, width, height)
         self._view = ""  # the viewBox of the svg being read
 
     def handle_starttag(self, tag, attrs):
@@ -29,9 +30,11 @@ class _Links(HTMLParser):
         values = dict(attrs)
         if tag == "svg":
             self._view = values.get("viewbox") or ""
-        elif tag == "image" and self._view:
-            self.pictures.append((values.get("href") or "", values.get("width") or "", values.get("height") or "",
-                                  self._view))
+        elif tag == "use" and self._view:
+            self.pictures.append(((values.get("href") or "").removeprefix("#"), self._view))
+        elif tag == "image" and values.get("id"):
+            self.sheets[values["id"] or ""] = (values.get("href") or "", values.get("width") or "",
+                                               values.get("height") or "")
 
 
 def _parse(path: Path) -> _Links:
@@ -68,15 +71,17 @@ def check_site(site: str | Path) -> tuple[int, list[str]]:
                     parsed[target] = _parse(target)
                 if parts.fragment not in parsed[target].ids:
                     problems.append(f"{where}: no element with id {parts.fragment!r}")
-        problems += _sheets(site, page, links.pictures, sizes)
+        problems += _sheets(site, page, links, sizes)
     return count, problems
 
 
-def _sheets(site: Path, page: Path, pictures: list[tuple[str, str, str, str]],
-            sizes: dict[Path, tuple[int, int] | None]) -> list[str]:
+def _sheets(site: Path, page: Path, links: _Links, sizes: dict[Path, tuple[int, int] | None]) -> list[str]:
     """Each picture of a sheet that the page shows lies inside the sheet, whose size the page has right."""
     problems = []
-    for href, width, height, view in pictures:
+    for ident, view in links.pictures:
+        if ident not in links.sheets:
+            continue  # reported with the links
+        href, width, height = links.sheets[ident]
         target = (page.parent / unquote(urlsplit(href).path)).resolve()
         if not target.is_file() or not target.is_relative_to(site.resolve()):
             continue  # reported with the links

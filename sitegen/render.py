@@ -62,22 +62,35 @@ def environment(templates: Path) -> jinja2.Environment:
     @jinja2.pass_context
     def pic(context, picture: Pic | str, alt: str, cls: str = "", title: str = "", side: int | None = None
             ) -> Markup:
-        """A picture of a sheet as an inline SVG showing its rectangle of the sheet, or a file of its own as
-        an ``img``; ``alt`` its text for those who cannot see it, ``title`` a tooltip, ``side`` its size in
-        CSS pixels where the page sets it."""
+        """A picture of a sheet as an inline SVG showing its rectangle of the sheet (the sheet itself an
+        ``image`` of the page's :func:`sheets`, used by reference), or a file of its own as an ``img``; ``alt``
+        its text for those who cannot see it, ``title`` a tooltip, ``side`` its size in CSS pixels where the
+        page sets it."""
         size = Markup(' width="{0}" height="{0}"').format(side) if side else ""
         tip = Markup(' title="{}"').format(title) if title else ""
         if isinstance(picture, str):
             return Markup('<img class="{}" src="{}" alt="{}"{}{} loading="lazy">').format(
                 cls, relative_url(picture, context["page_path"]), alt, tip, size)
-        sheet = picture.sheet
-        return Markup('<svg class="pic {}" viewBox="{} {} {} {}" role="img" aria-label="{}"{}>{}<image href="{}" '
-                      'width="{}" height="{}"/></svg>').format(
-            cls, picture.x, picture.y, picture.width, picture.height, alt, size,
-            Markup("<title>{}</title>").format(title) if title else "",
-            relative_url(sheet.path, context["page_path"]), sheet.width, sheet.height)
+        used = context["page_sheets"]
+        ident = used.setdefault(picture.sheet.path, (f"sheet{len(used)}", picture.sheet))[0]
+        return Markup('<svg class="pic {}" viewBox="{} {} {} {}" role="img" aria-label="{}"{}>{}<use href="#{}"/>'
+                      '</svg>').format(cls, picture.x, picture.y, picture.width, picture.height, alt, size,
+                                       Markup("<title>{}</title>").format(title) if title else "", ident)
+
+    @jinja2.pass_context
+    def sheets(context) -> Markup:
+        """The sheets the page's pictures show parts of, each once, for them to use: at the page's end, after
+        every picture."""
+        used = context["page_sheets"]
+        if not used:
+            return Markup("")
+        images = Markup("").join(Markup('<image id="{}" href="{}" width="{}" height="{}"/>').format(
+            ident, relative_url(sheet.path, context["page_path"]), sheet.width, sheet.height)
+            for ident, sheet in used.values())
+        return Markup('<svg class="sheets" aria-hidden="true"><defs>{}</defs></svg>').format(images)
 
     env.globals["pic"] = pic
+    env.globals["sheets"] = sheets
     env.filters["num"] = lambda value: f"{value:.3g}"
     env.filters["pct"] = lambda value: f"{100 * value:.1f}%"
     env.filters["pct0"] = lambda value: f"{100 * value:.0f}%"
@@ -255,7 +268,7 @@ def render(site: SiteModel, out: str | Path, cache: Cache, templates: Path | Non
         writer.begin(planned)
         for page in site.pages:
             context = dict(page.context, page_path=page.path, title=page.title, site_title=site.title,
-                           nav=site.nav, provenance=site.provenance)
+                           nav=site.nav, provenance=site.provenance, page_sheets={})
             writer.write(page.path, env.get_template(page.template).render(context).encode("utf-8"))
         for path, data in site.files.items():
             writer.write(path, data)

@@ -43,15 +43,22 @@ def images(tmp_path):
 
 
 PICTURE = re.compile(r'<svg class="pic[^"]*" viewBox="(\d+) (\d+) (\d+) (\d+)" role="img" aria-label="([^"]*)"[^>]*>'
-                     r'(?:<title>[^<]*</title>)?<image href="([^"]+)"')
+                     r'(?:<title>[^<]*</title>)?<use href="#([^"]+)"/></svg>')
+SHEET = re.compile(r'<image id="([^"]+)" href="([^"]+)" width="\d+" height="\d+"/>')
+
+
+def sheets_of(page_text: str) -> dict[str, str]:
+    """The sheets a page's pictures use: id -> the sheet's href from the page."""
+    return dict(SHEET.findall(page_text))
 
 
 def pictures_on(site: Path, page: str) -> list[tuple[str, tuple[int, int, int, int], str]]:
     """The pictures of sheets that a page of a built site shows: (the sheet's path from the site root, its
     rectangle there, its alt text), as ``sheet#xywh=`` fragments name them in manifest.json."""
-    out = []
-    for x, y, w, h, alt, href in PICTURE.findall((site / page).read_text(encoding="utf-8")):
-        sheet = posixpath.normpath(posixpath.join(posixpath.dirname(page), href))
+    out, text = [], (site / page).read_text(encoding="utf-8")
+    hrefs = sheets_of(text)
+    for x, y, w, h, alt, ident in PICTURE.findall(text):
+        sheet = posixpath.normpath(posixpath.join(posixpath.dirname(page), hrefs[ident]))
         out.append((sheet, (int(x), int(y), int(w), int(h)), html.unescape(alt)))
     return out
 

@@ -51,7 +51,7 @@ WAIT_FOR_IMAGES = """async () => {
   await Promise.all(images.map(i => i.complete ? null : new Promise(r => { i.onload = r; i.onerror = r; })));
   const broken = images.filter(i => !(i.naturalWidth > 0)).map(i => i.getAttribute("src"));
   // the sheets that pictures show parts of, each loaded as the browser loads it
-  const sheets = [...new Set(Array.from(document.querySelectorAll("svg.pic image"), i => i.getAttribute("href")))];
+  const sheets = [...new Set(Array.from(document.querySelectorAll("svg.sheets image"), i => i.getAttribute("href")))];
   const failed = await Promise.all(sheets.map(href => new Promise(r => {
     const sheet = new Image();
     sheet.onload = () => r(sheet.naturalWidth > 0 ? null : href);

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MODEL, fragment, pictures_on, write_images
+from conftest import TINY_MODEL, fragment, pictures_on, sheets_of, write_images
 from typer.testing import CliRunner
 
 from sitegen.check import check_site
@@ -84,9 +84,11 @@ def test_build_check_and_rebuild(atlas):
     assert "Blob edge" in neuron and "<em>rim</em>" in neuron
     for title in ("Guided backprop", "Deconvnet", "Gradient"):
         for image in ("img0", "img1"):  # each from the neuron's own sheet (its lossless one where small)
-            assert re.search(f'<svg class="pic g" viewBox="[0-9 ]+" role="img" aria-label="{title} of features.4/3 '
-                             f'on imgs/{image}.png" width="160" height="160"><title>[^<]+</title><image '
-                             f'href="../../assets/layers/features.4/3(~lossless)?.webp"', neuron)
+            used = re.search(f'<svg class="pic g" viewBox="[0-9 ]+" role="img" aria-label="{title} of features.4/3 '
+                             f'on imgs/{image}.png" width="160" height="160"><title>[^<]+</title><use '
+                             f'href="#([^"]+)"/></svg>', neuron)
+            assert used and re.fullmatch(r"../../assets/layers/features.4/3(~lossless.webp|.avif)",
+                                         sheets_of(neuron)[used[1]])
     for image in ("img0", "img1"):  # where it fires, on every neuron page of a layer with positions
         assert f'aria-label="Where features.4/3 fires on imgs/{image}.png"' in neuron
     assert " fires on imgs/" not in (site / "layers" / "fc" / "3.html").read_text()  # a unit has no map

@@ -39,7 +39,7 @@ def test_pictures_are_placed_apart_and_a_full_sheet_goes_on_in_another(monkeypat
     packer = Packer(lambda kind, key, member: (*shown[Member(kind, key, member)].shape[1::-1], False))
     pics = {member: packer.add("assets/layers/conv/3", member) for member in shown}
     assert [sheet.path for sheet in packer.sheets][:3] == [
-        "assets/layers/conv/3.webp", "assets/layers/conv/3~2.webp", "assets/layers/conv/3~3.webp"]
+        "assets/layers/conv/3.avif", "assets/layers/conv/3~2.avif", "assets/layers/conv/3~3.avif"]
     for sheet in packer.sheets:
         assert sheet.height <= 400 and sheet.width == sheets.WIDTH
         boxes = cells(sheet)
@@ -53,7 +53,7 @@ def test_pictures_are_placed_apart_and_a_full_sheet_goes_on_in_another(monkeypat
     first = next(iter(shown))
     assert packer.add("assets/layers/conv/3", first) is pics[first]
     other = packer.add("assets/layers/conv/tiles", first)
-    assert other.sheet.path == "assets/layers/conv/tiles.webp" and (other.x, other.y) == (GUTTER, GUTTER)
+    assert other.sheet.path == "assets/layers/conv/tiles.avif" and (other.x, other.y) == (GUTTER, GUTTER)
 
 
 def test_a_picture_wider_than_a_sheet_widens_its_sheet():
@@ -90,22 +90,28 @@ def test_small_pictures_go_into_a_lossless_sheet_and_larger_ones_into_a_lossy_on
     packer = Packer(lambda kind, key, member: sheets.shape(stored[Member(kind, key, member)]))
     pics = {member: packer.add("assets/layers/conv/3", member) for member in shown}
     assert [(sheet.path, sheet.lossless) for sheet in packer.sheets] == [
-        ("assets/layers/conv/3.webp", False), ("assets/layers/conv/3~lossless.webp", True)]
+        ("assets/layers/conv/3.avif", False), ("assets/layers/conv/3~lossless.webp", True)]
     # a small photo (a patch's crop) has no single pixels of colour to keep: the lossy sheet
     stored[Member("vis", "k", "crop.webp")] = stored[Member("vis", "k", "small.webp")]
     assert packer.add("assets/layers/conv/3", Member("vis", "k", "crop.webp"), photo=True).sheet is packer.sheets[0]
     for member, pixels in shown.items():
         pic = pics[member]
         data = compose(pic.sheet, stored.__getitem__)
-        assert is_lossless(data) == pic.sheet.lossless
+        assert is_lossless(data) == pic.sheet.lossless and is_avif(data) != pic.sheet.lossless
         got = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))[pic.y:pic.y + pic.height, pic.x:pic.x + pic.width]
         error = np.abs(got.astype(int) - pixels).mean()
         assert error == 0 if pic.sheet.lossless else 0 < error < 2, (member, error)  # measured: 0.5
 
 
+def is_avif(data: bytes) -> bool:
+    """Whether a file is an AVIF image: its ISO box ``ftyp`` names the brand."""
+    return data[4:12] == b"ftypavif"
+
+
 def is_lossless(data: bytes) -> bool:
-    """Whether a WebP file is in WebP's lossless format: its image chunk is VP8L (VP8 is lossy)."""
-    assert data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+    """Whether a file is a WebP in WebP's lossless format: its image chunk is VP8L (VP8 is lossy)."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return False
     at = 12
     while at + 8 <= len(data):  # the chunks: the image's comes after VP8X and the like
         chunk, size = data[at:at + 4], int.from_bytes(data[at + 4:at + 8], "little")
@@ -113,6 +119,28 @@ def is_lossless(data: bytes) -> bool:
             return chunk == b"VP8L"
         at += 8 + size + size % 2
     raise AssertionError("no image chunk")
+
+
+def test_a_lossy_sheet_keeps_colour_at_full_resolution():
+    """A gradient picture's single pixels of colour keep their colour in a lossy sheet: a codec that halves the
+    resolution of colour (4:2:0, as lossy WebP) makes a grid of red and green pixels a grid of browns."""
+    grid = np.zeros((96, 96, 3), np.uint8)
+    grid[..., 0] = 60 + 140 * ((np.indices((96, 96)).sum(0) % 2) == 0)  # red on even pixels, green on odd
+    grid[..., 1] = 200 - grid[..., 0] + 60
+    member = Member("vis", "k", "grid.webp")
+    stored = {member: encoded(grid, lossless=True)}
+    packer = Packer(lambda kind, key, name: sheets.shape(stored[Member(kind, key, name)]))
+    pic = packer.add("assets/layers/conv/0", member)
+    assert not pic.sheet.lossless
+    got = np.asarray(Image.open(io.BytesIO(compose(pic.sheet, stored.__getitem__))).convert("RGB"))
+    got = got[pic.y:pic.y + pic.height, pic.x:pic.x + pic.width].astype(int)
+    red_minus_green = got[..., 0] - got[..., 1]
+    even = (np.indices((96, 96)).sum(0) % 2) == 0
+    assert red_minus_green[even].mean() > 100 and red_minus_green[~even].mean() < -100  # given: +140 and -140
+    halved = io.BytesIO()
+    Image.fromarray(grid).save(halved, format="WEBP", quality=90)  # colour at half the resolution: brown
+    webp = np.asarray(Image.open(halved).convert("RGB")).astype(int)
+    assert abs((webp[..., 0] - webp[..., 1])[even].mean()) < 60
 
 
 def test_a_picture_of_another_size_than_measured_is_an_error():
@@ -145,8 +173,9 @@ def test_the_link_check_finds_a_picture_outside_its_sheet_or_a_sheet_of_another_
     (tmp_path / "assets" / "s.webp").write_bytes(encoded(np.zeros((20, 30, 3), np.uint8), lossless=True))
 
     def page(view: str, size: str) -> list[str]:
-        (tmp_path / "index.html").write_text(f'<svg class="pic" viewBox="{view}" role="img" aria-label="a"><image '
-                                             f'href="assets/s.webp" {size}/></svg>')
+        (tmp_path / "index.html").write_text(f'<svg class="pic" viewBox="{view}" role="img" aria-label="a"><use '
+                                             f'href="#sheet0"/></svg><svg class="sheets"><defs><image id="sheet0" '
+                                             f'href="assets/s.webp" {size}/></defs></svg>')
         return check_site(tmp_path)[1]
 
     assert page("2 2 10 16", 'width="30" height="20"') == []

@@ -102,7 +102,7 @@ def test_a_neuron_page_shows_its_records(site):
     assert row["value"] == 1.5 and row["position"] == "(1, 0)" and row["specificity"] == 0.5
     # the neuron's own pictures are in its sheet, one after another
     assert [p["src"].fragment() for p in row["pictures"]] == [
-        f"assets/layers/conv/2.webp#xywh={GUTTER + (2 + 2 * GUTTER) * n},{GUTTER},2,2" for n in (0, 2)]
+        f"assets/layers/conv/2.avif#xywh={GUTTER + (2 + 2 * GUTTER) * n},{GUTTER},2,2" for n in (0, 2)]
     assert member_at(site, row["photo_zoom"].fragment()) == Member("vis", "vis-conv-guided", "2-img.webp")
     assert [(p["rank"], p["value"], p["source"]) for p in context["patches"]] == [
         (1, 4.0, "photos/dog.png"), (2, 1.0, "photos/cat.png")]
@@ -125,23 +125,23 @@ def test_a_patch_photo_that_one_neuron_shows_is_in_its_own_sheet_and_a_shared_on
     assets = Assets(measure)
     assets.share_photos(layer)
     sheet = assets.own("conv", 0)
-    assert assets.patch(sheet, 0, alone, "img").sheet.path == "assets/layers/conv/0.webp"
-    assert assets.patch(sheet, 0, record.top[1], "img").sheet.path == "assets/layers/conv/photos.webp"
-    assert assets.patch(sheet, 0, record.top[1], "gb").sheet.path == "assets/layers/conv/0.webp"  # its own
+    assert assets.patch(sheet, 0, alone, "img").sheet.path == "assets/layers/conv/0.avif"
+    assert assets.patch(sheet, 0, record.top[1], "img").sheet.path == "assets/layers/conv/photos.avif"
+    assert assets.patch(sheet, 0, record.top[1], "gb").sheet.path == "assets/layers/conv/0.avif"  # its own
 
 
 def test_pictures_are_packed_into_sheets_that_name_their_cache_members(site):
     sheets = {sheet.path: sheet for sheet in site.sheets}
-    assert Member("patch", "patch-1", "1-gb.webp") in sheets["assets/layers/conv/1.webp"].members
+    assert Member("patch", "patch-1", "1-gb.webp") in sheets["assets/layers/conv/1.avif"].members
     # a patch's photo that several neurons show (here, all of them) is in the layer's sheet of photos, once
-    assert Member("patch", "patch-2", "img_0_0_2_2.webp") in sheets["assets/layers/conv/photos.webp"].members
-    assert not any(member.member.startswith("img_") for member in sheets["assets/layers/conv/1.webp"].members)
-    assert Member("vis", "vis-conv-guided", "3-box.webp") in sheets["assets/layers/conv/3.webp"].members
-    assert Member("opt", "opt-fc", "2.png") in sheets["assets/layers/fc/2.webp"].members
+    assert Member("patch", "patch-2", "img_0_0_2_2.webp") in sheets["assets/layers/conv/photos.avif"].members
+    assert not any(member.member.startswith("img_") for member in sheets["assets/layers/conv/1.avif"].members)
+    assert Member("vis", "vis-conv-guided", "3-box.webp") in sheets["assets/layers/conv/3.avif"].members
+    assert Member("opt", "opt-fc", "2.png") in sheets["assets/layers/fc/2.avif"].members
     # the tiles of a layer, and its neurons on an image (where each looks, its picture there), in sheets of their own
-    assert Member("patch", "patch-1", "1-gb.webp") in sheets["assets/layers/conv/tiles.webp"].members
-    assert Member("vis", "vis-conv-guided", "3-box.webp") in sheets["assets/layers/conv/on-cat.webp"].members
-    assert Member("tree", "tree-0-2", "photo.webp") in sheets["assets/trees/cat.webp"].members
+    assert Member("patch", "patch-1", "1-gb.webp") in sheets["assets/layers/conv/tiles.avif"].members
+    assert Member("vis", "vis-conv-guided", "3-box.webp") in sheets["assets/layers/conv/on-cat.avif"].members
+    assert Member("tree", "tree-0-2", "photo.webp") in sheets["assets/trees/cat.avif"].members
     # a featured photo stays a file of its own; every other file is a sheet
     assert set(site.assets) == {Asset("assets/photos/cat.jpg", "photo", "photo-cat", "photo.jpg")}
     for sheet in site.sheets:  # no picture is twice in a sheet, and none overlaps another with its gutter
@@ -159,7 +159,7 @@ def test_the_image_tree_shows_each_path_where_it_lies(site):
     child = tree["children"][0]
     assert (child["layer"], child["neuron"], child["share"], child["id"]) == ("conv", 2, 0.6, "n-fc-0-conv-2")
     assert child["box"] == {"top": 25.0, "left": 25.0, "height": 50.0, "width": 50.0}  # of a 4 px image
-    assert child["picture"].sheet.path == child["photo"].sheet.path == "assets/trees/cat.webp"
+    assert child["picture"].sheet.path == child["photo"].sheet.path == "assets/trees/cat.avif"
     neuron = pages(site)["layers/conv/3.html"].context["edges"]["per_image"][0]
     assert neuron["paths"] == [{"text": "fc/0 › conv/3", "share": 0.4, "own": 0.4, "part": False,
                                 "url": "images/cat.html#n-fc-0-conv-3"}]

@@ -5,15 +5,20 @@ its top patches, its maps.  So each picture goes into a *sheet* (one WebP file) 
 together: a neuron's own pictures in its sheet, a layer's tiles in the layer's, its neurons' thumbnails on a
 featured image in one sheet per layer and image, an image's tree in the image's.  A page shows a picture as an
 inline SVG whose ``viewBox`` is the picture's rectangle of its sheet, with the picture's own alt text (its
-``aria-label``) and title; nothing needs JavaScript.  ``manifest.json`` names a picture as its sheet with a
-W3C media fragment, ``sheet.webp#xywh=x,y,w,h``.
+``aria-label``) and title; the sheet itself is an ``image`` at the page's end that each picture ``use``s, so
+that a page names a sheet once; nothing needs JavaScript.  ``manifest.json`` names a picture as its sheet with
+a W3C media fragment, ``sheet.avif#xywh=x,y,w,h``.
 
 Pictures are placed as they are asked for, on shelves from the left, each with a gutter of its own edge pixels
 around it, so that a browser smoothing a picture never mixes in its neighbour.  A sheet that would grow
 taller than ``HEIGHT`` goes on in another file.  The cache keeps every picture exactly, and a sheet encodes it
-once: small gradient pictures and optimized images in a lossless sheet of their own (``base~lossless.webp``),
-the rest (photos cut to a box, maps, larger pictures) in a lossy one at quality 90, four to five times smaller
-than lossless.
+once: small gradient pictures (shown enlarged) and optimized images in a lossless WebP sheet of their own
+(``base~lossless.webp``), the rest (photos cut to a box, maps, larger pictures) in a lossy AVIF one
+(``base.avif``) that keeps colour at full resolution (4:4:4).  A gradient picture is mostly single pixels of
+colour: a codec that halves the resolution of colour, as lossy WebP and JPEG do, smears them towards grey, and
+quality does little against that (in bench/legibility.py, WebP took 0.02 to 0.05 off the shares of block 10 and
+above at any quality from 60 to 90), while AVIF at full colour and quality 65 keeps the shares of WebP at
+quality 90, or better, at 45% to 60% of its size.
 """
 
 from __future__ import annotations
@@ -34,8 +39,8 @@ WIDTH = 1024  # of a sheet, in pixels (wider where one picture is)
 HEIGHT = 4096  # a sheet that would grow taller goes on in another file: a browser decodes a sheet whole
 GUTTER = 2  # pixels of a picture's edge repeated around it
 FILL = 128  # the grey of a sheet where no picture is
-LOSSLESS = {"lossless": True, "method": 4}  # Pillow's WebP options for a lossless sheet ...
-LOSSY = {"quality": 90, "method": 4}  # ... and a lossy one
+LOSSLESS = {"format": "WEBP", "lossless": True, "method": 4}  # Pillow's options for a lossless sheet ...
+LOSSY = {"format": "AVIF", "quality": 65, "subsampling": "4:4:4", "speed": 6}  # ... and a lossy one
 
 PICTURES = (".webp", ".png", ".jpg")  # the members of cache entries that are pictures
 Measure = Callable[[str, str, str], tuple[int, int, bool]]  # (kind, key, member) -> (width, height, lossless)
@@ -64,7 +69,7 @@ class Sheet:
 
     @property
     def encoding(self) -> dict:
-        """Pillow's WebP options for this sheet."""
+        """Pillow's options for this sheet (its format among them)."""
         return LOSSLESS if self.lossless else LOSSY
 
     def place(self, width: int, height: int) -> tuple[int, int] | None:
@@ -99,7 +104,7 @@ class Pic:
 
 class Packer:
     """Places pictures into sheets named by a base path (``assets/layers/conv/3`` makes
-    ``assets/layers/conv/3.webp``, then ``...3~2.webp`` when that is full, and its lossless pictures
+    ``assets/layers/conv/3.avif``, then ``...3~2.avif`` when that is full, and its lossless pictures
     ``...3~lossless.webp``, ``...3~lossless2.webp``: no name of a layer or an image holds a ~); the same picture
     asked for again for the same sheet is the same :class:`Pic`."""
 
@@ -125,7 +130,8 @@ class Packer:
             count = self._count[which] = self._count.get(which, 0) + 1
             name = f"{base}~lossless" if lossless else base
             spill = f"{name}{count}" if lossless else f"{name}~{count}"
-            sheet = self._open[which] = Sheet(f"{name if count == 1 else spill}.webp", lossless)
+            sheet = self._open[which] = Sheet(f"{name if count == 1 else spill}.{'webp' if lossless else 'avif'}",
+                                              lossless)
             self.sheets.append(sheet)
             spot = sheet.place(width, height)
             assert spot is not None  # an empty sheet takes any picture
@@ -162,7 +168,7 @@ def compose(sheet: Sheet, read: Callable[[Member], bytes]) -> bytes:
         canvas[y - GUTTER:y + height + GUTTER, x - GUTTER:x + width + GUTTER] = np.pad(
             pixels, ((GUTTER, GUTTER), (GUTTER, GUTTER), (0, 0)), mode="edge")
     buffer = io.BytesIO()
-    Image.fromarray(canvas).save(buffer, format="WEBP", **sheet.encoding)
+    Image.fromarray(canvas).save(buffer, **sheet.encoding)
     return buffer.getvalue()
 
 
@@ -186,7 +192,7 @@ def measurer(cache: Cache) -> Measure:
 
 def shape(data: bytes) -> tuple[int, int, bool]:
     """A stored picture's width and height, and whether a page shows it exactly (in a lossless sheet): an optimized
-    image (PNG), or a picture at most SMALL pixels a side, mostly single pixels of colour that lossy WebP, which
-    keeps colour at half the resolution, would smear towards grey."""
+    image (PNG), or a picture at most SMALL pixels a side, mostly single pixels of colour that a page shows
+    enlarged, each pixel a block, and so any codec's flaws with them."""
     width, height = Image.open(io.BytesIO(data)).size
     return width, height, data.startswith(b"\x89PNG") or max(width, height) <= SMALL

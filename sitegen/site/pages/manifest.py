@@ -92,4 +92,4 @@ def build(atlas: Atlas) -> list[File]:
                          "featured": featured(atlas, layer, record)}
                         for record in layer.neurons]} for layer in manifest.layers],
     }
-    return [json_file("manifest.json", data, indent=1, sort_keys=True)]
+    return [json_file("manifest.json", data, separators=(",", ":"), sort_keys=True)]

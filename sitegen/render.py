@@ -22,7 +22,7 @@ from markupsafe import Markup
 
 from .errors import SitegenError
 from .site.model import SiteModel, ordinal
-from .site.sheets import Member, Pic, made
+from .site.sheets import Member, Pic, made, encodable
 from .store.cache import Cache, as_umask_allows, naming
 from .store.locks import Lock
 
@@ -263,6 +263,7 @@ def render(site: SiteModel, out: str | Path, cache: Cache, templates: Path | Non
         raise SitegenError(f"{len(missing)} cache entr{'y is' if len(missing) == 1 else 'ies are'} missing or "
                            f"damaged ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); nothing was "
                            f"written: run `sitegen build` to compute them again")
+    encodable(site.sheets)
     with taken(out, log) as writer:
         planned, statics = planned_files(site, templates)
         writer.begin(planned)

@@ -209,3 +209,15 @@ def test_a_sheet_is_composed_once_and_kept_in_the_cache(tmp_path):
     moved.rects[0] = (moved.rects[0][0], moved.rects[0][1] + 1, *moved.rects[0][2:])  # another place: composed anew
     made(moved, read, cache)
     assert len(reads) == 10
+
+
+def test_a_pillow_that_cannot_write_a_sheets_format_is_told_so_before_anything_is_written(monkeypatch):
+    from sitegen.site.sheets import Sheet, encodable
+
+    sheet = Sheet("assets/layers/conv/0.avif")
+    encodable([sheet])  # this Pillow writes AVIF
+    formats = {ext: name for ext, name in Image.registered_extensions().items() if name != "AVIF"}
+    monkeypatch.setattr(Image, "registered_extensions", lambda: formats)
+    with pytest.raises(SitegenError, match=r"cannot write AVIF, the format of assets/layers/conv/0.avif; nothing was "
+                                           r"written: pip install 'pillow>=11.3'"):
+        encodable([sheet])

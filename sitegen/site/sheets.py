@@ -157,6 +157,15 @@ def made(sheet: Sheet, read: Callable[[Member], bytes], cache: Cache) -> bytes:
     return data
 
 
+def encodable(sheets: list[Sheet]) -> None:
+    """An error naming a sheet whose format this Pillow cannot write (AVIF before Pillow 11.3)."""
+    formats = set(Image.registered_extensions().values())
+    for sheet in sheets:
+        if sheet.encoding["format"] not in formats:
+            raise SitegenError(f"this Pillow ({Image.__version__}) cannot write {sheet.encoding['format']}, the format "
+                               f"of {sheet.path}; nothing was written: pip install 'pillow>=11.3'")
+
+
 def compose(sheet: Sheet, read: Callable[[Member], bytes]) -> bytes:
     """The sheet's image: every picture at its place, its gutter its own edge."""
     canvas = np.full((sheet.height, sheet.width, 3), FILL, dtype=np.uint8)

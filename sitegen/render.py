@@ -22,7 +22,7 @@ from markupsafe import Markup
 
 from .errors import SitegenError
 from .site.model import SiteModel, ordinal
-from .site.sheets import Member, Pic, made, encodable
+from .site.sheets import Member, Pic, encodable, made
 from .store.cache import Cache, as_umask_allows, naming
 from .store.locks import Lock
 

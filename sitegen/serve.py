@@ -14,7 +14,11 @@ from .errors import SitegenError
 
 class SiteHandler(http.server.SimpleHTTPRequestHandler):
     """Serves files of the site folder only: a link inside it that leads out of it (to ``/etc``, to a file of
-    the home folder) is answered 404, as if it were not there."""
+    the home folder) is answered 404, as if it were not there.  The sheets' types are its own, not the system's
+    table's, which may lack them."""
+
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
+                      ".avif": "image/avif", ".webp": "image/webp"}
 
     def send_head(self):
         root = os.path.realpath(self.directory)

@@ -187,6 +187,7 @@ def test_serve_answers_only_from_inside_the_site(tmp_path):
     (site / "inside.html").symlink_to(site / "sub" / "page.html")  # a link within the site is fine
     (site / "folder").mkdir()
     (site / "folder" / "index.html").symlink_to(tmp_path / "secret.txt")  # what a folder's URL serves
+    (site / "sheet.avif").write_bytes(b"\x00\x00\x00\x1cftypavif")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: SiteHandler(*a, directory=str(site)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -201,6 +202,8 @@ def test_serve_answers_only_from_inside_the_site(tmp_path):
 
     try:
         assert status("index.html") == (200, "home") and status("inside.html") == (200, "page")
+        with urllib.request.urlopen(base + "sheet.avif", timeout=10) as response:  # a sheet, as a browser needs it
+            assert response.headers["Content-Type"] == "image/avif"
         for path in ("passwd", "etc/", "etc/passwd", "secret.txt", "sub/../../secret.txt", "%2e%2e/secret.txt",
                      "folder/", "folder/index.html"):
             assert status(path)[0] == 404, path

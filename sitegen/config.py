@@ -25,9 +25,9 @@ from .methods import METHODS, OPTIMIZE, PICTURE_METHODS, RULE_METHODS
 
 
 def option(default: Any, doc: str, *, choices: tuple | None = None, minimum: float | None = None,
-           required: bool = False) -> Any:
+           maximum: float | None = None, required: bool = False) -> Any:
     """A config option: a dataclass field with its documentation and limits."""
-    metadata = {"doc": doc, "choices": choices, "minimum": minimum, "required": required}
+    metadata = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum, "required": required}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -137,6 +137,9 @@ class SiteConfig:
     active_neurons: int = option(8, "Most active neurons listed per layer on an image page.", minimum=1)
     raw_html: bool = option(False, "Let the Markdown notes and pages keep any HTML, scripts included, instead of "
                                    "a safe subset: only for an atlas whose notes have one trusted author.")
+    quality: int = option(65, "AVIF quality (1 to 100) of the sheets that hold every picture but the small and the "
+                              "optimized ones: lower makes a smaller site whose gradient pictures lose their faint "
+                              "pixels (bench/legibility.py measures how many).", minimum=1, maximum=100)
 
 
 @dataclass(frozen=True)
@@ -268,12 +271,14 @@ def _check(key: str, value: Any, spec: dataclasses.Field, annotation: Any, error
                 elements.append(fitted)
         checked = tuple(elements)
     values = checked if isinstance(checked, tuple) else [checked]
-    choices, minimum = spec.metadata["choices"], spec.metadata["minimum"]
+    choices, minimum, maximum = (spec.metadata[name] for name in ("choices", "minimum", "maximum"))
     for element in values:
         if choices is not None and element not in choices:
             errors.append(f"{key}: {element!r} is not one of {', '.join(repr(c) for c in choices)}")
         if minimum is not None and isinstance(element, (int, float)) and element < minimum:
             errors.append(f"{key}: {element!r} is below the minimum {minimum:g}")
+        if maximum is not None and isinstance(element, (int, float)) and element > maximum:
+            errors.append(f"{key}: {element!r} is above the maximum {maximum:g}")
     return checked
 
 

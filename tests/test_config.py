@@ -50,6 +50,8 @@ top_k = 0
 methods = ["guided", "lrp"]
 devcie = "cpu"
 batch_size = "big"
+[site]
+quality = 120
 """
     with pytest.raises(SitegenError) as info:
         parse(text, tmp_path / "atlas.toml")
@@ -61,9 +63,10 @@ batch_size = "big"
                      "compute.top_k: 0 is below the minimum 1",
                      "compute.methods: 'lrp' is not one of",
                      "compute.devcie: unknown key; did you mean 'device'?",
-                     "compute.batch_size: expected an integer"]:
+                     "compute.batch_size: expected an integer",
+                     "site.quality: 120 is above the maximum 100"]:
         assert expected in message
-    assert "8 problem(s)" in message
+    assert "9 problem(s)" in message
 
 
 def test_missing_layers_and_bad_toml(tmp_path):

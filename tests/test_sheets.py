@@ -143,6 +143,23 @@ def test_a_lossy_sheet_keeps_colour_at_full_resolution():
     assert abs((webp[..., 0] - webp[..., 1])[even].mean()) < 60
 
 
+def test_the_lossy_sheets_quality_is_the_atlas_s():
+    """[site] quality sets the lossy sheets' AVIF quality: lower, a smaller file further from the pictures."""
+    rng = np.random.default_rng(5)
+    noise = np.clip(128 + rng.normal(0, 40, (96, 96, 3)), 0, 255).astype(np.uint8)  # a gradient picture's texture
+    member = Member("vis", "k", "noise.webp")
+    stored = {member: encoded(noise, lossless=True)}
+    made = {}
+    for quality in (30, 90):
+        packer = Packer(lambda kind, key, name: sheets.shape(stored[Member(kind, key, name)]), quality)
+        pic = packer.add("assets/layers/conv/0", member)
+        assert pic.sheet.encoding == {"format": "AVIF", "subsampling": "4:4:4", "speed": 6, "quality": quality}
+        data = compose(pic.sheet, stored.__getitem__)
+        got = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))[pic.y:pic.y + 96, pic.x:pic.x + 96]
+        made[quality] = len(data), np.abs(got.astype(int) - noise).mean()
+    assert made[30][0] < made[90][0] / 2 and made[30][1] > made[90][1] + 5, made
+
+
 def test_a_picture_of_another_size_than_measured_is_an_error():
     packer = Packer(lambda kind, key, member: (4, 4, True))
     pic = packer.add("assets/layers/conv/0", Member("vis", "k", "0.webp"))

@@ -76,7 +76,7 @@ class Atlas:
         self.manifest = manifest
         self.config = config
         self.content = Content(config.root, config.site.raw_html)
-        self.assets = Assets(measure, "before/" if before else "")
+        self.assets = Assets(measure, "before/" if before else "", config.site.quality)
         self.layers = manifest.layers
         for layer in self.layers:
             self.assets.share_photos(layer)

@@ -15,7 +15,7 @@ from ..images import NAME_LIMIT, fit_name
 from ..store import members
 from ..store.manifest import FeaturedRecord, LayerRecord, OptimizedRecord, PatchRecord, TreeNode
 from .model import Asset
-from .sheets import Measure, Member, Packer, Pic
+from .sheets import QUALITY, Measure, Member, Packer, Pic
 
 
 def safe_name(text: str) -> str:
@@ -58,11 +58,11 @@ class Assets:
     photos), the tiles of a layer (each neuron's best patch) into the layer's, a
     layer's neurons on a featured image (where each looks, its picture and map there) into one sheet per layer
     and image, an image's tree into the image's.  A ``prefix`` keeps another atlas's files apart (the other
-    checkpoint's of a comparison, under "before/")."""
+    checkpoint's of a comparison, under "before/"); ``quality`` that of the lossy sheets."""
 
-    def __init__(self, measure: Measure, prefix: str = "") -> None:
+    def __init__(self, measure: Measure, prefix: str = "", quality: int = QUALITY) -> None:
         self.listed: list[Asset] = []  # files copied as they are
-        self.packer = Packer(measure)
+        self.packer = Packer(measure, quality)
         self.prefix = prefix
         self.shared: dict[Member, str] = {}  # a patch's photo that several neurons show -> its layer's sheet
 

@@ -40,7 +40,8 @@ HEIGHT = 4096  # a sheet that would grow taller goes on in another file: a brows
 GUTTER = 2  # pixels of a picture's edge repeated around it
 FILL = 128  # the grey of a sheet where no picture is
 LOSSLESS = {"format": "WEBP", "lossless": True, "method": 4}  # Pillow's options for a lossless sheet ...
-LOSSY = {"format": "AVIF", "quality": 65, "subsampling": "4:4:4", "speed": 6}  # ... and a lossy one
+LOSSY = {"format": "AVIF", "subsampling": "4:4:4", "speed": 6}  # ... and a lossy one, at a quality:
+QUALITY = 65  # by default ([site] quality)
 
 PICTURES = (".webp", ".png", ".jpg")  # the members of cache entries that are pictures
 Measure = Callable[[str, str, str], tuple[int, int, bool]]  # (kind, key, member) -> (width, height, lossless)
@@ -61,6 +62,7 @@ class Sheet:
 
     path: str
     lossless: bool = False
+    quality: int = QUALITY  # of a lossy sheet
     width: int = WIDTH
     height: int = 0
     members: list[Member] = field(default_factory=list)
@@ -70,7 +72,7 @@ class Sheet:
     @property
     def encoding(self) -> dict:
         """Pillow's options for this sheet (its format among them)."""
-        return LOSSLESS if self.lossless else LOSSY
+        return LOSSLESS if self.lossless else {**LOSSY, "quality": self.quality}
 
     def place(self, width: int, height: int) -> tuple[int, int] | None:
         """Where a picture of this size goes (its top left, inside its gutter), or None if the sheet is full."""
@@ -108,8 +110,9 @@ class Packer:
     ``...3~lossless.webp``, ``...3~lossless2.webp``: no name of a layer or an image holds a ~); the same picture
     asked for again for the same sheet is the same :class:`Pic`."""
 
-    def __init__(self, measure: Measure) -> None:
+    def __init__(self, measure: Measure, quality: int = QUALITY) -> None:
         self.measure = measure
+        self.quality = quality
         self.sheets: list[Sheet] = []
         self._open: dict[tuple[str, bool], Sheet] = {}  # (base, lossless) -> its last sheet
         self._count: dict[tuple[str, bool], int] = {}  # (base, lossless) -> its sheets so far
@@ -131,7 +134,7 @@ class Packer:
             name = f"{base}~lossless" if lossless else base
             spill = f"{name}{count}" if lossless else f"{name}~{count}"
             sheet = self._open[which] = Sheet(f"{name if count == 1 else spill}.{'webp' if lossless else 'avif'}",
-                                              lossless)
+                                              lossless, self.quality)
             self.sheets.append(sheet)
             spot = sheet.place(width, height)
             assert spot is not None  # an empty sheet takes any picture

@@ -82,7 +82,7 @@ def one_file_each(site: SiteModel, cache: Cache, written: Path) -> tuple[int, in
     for member, encoding in pictures.items():
         entry = cache.get(member.kind, member.key) or {}
         buffer = io.BytesIO()
-        Image.open(io.BytesIO(entry[member.member])).convert("RGB").save(buffer, format="WEBP", **encoding)
+        Image.open(io.BytesIO(entry[member.member])).convert("RGB").save(buffer, **encoding)
         size += buffer.tell()
     return len(kept) + len(pictures), size
 

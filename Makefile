@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) bench/effects.py
 	$(PY) bench/trees.py
 	$(PY) bench/build.py
+	$(PY) bench/sheets.py
 	$(PY) bench/overhead.py
 	$(PY) bench/scale.py
 

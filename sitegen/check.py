@@ -17,6 +17,7 @@ class _Links(HTMLParser):
         super().__init__()
         self.links: list[tuple[str, str]] = []  # (attribute, value)
         self.ids: set[str] = set()
+        self.repeated: set[str] = set()  # ids given to more than one element
         self.pictures: list[tuple[str, str]] = []  # a sheet's pictures: (the id of the sheet's image, viewBox)
         self.sheets: dict[str, tuple[str, str, str]] = {}  # id -> the sheet's (href, width, height)
         self._view = ""  # the viewBox of the svg being read
@@ -24,6 +25,8 @@ class _Links(HTMLParser):
     def handle_starttag(self, tag, attrs):
         for name, value in attrs:
             if name == "id" and value:
+                if value in self.ids:
+                    self.repeated.add(value)
                 self.ids.add(value)
             if value is not None and (name in ("href", "src") or (tag == "img" and name == "srcset")):
                 self.links.append((f"{tag}[{name}]", value))
@@ -77,10 +80,13 @@ def check_site(site: str | Path) -> tuple[int, list[str]]:
 
 def _sheets(site: Path, page: Path, links: _Links, sizes: dict[Path, tuple[int, int] | None]) -> list[str]:
     """Each picture of a sheet that the page shows lies inside the sheet, whose size the page has right."""
-    problems = []
+    problems = [f"{page.relative_to(site)}: the id {ident!r} is given to more than one element"
+                for ident in sorted(links.repeated)]
     for ident, view in links.pictures:
         if ident not in links.sheets:
-            continue  # reported with the links
+            if ident in links.ids:  # a missing id is reported with the links
+                problems.append(f"{page.relative_to(site)}: a picture uses #{ident}, which is not a sheet's image")
+            continue
         href, width, height = links.sheets[ident]
         target = (page.parent / unquote(urlsplit(href).path)).resolve()
         if not target.is_file() or not target.is_relative_to(site.resolve()):

@@ -26,6 +26,7 @@ from .site.sheets import Member, Pic, encodable, made
 from .store.cache import Cache, as_umask_allows, naming
 from .store.locks import Lock
 
+SHEET_ID = "sg-sheet"  # the ids of a page's sheets, numbered: unlike the ids pages and notes give headings
 RECORD = ".sitegen-files"  # what sitegen wrote into the folder, one path a line
 LOCK = ".sitegen-lock"  # held by the render or clean at work in the folder
 TEMP = ".sitegen-tmp"  # the end of a file's name while it is being written
@@ -72,7 +73,7 @@ def environment(templates: Path) -> jinja2.Environment:
             return Markup('<img class="{}" src="{}" alt="{}"{}{} loading="lazy">').format(
                 cls, relative_url(picture, context["page_path"]), alt, tip, size)
         used = context["page_sheets"]
-        ident = used.setdefault(picture.sheet.path, (f"sheet{len(used)}", picture.sheet))[0]
+        ident = used.setdefault(picture.sheet.path, (f"{SHEET_ID}{len(used)}", picture.sheet))[0]
         return Markup('<svg class="pic {}" viewBox="{} {} {} {}" role="img" aria-label="{}"{}>{}<use href="#{}"/>'
                       '</svg>').format(cls, picture.x, picture.y, picture.width, picture.height, alt, size,
                                        Markup("<title>{}</title>").format(title) if title else "", ident)

@@ -87,7 +87,7 @@ def test_build_check_and_rebuild(atlas):
             used = re.search(f'<svg class="pic g" viewBox="[0-9 ]+" role="img" aria-label="{title} of features.4/3 '
                              f'on imgs/{image}.png" width="160" height="160"><title>[^<]+</title><use '
                              f'href="#([^"]+)"/></svg>', neuron)
-            assert used and re.fullmatch(r"../../assets/layers/features.4/3(~lossless.webp|.avif)",
+            assert used and re.fullmatch(r"\.\./\.\./assets/layers/features\.4/3(~lossless\.webp|\.avif)",
                                          sheets_of(neuron)[used[1]])
     for image in ("img0", "img1"):  # where it fires, on every neuron page of a layer with positions
         assert f'aria-label="Where features.4/3 fires on imgs/{image}.png"' in neuron

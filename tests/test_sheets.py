@@ -189,10 +189,10 @@ def test_the_link_check_finds_a_picture_outside_its_sheet_or_a_sheet_of_another_
     (tmp_path / "assets").mkdir()
     (tmp_path / "assets" / "s.webp").write_bytes(encoded(np.zeros((20, 30, 3), np.uint8), lossless=True))
 
-    def page(view: str, size: str) -> list[str]:
-        (tmp_path / "index.html").write_text(f'<svg class="pic" viewBox="{view}" role="img" aria-label="a"><use '
-                                             f'href="#sheet0"/></svg><svg class="sheets"><defs><image id="sheet0" '
-                                             f'href="assets/s.webp" {size}/></defs></svg>')
+    def page(view: str, size: str, used: str = "sg-sheet0", before: str = "") -> list[str]:
+        (tmp_path / "index.html").write_text(f'{before}<svg class="pic" viewBox="{view}" role="img" aria-label="a">'
+                                             f'<use href="#{used}"/></svg><svg class="sheets"><defs><image '
+                                             f'id="sg-sheet0" href="assets/s.webp" {size}/></defs></svg>')
         return check_site(tmp_path)[1]
 
     assert page("2 2 10 16", 'width="30" height="20"') == []
@@ -200,6 +200,12 @@ def test_the_link_check_finds_a_picture_outside_its_sheet_or_a_sheet_of_another_
         'index.html: assets/s.webp: the picture at 2 2 10 19 lies outside it']
     assert page("2 2 10 16", 'width="30" height="40"') == ["index.html: assets/s.webp is 30 x 20 px, the page says "
                                                            "30 x 40"]
+    assert page("2 2 10 16", 'width="30" height="20"', used="sg-sheet1") == [
+        "index.html: use[href]='#sg-sheet1': no element with id 'sg-sheet1'"]
+    assert page("2 2 10 16", 'width="30" height="20"', used="notes", before='<h2 id="notes">Notes</h2>') == [
+        "index.html: a picture uses #notes, which is not a sheet's image"]
+    assert page("2 2 10 16", 'width="30" height="20"', before='<h2 id="sg-sheet0">A note</h2>') == [
+        "index.html: the id 'sg-sheet0' is given to more than one element"]  # a browser would show the heading
 
 
 def test_a_sheet_is_composed_once_and_kept_in_the_cache(tmp_path):
@@ -233,8 +239,7 @@ def test_a_pillow_that_cannot_write_a_sheets_format_is_told_so_before_anything_i
 
     sheet = Sheet("assets/layers/conv/0.avif")
     encodable([sheet])  # this Pillow writes AVIF
-    formats = {ext: name for ext, name in Image.registered_extensions().items() if name != "AVIF"}
-    monkeypatch.setattr(Image, "registered_extensions", lambda: formats)
+    monkeypatch.delitem(Image.SAVE, "AVIF")  # as a Pillow built without it, or that only reads it
     with pytest.raises(SitegenError, match=r"cannot write AVIF, the format of assets/layers/conv/0.avif; nothing was "
                                            r"written: pip install 'pillow>=11.3'"):
         encodable([sheet])

@@ -1,7 +1,7 @@
 """``manifest.json``: where every picture came from, for other tools to read without parsing HTML: the
 model, the definitions, and per neuron its page, its top patches (source image, value, rank, box, the
 pictures shown and the guided picture's scale) and its pictures on the featured images (pictures and scales).
-A picture is named as the part of its sheet that holds it, ``assets/layers/conv1/3.webp#xywh=x,y,w,h`` (a W3C
+A picture is named as the part of its sheet that holds it, ``assets/layers/conv1/3.avif#xywh=x,y,w,h`` (a W3C
 media fragment; sheets.py)."""
 
 from __future__ import annotations

@@ -356,3 +356,15 @@ def test_a_packed_picture_shows_its_own_pixels(browser, site, width):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         drawn.screenshot(path=str(ARTIFACTS / f"packed-{width}-{image}.png"))
     page.close()
+
+
+def test_a_long_part_of_what_a_class_rests_on_wraps_on_a_phone(browser, site):
+    """On a phone, each part that a class rests on is a line of its own, and a long one wraps within the screen
+    (a part that kept to one line made an image page of the default atlas 547 px wide)."""
+    page = browser.new_page(viewport={"width": 375, "height": 800})
+    page.goto((site / "atlas" / "images" / "img0.html").as_uri())
+    assert page.evaluate("document.querySelectorAll('.rests .part').length") > 0
+    page.evaluate("document.querySelector('.rests .part a').append(', centred 57% across and 42% down, and a few "
+                  "more words than any part needs (32%, 57 channels)')")
+    assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
+    page.close()

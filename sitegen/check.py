@@ -79,7 +79,8 @@ def check_site(site: str | Path) -> tuple[int, list[str]]:
 
 
 def _sheets(site: Path, page: Path, links: _Links, sizes: dict[Path, tuple[int, int] | None]) -> list[str]:
-    """Each picture of a sheet that the page shows lies inside the sheet, whose size the page has right."""
+    """Each picture of a sheet that the page shows uses a sheet's image, whose id nothing else on the page has,
+    and lies inside the sheet, whose size the page has right."""
     problems = [f"{page.relative_to(site)}: the id {ident!r} is given to more than one element"
                 for ident in sorted(links.repeated)]
     for ident, view in links.pictures:

@@ -1,7 +1,7 @@
 """Pictures packed into sheets: one image file holds many of the site's pictures, each shown by position.
 
 A static host counts files, and an atlas is mostly small pictures: a neuron's pictures on the featured images,
-its top patches, its maps.  So each picture goes into a *sheet* (one WebP file) with the others shown
+its top patches, its maps.  So each picture goes into a *sheet* (one image file) with the others shown
 together: a neuron's own pictures in its sheet, a layer's tiles in the layer's, its neurons' thumbnails on a
 featured image in one sheet per layer and image, an image's tree in the image's.  A page shows a picture as an
 inline SVG whose ``viewBox`` is the picture's rectangle of its sheet, with the picture's own alt text (its

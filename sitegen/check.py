@@ -4,7 +4,8 @@ inside it; and a built site against a static host's limits."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -140,12 +141,28 @@ HOSTS = {
 }
 
 
+# what a site's bytes are, by a file's path from the site root (its first match; the other checkpoint's
+# atlas of a comparison, under before/, counted with this one's)
+PARTS = (("pages", re.compile(r".*\.html")),
+         ("neurons' own pictures", re.compile(r"(before/)?assets/layers/[^/]+/\d+[.~][^/]*")),
+         ("layers' pictures", re.compile(r"(before/)?assets/layers/.*")),
+         ("trees", re.compile(r"(before/)?assets/trees/.*")),
+         ("manifest.json", re.compile(r"manifest\.json")))
+OTHER = "other files"
+
+
 @dataclass(frozen=True)
 class Footprint:
     files: int
     directories: int
     size: int  # bytes, all files
     largest: tuple[int, str]  # bytes, and the file's path relative to the site
+    parts: dict[str, int] = field(default_factory=dict)  # bytes by what they are (PARTS), largest first
+
+
+def part_of(path: str) -> str:
+    """What a file is, by its path from the site root (PARTS)."""
+    return next((name for name, pattern in PARTS if pattern.fullmatch(path)), OTHER)
 
 
 def footprint(site: str | Path) -> Footprint:
@@ -154,25 +171,30 @@ def footprint(site: str | Path) -> Footprint:
     root = Path(site)
     files = directories = size = 0
     largest = (0, "")
+    parts: dict[str, int] = {}
     for folder, names, filenames in os.walk(root):
         directories += len(names)
         for name in filenames:
             path = Path(folder) / name
             bytes_ = path.lstat().st_size
             files, size = files + 1, size + bytes_
+            relative = path.relative_to(root)
+            parts[part_of(relative.as_posix())] = parts.get(part_of(relative.as_posix()), 0) + bytes_
             if bytes_ > largest[0]:
-                largest = (bytes_, str(path.relative_to(root)))
-    return Footprint(files, directories, size, largest)
+                largest = (bytes_, str(relative))
+    return Footprint(files, directories, size, largest, dict(sorted(parts.items(), key=lambda item: -item[1])))
+
+
+def mb(bytes_: int) -> str:  # sites are limited in GB, files in MiB: each in its own unit
+    return f"{bytes_ / 10**6:,.1f} MB"
+
+
+def mib(bytes_: int) -> str:
+    return f"{bytes_ / MIB:,.1f} MiB"
 
 
 def against(used: Footprint, host: Host) -> list[tuple[bool, str]]:
     """One line per limit of the host: (within it, what the line says)."""
-    def mb(bytes_: int) -> str:  # sites are limited in GB, files in MiB: each in its own unit
-        return f"{bytes_ / 10**6:,.1f} MB"
-
-    def mib(bytes_: int) -> str:
-        return f"{bytes_ / MIB:,.1f} MiB"
-
     entries = used.files + (used.directories if host.directories_count else 0)
     what = "files and folders" if host.directories_count else "files"
     lines = [(host.files is None or entries <= host.files,
@@ -183,3 +205,29 @@ def against(used: Footprint, host: Host) -> list[tuple[bool, str]]:
               f"largest file: {mib(used.largest[0])} ({used.largest[1]})"
               + (f" of at most {mib(host.largest)}" if host.largest else " (no limit)"))]
     return [(ok, ("ok    " if ok else "OVER  ") + text) for ok, text in lines]
+
+
+def where(used: Footprint) -> str:
+    """Where a site's bytes are, largest part first."""
+    return "its bytes: " + ", ".join(f"{name} {mb(bytes_)} ({bytes_ / max(used.size, 1):.0%})"
+                                     for name, bytes_ in used.parts.items())
+
+
+def advice(lines: list[tuple[bool, str]], used: Footprint) -> list[str]:
+    """For each limit a site is over (``lines`` of :func:`against`: files, size, largest file), the settings
+    of its config that bring it within."""
+    fewer = "map fewer neurons ([layers] neurons), or publish some layers as an atlas of their own"
+    out = []
+    if not lines[0][0]:
+        out.append(f"to have fewer files: each mapped neuron is a page and one or two sheets of pictures; {fewer}")
+    if not lines[1][0]:
+        out.append("to make it smaller: lower [site] quality (the AVIF sheets'), show fewer featured images "
+                   "([images] featured: each adds pictures and edge lists to every neuron's page), fewer top "
+                   f"patches ([compute] top_k and percentiles) or fewer methods ([layers] methods); or {fewer}")
+    if not lines[2][0]:
+        largest = used.largest[1]
+        out.append(f"to make {largest} smaller: " + (
+            f"it holds every mapped neuron's record; {fewer}" if part_of(Path(largest).as_posix()) == "manifest.json"
+            else "sitegen writes no file this large (a sheet of pictures is at most 4,096 px tall); if it was "
+                 "put in the site's folder by hand, take it out"))
+    return out

@@ -165,7 +165,7 @@ def check(site: Annotated[Path, typer.Argument(help="The built site's folder.")]
               help="Also check the site against a static host's limits (files, site size, largest file): "
                    "github, gitlab, cloudflare or cloudflare-paid.")] = None) -> None:
     """Check that every link and image of a built site resolves, and that it fits a host's limits."""
-    from .check import HOSTS, against, check_site, footprint
+    from .check import HOSTS, advice, against, check_site, footprint, where
 
     if host is not None and host not in HOSTS:
         raise SitegenError(f"--host {host!r}: expected one of {', '.join(HOSTS)}")
@@ -177,9 +177,13 @@ def check(site: Annotated[Path, typer.Argument(help="The built site's folder.")]
     _say(f"{count} links and images checked in {site}: all resolve")
     if host is not None:
         limits = HOSTS[host]
-        lines = against(footprint(site), limits)
+        used = footprint(site)
+        lines = against(used, limits)
         _say(f"{limits.title} ({limits.source}):")
         for _, line in lines:
+            _say("  " + line)
+        _say("  " + where(used))
+        for line in advice(lines, used):
             _say("  " + line)
         over = [line for ok, line in lines if not ok]
         if over:

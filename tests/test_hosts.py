@@ -4,7 +4,7 @@ import os
 
 from typer.testing import CliRunner
 
-from sitegen.check import HOSTS, MIB, Host, against, footprint
+from sitegen.check import HOSTS, MIB, Host, advice, against, footprint, where
 from sitegen.cli import app
 
 
@@ -50,3 +50,36 @@ def test_check_host_fails_over_a_limit_and_passes_within(tmp_path, monkeypatch):
     assert "OVER  files: 12 of at most 10" in over.output and "over 1 of Cloudflare" in over.output
     unknown = runner.invoke(app, ["check", str(site), "--host", "geocities"])
     assert unknown.exit_code == 1 and "expected one of github, gitlab, cloudflare, cloudflare-paid" in unknown.output
+
+
+def test_the_check_says_where_a_sites_bytes_are_and_what_brings_it_within_a_limit(tmp_path, monkeypatch):
+    site = make_site(tmp_path / "site", 4, size=100)
+    files = {"assets/layers/conv/3.avif": 4000, "assets/layers/conv/3~lossless.webp": 3000,
+             "before/assets/layers/conv/12~2.avif": 1000, "assets/layers/conv/tiles.avif": 500,
+             "assets/layers/conv/on-cat.avif": 400, "assets/trees/cat.avif": 300, "manifest.json": 200,
+             "search-index.js": 50}
+    for path, size in files.items():
+        (site / path).parent.mkdir(parents=True, exist_ok=True)
+        (site / path).write_bytes(b"z" * size)
+    used = footprint(site)
+    pages = len('<a href="a/0.html">first</a>') + 3 * 100
+    assert used.parts == {"neurons' own pictures": 8000, "layers' pictures": 900, "pages": pages, "trees": 300,
+                          "manifest.json": 200, "other files": 50}
+    assert where(used).startswith("its bytes: neurons' own pictures 0.0 MB (82%), layers' pictures 0.0 MB (9%)")
+    host = Host("Tiny host", files=5, size=5000, largest=2500)
+    lines = against(used, host)
+    assert [ok for ok, _ in lines] == [False, False, False]
+    said = advice(lines, used)
+    assert said[0].startswith("to have fewer files: each mapped neuron is a page") and "[layers] neurons" in said[0]
+    assert said[1].startswith("to make it smaller: lower [site] quality") and "[compute] top_k" in said[1]
+    assert said[2].startswith("to make assets/layers/conv/3.avif smaller: sitegen writes no file this large")
+    (site / "manifest.json").write_bytes(b"z" * 9000)
+    used = footprint(site)
+    assert advice(against(used, host), used)[2] == ("to make manifest.json smaller: it holds every mapped neuron's "
+                                                    "record; map fewer neurons ([layers] neurons), or publish some "
+                                                    "layers as an atlas of their own")
+    assert advice(against(used, HOSTS["cloudflare"]), used) == []
+    monkeypatch.setitem(HOSTS, "cloudflare", Host("Cloudflare Pages, free plan", 10, None, 25 * MIB))
+    over = CliRunner().invoke(app, ["check", str(site), "--host", "cloudflare"])
+    assert over.exit_code == 1 and "  its bytes: manifest.json 0.0 MB" in over.output
+    assert "  to have fewer files: each mapped neuron" in over.output and "to make it smaller" not in over.output

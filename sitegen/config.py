@@ -137,7 +137,7 @@ class SiteConfig:
     active_neurons: int = option(8, "Most active neurons listed per layer on an image page.", minimum=1)
     raw_html: bool = option(False, "Let the Markdown notes and pages keep any HTML, scripts included, instead of "
                                    "a safe subset: only for an atlas whose notes have one trusted author.")
-    quality: int = option(65, "AVIF quality (1 to 100) of the sheets that hold every picture but the small and the "
+    quality: int = option(52, "AVIF quality (1 to 100) of the sheets that hold every picture but the small and the "
                               "optimized ones: lower makes a smaller site whose gradient pictures lose their faint "
                               "pixels (bench/legibility.py measures how many).", minimum=1, maximum=100)
 

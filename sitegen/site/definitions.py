@@ -14,7 +14,7 @@ TERMS = {
                 "clipped. The whole picture, each zoom and each patch has its own s (in its hover text and in "
                 "manifest.json), so compare brightness within a picture, not between two. A page shows pictures "
                 "larger than 64 px a side as AVIF with colour at full resolution, at the atlas's quality ([site] "
-                "quality, 65 by default), smaller ones exactly."),
+                "quality, 52 by default), smaller ones exactly."),
     "other": ("Only ReLU and ReLU6 change their backward pass; every other function (pooling, batch norm, "
               "sigmoid, swish) keeps its true gradient."),
     "patch": ("A patch is where the neuron looks: its effective receptive field at its position, the square "

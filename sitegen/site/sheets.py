@@ -17,8 +17,8 @@ once: small gradient pictures (shown enlarged) and optimized images in a lossles
 (``base.avif``) that keeps colour at full resolution (4:4:4).  A gradient picture is mostly single pixels of
 colour: a codec that halves the resolution of colour, as lossy WebP and JPEG do, smears them towards grey, and
 quality does little against that (in bench/legibility.py, WebP took 0.02 to 0.05 off the shares of block 10 and
-above at any quality from 60 to 90), while AVIF at full colour and quality 65 keeps the shares of WebP at
-quality 90, or better, at 45% to 60% of its size.
+above at any quality from 60 to 90), while AVIF at full colour keeps the shares of WebP at quality 90, or
+better, at 45% to 60% of its size (at quality 65; tuned for SSIM, quality 52 keeps more in 7% fewer bytes).
 """
 
 from __future__ import annotations
@@ -40,8 +40,10 @@ HEIGHT = 4096  # a sheet that would grow taller goes on in another file: a brows
 GUTTER = 2  # pixels of a picture's edge repeated around it
 FILL = 128  # the grey of a sheet where no picture is
 LOSSLESS = {"format": "WEBP", "lossless": True, "method": 4}  # Pillow's options for a lossless sheet ...
-LOSSY = {"format": "AVIF", "subsampling": "4:4:4", "speed": 6}  # ... and a lossy one, at a quality:
-QUALITY = 65  # by default ([site] quality)
+# ... and a lossy one, at a quality; libaom tuned for SSIM rather than PSNR keeps more of a gradient picture's
+# faint pixels in fewer bytes (bench/sheets.py)
+LOSSY = {"format": "AVIF", "subsampling": "4:4:4", "speed": 6, "advanced": {"tune": "ssim"}}
+QUALITY = 52  # by default ([site] quality)
 
 PICTURES = (".webp", ".png", ".jpg")  # the members of cache entries that are pictures
 Measure = Callable[[str, str, str], tuple[int, int, bool]]  # (kind, key, member) -> (width, height, lossless)
@@ -161,8 +163,9 @@ def made(sheet: Sheet, read: Callable[[Member], bytes], cache: Cache) -> bytes:
 
 
 def encodable(sheets: list[Sheet]) -> None:
-    """An error naming a sheet whose format this Pillow cannot write (AVIF before Pillow 11.3): one pixel is
-    encoded each way the sheets are."""
+    """An error naming a sheet whose format this Pillow cannot write as sitegen does (AVIF before Pillow 11.3, or
+    with an AV1 encoder other than libaom, which Pillow's wheels hold, that has no ``tune``): one pixel is encoded
+    each way the sheets are."""
     tried: set[str] = set()
     for sheet in sheets:
         fmt = sheet.encoding["format"]
@@ -170,9 +173,11 @@ def encodable(sheets: list[Sheet]) -> None:
             continue
         try:
             Image.new("RGB", (1, 1)).save(io.BytesIO(), **sheet.encoding)
-        except (KeyError, OSError, ValueError):
-            raise SitegenError(f"this Pillow ({Image.__version__}) cannot write {fmt}, the format of {sheet.path}; "
-                               f"nothing was written: pip install 'pillow>=11.3'") from None
+        except (KeyError, OSError, ValueError) as error:
+            why = "" if isinstance(error, KeyError) else f" ({error})"  # a KeyError: no writer of the format
+            raise SitegenError(f"this Pillow ({Image.__version__}) cannot write {fmt}{why}, the format of "
+                               f"{sheet.path}; nothing was written: pip install 'pillow>=11.3' (its wheels' AVIF "
+                               f"encoder is libaom)") from None
         tried.add(fmt)
 
 

@@ -56,9 +56,12 @@ def main() -> None:
     start = time.perf_counter()
     packing.LOSSY.clear()
     packing.LOSSY["format"] = "BMP"  # composed once, unencoded, so that each encoding's time is its own
-    for sheet in sheets:
-        canvases.append(np.asarray(Image.open(io.BytesIO(compose(sheet, read))).convert("RGB")))
-    packing.LOSSY.update(lossy)
+    try:
+        for sheet in sheets:
+            canvases.append(np.asarray(Image.open(io.BytesIO(compose(sheet, read))).convert("RGB")))
+    finally:
+        packing.LOSSY.clear()
+        packing.LOSSY.update(lossy)
     print(f"{len(sheets)} of the default atlas's {sum(not s.lossless for s in site.sheets)} lossy sheets, composed "
           f"in {time.perf_counter() - start:.1f} s")
     guided = [[rect for member, rect in zip(sheet.members, sheet.rects) if member.member.endswith("-gb.webp")]
@@ -82,9 +85,9 @@ def main() -> None:
     for name, options in ENCODINGS.items():
         decoded, size, spent, psnr = [], 0, 0.0, []
         for canvas in canvases:
-            buffer = io.BytesIO()
+            buffer, image = io.BytesIO(), Image.fromarray(canvas)
             start = time.perf_counter()
-            Image.fromarray(canvas).save(buffer, **options)
+            image.save(buffer, **options)
             spent += time.perf_counter() - start
             size += buffer.tell()
             buffer.seek(0)

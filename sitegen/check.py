@@ -156,7 +156,7 @@ class Footprint:
     files: int
     directories: int
     size: int  # bytes, all files
-    largest: tuple[int, str]  # bytes, and the file's path relative to the site
+    largest: tuple[int, str]  # bytes, and the file's path from the site root (with /)
     parts: dict[str, int] = field(default_factory=dict)  # bytes by what they are (PARTS), largest first
 
 
@@ -178,10 +178,10 @@ def footprint(site: str | Path) -> Footprint:
             path = Path(folder) / name
             bytes_ = path.lstat().st_size
             files, size = files + 1, size + bytes_
-            relative = path.relative_to(root)
-            parts[part_of(relative.as_posix())] = parts.get(part_of(relative.as_posix()), 0) + bytes_
+            relative = path.relative_to(root).as_posix()
+            parts[part_of(relative)] = parts.get(part_of(relative), 0) + bytes_
             if bytes_ > largest[0]:
-                largest = (bytes_, str(relative))
+                largest = (bytes_, relative)
     return Footprint(files, directories, size, largest, dict(sorted(parts.items(), key=lambda item: -item[1])))
 
 
@@ -209,25 +209,31 @@ def against(used: Footprint, host: Host) -> list[tuple[bool, str]]:
 
 def where(used: Footprint) -> str:
     """Where a site's bytes are, largest part first."""
+    if not used.size:
+        return "its bytes: none"
     return "its bytes: " + ", ".join(f"{name} {mb(bytes_)} ({bytes_ / max(used.size, 1):.0%})"
                                      for name, bytes_ in used.parts.items())
 
 
-def advice(lines: list[tuple[bool, str]], used: Footprint) -> list[str]:
-    """For each limit a site is over (``lines`` of :func:`against`: files, size, largest file), the settings
-    of its config that bring it within."""
+def advice(used: Footprint, host: Host) -> list[str]:
+    """For each of the host's limits the site is over (:func:`against`: files, size, largest file), the
+    settings of its config that bring it within."""
+    within = [ok for ok, _ in against(used, host)]
     fewer = "map fewer neurons ([layers] neurons), or publish some layers as an atlas of their own"
     out = []
-    if not lines[0][0]:
-        out.append(f"to have fewer files: each mapped neuron is a page and one or two sheets of pictures; {fewer}")
-    if not lines[1][0]:
+    if not within[0]:
+        what = "files and folders" if host.directories_count else "files"
+        out.append(f"to have fewer {what}: each mapped neuron is a page and one or two sheets of pictures; {fewer}")
+    if not within[1]:
         out.append("to make it smaller: lower [site] quality (the AVIF sheets'), show fewer featured images "
                    "([images] featured: each adds pictures and edge lists to every neuron's page), fewer top "
-                   f"patches ([compute] top_k and percentiles) or fewer methods ([layers] methods); or {fewer}")
-    if not lines[2][0]:
+                   "patches ([compute] top_k and percentiles), fewer methods ([compute] methods, or per layer "
+                   f"[layers] methods) or fewer trees ([trees] layers and roots); or {fewer}")
+    if not within[2]:
         largest = used.largest[1]
         out.append(f"to make {largest} smaller: " + (
-            f"it holds every mapped neuron's record; {fewer}" if part_of(Path(largest).as_posix()) == "manifest.json"
-            else "sitegen writes no file this large (a sheet of pictures is at most 4,096 px tall); if it was "
-                 "put in the site's folder by hand, take it out"))
+            f"it holds a record of every mapped neuron; {fewer}" if largest in ("manifest.json", "search-index.js")
+            else "sitegen's sheets of pictures are at most 4,096 px tall, wider only where one picture is (an "
+                 "optimized image of a large [optimize] size); a file sitegen did not write can be taken out of "
+                 "the site's folder"))
     return out

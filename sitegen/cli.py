@@ -183,7 +183,7 @@ def check(site: Annotated[Path, typer.Argument(help="The built site's folder.")]
         for _, line in lines:
             _say("  " + line)
         _say("  " + where(used))
-        for line in advice(lines, used):
+        for line in advice(used, limits):
             _say("  " + line)
         over = [line for ok, line in lines if not ok]
         if over:

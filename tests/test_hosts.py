@@ -24,7 +24,7 @@ def test_a_footprint_counts_files_folders_bytes_and_the_largest(tmp_path):
     os.symlink(site / "a" / "0.html", site / "link.html")  # a link is uploaded as what it is, not followed
     used = footprint(site)
     assert (used.files, used.directories) == (8, 2)
-    assert used.largest == (5000, os.path.join("a", "0.html"))
+    assert used.largest == (5000, "a/0.html")
     assert used.size == len('<a href="a/0.html">first</a>') + 5 * 100 + 5000 + len(str(site / "a" / "0.html"))
 
 
@@ -65,21 +65,28 @@ def test_the_check_says_where_a_sites_bytes_are_and_what_brings_it_within_a_limi
     pages = len('<a href="a/0.html">first</a>') + 3 * 100
     assert used.parts == {"neurons' own pictures": 8000, "layers' pictures": 900, "pages": pages, "trees": 300,
                           "manifest.json": 200, "other files": 50}
-    assert where(used).startswith("its bytes: neurons' own pictures 0.0 MB (82%), layers' pictures 0.0 MB (9%)")
+    assert where(used) == (f"its bytes: neurons' own pictures 0.0 MB (82%), layers' pictures 0.0 MB (9%), pages "
+                           f"0.0 MB ({pages / used.size:.0%}), trees 0.0 MB (3%), manifest.json 0.0 MB (2%), other "
+                           f"files 0.0 MB (1%)")
     host = Host("Tiny host", files=5, size=5000, largest=2500)
-    lines = against(used, host)
-    assert [ok for ok, _ in lines] == [False, False, False]
-    said = advice(lines, used)
+    assert [ok for ok, _ in against(used, host)] == [False, False, False]
+    said = advice(used, host)
     assert said[0].startswith("to have fewer files: each mapped neuron is a page") and "[layers] neurons" in said[0]
     assert said[1].startswith("to make it smaller: lower [site] quality") and "[compute] top_k" in said[1]
-    assert said[2].startswith("to make assets/layers/conv/3.avif smaller: sitegen writes no file this large")
+    assert "[compute] methods" in said[1] and "[trees] layers" in said[1]
+    assert said[2].startswith("to make assets/layers/conv/3.avif smaller: sitegen's sheets of pictures are at most")
+    assert advice(used, Host("Folders count", files=5, size=None, largest=None, directories_count=True)) == [
+        said[0].replace("fewer files", "fewer files and folders")]
     (site / "manifest.json").write_bytes(b"z" * 9000)
     used = footprint(site)
-    assert advice(against(used, host), used)[2] == ("to make manifest.json smaller: it holds every mapped neuron's "
-                                                    "record; map fewer neurons ([layers] neurons), or publish some "
-                                                    "layers as an atlas of their own")
-    assert advice(against(used, HOSTS["cloudflare"]), used) == []
+    assert advice(used, host)[2] == ("to make manifest.json smaller: it holds a record of every mapped neuron; map "
+                                     "fewer neurons ([layers] neurons), or publish some layers as an atlas of their "
+                                     "own")
+    assert advice(used, HOSTS["cloudflare"]) == []
     monkeypatch.setitem(HOSTS, "cloudflare", Host("Cloudflare Pages, free plan", 10, None, 25 * MIB))
     over = CliRunner().invoke(app, ["check", str(site), "--host", "cloudflare"])
     assert over.exit_code == 1 and "  its bytes: manifest.json 0.0 MB" in over.output
     assert "  to have fewer files: each mapped neuron" in over.output and "to make it smaller" not in over.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert where(footprint(empty)) == "its bytes: none"

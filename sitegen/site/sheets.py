@@ -18,7 +18,7 @@ once: small gradient pictures (shown enlarged) and optimized images in a lossles
 colour: a codec that halves the resolution of colour, as lossy WebP and JPEG do, smears them towards grey, and
 quality does little against that (in bench/legibility.py, WebP took 0.02 to 0.05 off the shares of block 10 and
 above at any quality from 60 to 90), while AVIF at full colour keeps the shares of WebP at quality 90, or
-better, at 45% to 60% of its size (at quality 65; tuned for SSIM, quality 52 keeps more in 7% fewer bytes).
+better, at 45% to 60% of its size (at quality 65; tuned for SSIM, quality 52 keeps more in 6% fewer bytes).
 """
 
 from __future__ import annotations
@@ -173,11 +173,14 @@ def encodable(sheets: list[Sheet]) -> None:
             continue
         try:
             Image.new("RGB", (1, 1)).save(io.BytesIO(), **sheet.encoding)
-        except (KeyError, OSError, ValueError) as error:
-            why = "" if isinstance(error, KeyError) else f" ({error})"  # a KeyError: no writer of the format
-            raise SitegenError(f"this Pillow ({Image.__version__}) cannot write {fmt}{why}, the format of "
-                               f"{sheet.path}; nothing was written: pip install 'pillow>=11.3' (its wheels' AVIF "
-                               f"encoder is libaom)") from None
+        except KeyError:  # no writer of the format at all
+            raise SitegenError(f"this Pillow ({Image.__version__}) cannot write {fmt}, the format of {sheet.path}; "
+                               f"nothing was written: pip install 'pillow>=11.3'") from None
+        except (OSError, ValueError) as error:  # a writer that refuses the options: another encoder's build
+            fix = ("pip install --force-reinstall --only-binary=:all: 'pillow>=11.3' (its wheels' AVIF encoder is "
+                   "libaom)") if fmt == "AVIF" else "pip install --force-reinstall --only-binary=:all: pillow"
+            raise SitegenError(f"this Pillow ({Image.__version__}) cannot write {fmt} as sitegen does ({error}), "
+                               f"the format of {sheet.path}; nothing was written: {fix}") from None
         tried.add(fmt)
 
 

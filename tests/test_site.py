@@ -99,7 +99,7 @@ def test_parents_are_the_inverted_children_strongest_first(site):
 def test_a_neuron_page_shows_its_records(site):
     context = pages(site)["layers/conv/2.html"].context
     row = context["rows"][0]
-    assert row["value"] == 1.5 and row["position"] == "(1, 0)" and row["specificity"] == 0.5
+    assert row["value"] == 1.5 and row["position"] == "row 1, column 0 of 2 x 2" and row["specificity"] == 0.5
     # the neuron's own pictures are in its sheet, one after another
     assert [p["src"].fragment() for p in row["pictures"]] == [
         f"assets/layers/conv/2.avif#xywh={GUTTER + (2 + 2 * GUTTER) * n},{GUTTER},2,2" for n in (0, 2)]
@@ -140,7 +140,7 @@ def test_pictures_are_packed_into_sheets_that_name_their_cache_members(site):
     assert Member("opt", "opt-fc", "2.png") in sheets["assets/layers/fc/2.avif"].members
     # the tiles of a layer, and its neurons on an image (where each looks, its picture there), in sheets of their own
     assert Member("patch", "patch-1", "1-gb.webp") in sheets["assets/layers/conv/tiles.avif"].members
-    assert Member("vis", "vis-conv-guided", "3-box.webp") in sheets["assets/layers/conv/on-cat.avif"].members
+    assert Member("vis", "vis-conv-guided", "2-box.webp") in sheets["assets/layers/conv/on-cat.avif"].members
     assert Member("tree", "tree-0-2", "photo.webp") in sheets["assets/trees/cat.avif"].members
     # a featured photo stays a file of its own; every other file is a sheet
     assert set(site.assets) == {Asset("assets/photos/cat.jpg", "photo", "photo-cat", "photo.jpg")}
@@ -164,7 +164,23 @@ def test_the_image_tree_shows_each_path_where_it_lies(site):
     assert neuron["paths"] == [{"text": "fc/0 › conv/3", "share": 0.4, "own": 0.4, "part": False,
                                 "url": "images/cat.html#n-fc-0-conv-3"}]
     conv = context["layers"][0]["neurons"]
-    assert [n["neuron"] for n in conv] == [1, 2, 0, 3]  # most active first
+    assert [n["neuron"] for n in conv] == [1, 2, 0]  # most active first; conv/3, at -1 there, is not active
+
+
+def test_the_search_finds_a_neuron_by_the_classes_it_raises(tmp_path):
+    from dataclasses import replace
+
+    from sitegen.store.manifest import Effect
+
+    manifest = handmade.manifest()
+    conv = manifest.layers[0]
+    raises = replace(conv.neurons[2], effects=(Effect(846, "table lamp", 0.5, 0.2),))
+    manifest = replace(manifest, layers=(replace(conv, neurons=(*conv.neurons[:2], raises, *conv.neurons[3:])),
+                                         *manifest.layers[1:]))
+    config = parse('[layers]\nuse = ["conv", "fc"]\n', tmp_path / "atlas.toml")
+    text = build_site_model(manifest, config, measure).files["search-index.js"].decode()
+    entries = json.loads(text[len("window.SITEGEN_INDEX = "):].rstrip().rstrip(";"))
+    assert [entry["u"] for entry in entries if "table lamp" in entry["d"]] == ["layers/conv/2.html"]
 
 
 def test_manifest_json_and_the_search_index(site):

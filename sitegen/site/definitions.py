@@ -21,8 +21,10 @@ TERMS = {
               "centred there that holds 90 % of its guided-backprop mass, averaged over the best patches of up "
               "to 32 of its layer's neurons (Luo et al., 2016). In deep layers it is much smaller than the "
               "theoretical receptive field, the box of input pixels that can affect the neuron at all (from the "
-              "layers' kernels, strides and padding). Grey where it leaves the image; where it covers more than "
-              "three quarters of the image, the whole image is shown. The guided patch is the same box cut from "
+              "layers' kernels, strides and padding). Where the square would leave the image it is moved inside, "
+              "so that it shows photo rather than padding (the gradient is zero outside the image): the patch of "
+              "a neuron near the border is then off-centre, its position nearer that edge. Where it covers more "
+              "than three quarters of the image, the whole image is shown. The guided patch is the same box cut from "
               "the guided-backprop picture. Patches larger than 128 pixels are shown shrunk to 128."),
     "map": ("An activation map shows where on an image a channel fires: its output at every position, "
             "upsampled (bilinear) to the model's input and laid over the faded photo: clear at or below 0, red "
@@ -45,12 +47,17 @@ TERMS = {
                 "times the logit's gradient, summed over positions. A neuron's page lists the classes with its "
                 "largest first-order effects among those in the top predictions of some probe view, and the exact "
                 "effect on its strongest few where computed. The table gives, per layer, the Spearman rank "
-                "correlation of the two over every (neuron, class) pair computed exactly, and how many pairs: "
-                "from 0.90 the first-order figures rank the pairs as zeroing the neuron does, from 0.50 only "
-                "roughly, and below that they are a poor guide, which only the exact figures correct. Much of "
-                "that correlation is neurons that matter more than others; within one neuron the order of its "
+                "correlation of the two over every (neuron, class) pair computed exactly, and how many pairs. Much "
+                "of that correlation is neurons that matter more than others; within one neuron the order of its "
                 "classes can differ, so the table also gives for how many neurons the class the first-order "
-                "figures put first is the one zeroing the neuron costs most."),
+                "figures put first is the one zeroing the neuron costs most. The verdict needs both: the "
+                "first-order figures order the classes as zeroing the neuron does where the correlation is at "
+                "least 0.90 and the first class is right for 9 neurons in 10, only roughly where it is at least "
+                "0.50 and right for 6 in 10, and otherwise they are a poor guide, which only the exact figures "
+                "correct."),
+    "box": ("A box, in manifest.json, is (top, left, bottom, right) in pixels of the model's input, bottom and "
+            "right included; a picture is named as its sheet with a W3C media fragment, #xywh=x,y,width,height "
+            "in the sheet's pixels. A position on a map is its row and column, from the top left."),
     "top": ("Top patches: the probe views with the highest activation, one patch per view, ties broken by "
             "the order of the probe set. The featured images are not probe images unless the config says so."),
 }

@@ -37,7 +37,7 @@ def featured_rows(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> lis
             "photo": assets.photo(featured), "value": seen.value, "specificity": seen.specificity,
             # a ratio means little where values can be negative (a logit moves with any constant added)
             "relative": seen.value / best if best > 0 and not layer.signed else None, "best": best,
-            "position": f"({row}, {col})" if channels else "",
+            "position": f"row {row}, column {col} of {layer.shape[1]} x {layer.width}" if channels else "",
             "map": assets.activation_map(sheet, featured, layer.name, neuron) if channels else None,
             "photo_zoom": assets.picture(sheet, featured, layer.name, neuron, first, "img") if layer.zoom else None,
             "pictures": pictures})

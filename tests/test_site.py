@@ -167,6 +167,13 @@ def test_the_image_tree_shows_each_path_where_it_lies(site):
     assert [n["neuron"] for n in conv] == [1, 2, 0]  # most active first; conv/3, at -1 there, is not active
 
 
+def test_a_neuron_page_says_when_its_top_views_are_of_few_photos(site):
+    both_of_dog = pages(site)["layers/conv/1.html"].context  # its top 2: photos/dog.png and its mirror image
+    assert both_of_dog["sources"] == [{"name": "photos/dog.png", "count": 2}]
+    assert both_of_dog["view_kinds"] == ""  # this config takes no mirror images or zoomed parts
+    assert pages(site)["layers/conv/0.html"].context["sources"] == []  # a cat and a dog: nothing to say
+
+
 def test_the_search_finds_a_neuron_by_the_classes_it_raises(tmp_path):
     from dataclasses import replace
 

@@ -59,6 +59,16 @@ def patches(atlas: Atlas, layer: LayerRecord, record: NeuronRecord, chosen) -> l
     return out
 
 
+def sources(atlas: Atlas, record: NeuronRecord) -> list[dict]:
+    """The photos the top patches are views of, most views first (the first seen of equals), where one photo
+    gives more than one: then the views are fewer independent examples than they look."""
+    items = atlas.manifest.probe.items
+    counts = Counter(items[patch.item].name for patch in record.top)
+    if not counts or max(counts.values()) < 2:
+        return []
+    return [{"name": name, "count": count} for name, count in counts.most_common()]
+
+
 def percentile_label(percentile: float) -> str:
     """99th, 99.5th, 2nd."""
     return ordinal(int(percentile)) if percentile == int(percentile) else f"{percentile:g}th"
@@ -173,6 +183,9 @@ def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
         "stats": [{"name": stat.NAME, "context": stat.context(record.stats[stat.NAME])}
                   for stat in stats.STATISTICS if stat.NAME in record.stats],
         "patches": patches(atlas, layer, record, record.top), "levels": patches(atlas, layer, record, record.levels),
+        "sources": sources(atlas, record), "view_kinds": ", ".join(
+            (["its mirror image"] if atlas.config.images.probe_flip else [])
+            + (["its zoomed parts"] if any(zoom != 1.0 for zoom in atlas.config.images.probe_zooms) else [])),
         "levels_within_top": within_top(list(atlas.config.compute.percentiles), len(manifest.probe.items),
                                         manifest.top_k),
         "patch_check": check(layer, GUIDED),

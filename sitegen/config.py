@@ -83,6 +83,9 @@ class ImagesConfig:
 @dataclass(frozen=True)
 class ComputeConfig:
     top_k: int = option(9, "Top patches per neuron.", minimum=1)
+    per_photo: int | None = option(None, "At most this many of a neuron's top patches from one probe photo (its "
+                                         "mirror image and zoomed parts are views of it): the best views of more "
+                                         "photos instead of many views of one; no limit if not given.", minimum=1)
     methods: tuple[str, ...] = option(RULE_METHODS, "Visualization methods; add \"optimize\" for an image "
                                                     "optimized from noise per neuron (see [optimize]).",
                                       choices=tuple(method.name for method in METHODS))

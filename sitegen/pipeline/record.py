@@ -270,6 +270,7 @@ def record(ws: Workspace, state: State) -> Manifest:
                           tuple(sorted({type(m).__name__ for m in model.module.modules()
                                         if type(m).__name__ in OTHER_ACTIVATIONS}))),
         methods=ws.config.compute.methods, top_k=ws.config.compute.top_k, children=ws.config.compute.children,
+        per_photo=ws.config.compute.per_photo,
         layers=tuple(layer_record(ws, state, layer, slugs, read) for layer in ws.layers),
         featured=tuple(featured_record(ws, state, item, slug, read) for item, slug in zip(ws.featured, slugs)),
         probe=ProbeRecord(len(probe), len({item.digest for item in probe}), ws.probe_set_hash,

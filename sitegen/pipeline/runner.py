@@ -161,6 +161,8 @@ def _changes(ws: Workspace, previous: Manifest) -> list[str]:
         lines.append(f"the probe set changed: {previous.probe.count} -> {len(ws.probe)} views")
     if previous.top_k != config.compute.top_k:
         lines.append(f"top_k changed: {previous.top_k} -> {config.compute.top_k}")
+    if previous.per_photo != config.compute.per_photo:
+        lines.append(f"per_photo changed: {previous.per_photo} -> {config.compute.per_photo}")
     shown = {m for layer in previous.layers for m in layer.methods} | set(previous.methods)
     wanted = [*config.compute.methods, *(m for methods in config.layers.methods.values() for m in methods)]
     added_methods = [m for m in dict.fromkeys(wanted) if m not in shown]

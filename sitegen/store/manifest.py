@@ -269,6 +269,7 @@ class Manifest:
     probe: ProbeRecord
     format: int = FORMAT
     compare: Comparison | None = None
+    per_photo: int | None = None  # at most this many of a neuron's top views of one probe photo ([compute])
 
     def layer(self, name: str) -> LayerRecord:
         return next(layer for layer in self.layers if layer.name == name)

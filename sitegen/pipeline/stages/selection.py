@@ -49,13 +49,15 @@ class TopPatches:
 
 
 def top_k(ws: Workspace, layer: Layer, units: Sequence[int]) -> RunningTopK:
-    """The exact top k of each neuron over the probe set."""
-    k = ws.config.compute.top_k
-    running = RunningTopK(len(units), k)
+    """The exact top k of each neuron over the probe set (at most ``per_photo`` views of one photo)."""
+    k, cap = ws.config.compute.top_k, ws.config.compute.per_photo
+    photos: dict[str, int] = {}
+    groups = np.array([photos.setdefault(item.name, len(photos)) for item in ws.probe], dtype=np.int64)
+    running = RunningTopK(len(units), k, groups, cap)
     for start, items in ws.group.share(chunks(ws)):  # each rank its own chunks
         values, positions = read_chunk(ws, items, layer)
         running.update(values[:, units], positions[:, units], np.arange(start, start + values.shape[0]))
-    merged = RunningTopK(len(units), k)
+    merged = RunningTopK(len(units), k, groups, cap)
     for shard in ws.group.gather_to_all(running):  # exact: the top k of the union
         merged.merge(shard)
     return merged

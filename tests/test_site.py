@@ -170,7 +170,7 @@ def test_the_image_tree_shows_each_path_where_it_lies(site):
 def test_a_neuron_page_says_when_its_top_views_are_of_few_photos(site):
     both_of_dog = pages(site)["layers/conv/1.html"].context  # its top 2: photos/dog.png and its mirror image
     assert both_of_dog["sources"] == [{"name": "photos/dog.png", "count": 2}]
-    assert both_of_dog["view_kinds"] == ""  # this config takes no mirror images or zoomed parts
+    assert both_of_dog["view_kinds"] == "its mirror image"  # the probe set's views: whole, mirrored
     assert pages(site)["layers/conv/0.html"].context["sources"] == []  # a cat and a dog: nothing to say
 
 
@@ -181,13 +181,14 @@ def test_the_search_finds_a_neuron_by_the_classes_it_raises(tmp_path):
 
     manifest = handmade.manifest()
     conv = manifest.layers[0]
-    raises = replace(conv.neurons[2], effects=(Effect(846, "table lamp", 0.5, 0.2),))
+    raises = replace(conv.neurons[2], effects=(Effect(846, "table lamp", 0.5, 0.2), Effect(1, "goldfish", -0.1)))
     manifest = replace(manifest, layers=(replace(conv, neurons=(*conv.neurons[:2], raises, *conv.neurons[3:])),
                                          *manifest.layers[1:]))
     config = parse('[layers]\nuse = ["conv", "fc"]\n', tmp_path / "atlas.toml")
     text = build_site_model(manifest, config, measure).files["search-index.js"].decode()
     entries = json.loads(text[len("window.SITEGEN_INDEX = "):].rstrip().rstrip(";"))
     assert [entry["u"] for entry in entries if "table lamp" in entry["d"]] == ["layers/conv/2.html"]
+    assert not [entry for entry in entries if "goldfish" in entry["d"]]  # a class it lowers does not find it
 
 
 def test_manifest_json_and_the_search_index(site):

@@ -96,22 +96,24 @@ def capped_top(values: np.ndarray, groups: np.ndarray, k: int, cap: int) -> list
 def test_a_capped_top_k_keeps_at_most_cap_rows_of_a_group_streamed_and_merged(cap):
     rng = np.random.default_rng(cap)
     values = rng.integers(0, 6, (150, 6)).astype(np.float32)  # ties
+    values[rng.random((150, 6)) < 0.05] = np.nan  # a view whose activation is not finite sorts last
     positions = rng.integers(0, 40, (150, 6))
     groups = np.repeat(np.arange(15), 10)  # 15 photos of 10 views each, as a probe set lists them
-    expected = capped_top(values, groups, 8, cap)
+    sortable = np.where(np.isnan(values), -np.inf, values)
+    expected = np.array(capped_top(sortable, groups, 8, cap))
     running = RunningTopK(6, 8, groups, cap)
     for start in range(0, 150, 11):  # chunks that split a photo's views
         running.update(values[start:start + 11], positions[start:start + 11], np.arange(start, min(start + 11, 150)))
-    assert running.rows.T.tolist() == expected
-    assert (running.values.T == np.take_along_axis(values.T, np.array(expected), axis=1)).all()
-    assert (running.positions.T == np.take_along_axis(positions.T, np.array(expected), axis=1)).all()
     merged = RunningTopK(6, 8, groups, cap)
-    for rank in (2, 0, 1):  # shards of every third row, merged in any order
+    for rank in (2, 0, 1):  # shards of every third row, as rows per column, merged in any order
         rows = np.arange(rank, 150, 3)
         shard = RunningTopK(6, 8, groups, cap)
-        shard.update(values[rows], positions[rows], rows)
+        shard.update(values[rows], positions[rows], np.broadcast_to(rows[:, None], (len(rows), 6)))
         merged.merge(shard)
-    assert merged.rows.T.tolist() == expected
+    for got in (running, merged):
+        assert got.rows.T.tolist() == expected.tolist()
+        assert np.array_equal(got.values.T, np.take_along_axis(values.T, expected, axis=1), equal_nan=True)
+        assert (got.positions.T == np.take_along_axis(positions.T, expected, axis=1)).all()
 
 
 def test_a_capped_top_k_short_of_groups_fills_with_nothing():

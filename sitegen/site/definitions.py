@@ -57,7 +57,7 @@ TERMS = {
                 "correct."),
     "box": ("A box, in manifest.json, is (top, left, bottom, right) in pixels of the model's input, bottom and "
             "right included; a picture is named as its sheet with a W3C media fragment, #xywh=x,y,width,height "
-            "in the sheet's pixels. A position on a map is its row and column, from the top left."),
+            "in the sheet's pixels. A position on a map is its row and column, counted from 0 at the top left."),
     "top": ("Top patches: the probe views with the highest activation, one patch per view, ties broken by "
             "the order of the probe set. The featured images are not probe images unless the config says so."),
 }

@@ -51,8 +51,8 @@ class TopPatches:
 def top_k(ws: Workspace, layer: Layer, units: Sequence[int]) -> RunningTopK:
     """The exact top k of each neuron over the probe set (at most ``per_photo`` views of one photo)."""
     k, cap = ws.config.compute.top_k, ws.config.compute.per_photo
-    photos: dict[str, int] = {}
-    groups = np.array([photos.setdefault(item.name, len(photos)) for item in ws.probe], dtype=np.int64)
+    photos: dict[str, int] = {}  # a photo by its file's bytes: two files may share a name
+    groups = np.array([photos.setdefault(item.digest, len(photos)) for item in ws.probe], dtype=np.int64)
     running = RunningTopK(len(units), k, groups, cap)
     for start, items in ws.group.share(chunks(ws)):  # each rank its own chunks
         values, positions = read_chunk(ws, items, layer)
@@ -128,6 +128,7 @@ def _nearest(ws: Workspace, layer: Layer, units: Sequence[int], wanted: np.ndarr
 
 def select(ws: Workspace, state: State, layer: Layer) -> TopPatches:
     top = top_k(ws, layer, state.mapped[layer.name])
+    assert (top.rows >= 0).all(), "fewer views than top_k: loading.collect_items checks per_photo"
     order = top.rows.T.copy()
     return TopPatches(state.mapped[layer.name], order, top.values.T.copy(), top.positions.T.copy(),
                       levels(ws, state, layer, order))

@@ -33,6 +33,7 @@ def build(atlas: Atlas) -> list[Page]:
         "methods": [{"name": m, "title": BY_NAME[m].title, "text": BY_NAME[m].definition + settings(atlas, m)}
                     for m in shown],
         "credits": credits(atlas.config, used), "probe": manifest.probe, "top_k": manifest.top_k,
+        "per_photo": manifest.per_photo,
         "sitegen_version": manifest.version,
         "optimized_layers": [atlas.layer_summary(layer) for layer in manifest.layers if layer.optimized],
         "effects": [{**atlas.layer_summary(layer), "agreement": agreement(layer)}

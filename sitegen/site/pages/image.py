@@ -14,11 +14,13 @@ from ..model import Page
 
 
 def most_active(atlas: Atlas, featured: FeaturedRecord, layer: LayerRecord) -> dict:
-    """The layer's most active neurons on the image, those above zero there (a layer of few mapped neurons, as
-    the classes, may have few): where each fires, and its picture there."""
+    """The layer's most active neurons on the image, those above zero there (but any class: a logit's zero
+    means nothing): where each fires, and its picture there."""
     slug, first, assets = featured.slug, layer.methods[0], atlas.assets
     sheet = assets.on(featured, layer.name)
-    firing = [record for record in layer.neurons if record.featured[slug].value > 0]
+    # above zero, where zero means something: not at the classes, whose logits move with any constant added
+    logits = atlas.is_logits(layer)
+    firing = [record for record in layer.neurons if logits or record.featured[slug].value > 0]
     order = sorted(firing, key=lambda r: (-r.featured[slug].value, r.neuron))[:atlas.config.site.active_neurons]
     method = BY_NAME[atlas.thumbnail_method(layer)]
     return {"layer": atlas.layer_summary(layer), "method": method.title, "phrase": method.phrase,

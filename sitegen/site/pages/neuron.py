@@ -8,7 +8,7 @@ from collections import Counter
 
 from ... import stats
 from ...methods import BY_NAME, GUIDED
-from ...store.manifest import LayerRecord, NeuronRecord
+from ...store.manifest import LayerRecord, Manifest, NeuronRecord
 from ..atlas import Atlas, agreement, check
 from ..links import class_url, image_url, layer_url, neuron_url
 from ..model import Page, ordinal
@@ -67,6 +67,14 @@ def sources(atlas: Atlas, record: NeuronRecord) -> list[dict]:
     if not counts or max(counts.values()) < 2:
         return []
     return [{"name": name, "count": count} for name, count in counts.most_common()]
+
+
+def view_kinds(manifest: Manifest) -> str:
+    """What else than the whole photo the probe set's views are, in words ("its mirror image, its zoomed
+    parts"), from the views' own descriptions."""
+    views = {item.view for item in manifest.probe.items}
+    return ", ".join((["its mirror image"] if any("mirrored" in view for view in views) else [])
+                     + (["its zoomed parts"] if any(view.startswith("zoom") for view in views) else []))
 
 
 def percentile_label(percentile: float) -> str:
@@ -183,11 +191,9 @@ def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
         "stats": [{"name": stat.NAME, "context": stat.context(record.stats[stat.NAME])}
                   for stat in stats.STATISTICS if stat.NAME in record.stats],
         "patches": patches(atlas, layer, record, record.top), "levels": patches(atlas, layer, record, record.levels),
-        "sources": sources(atlas, record), "view_kinds": ", ".join(
-            (["its mirror image"] if atlas.config.images.probe_flip else [])
-            + (["its zoomed parts"] if any(zoom != 1.0 for zoom in atlas.config.images.probe_zooms) else [])),
+        "sources": sources(atlas, record), "view_kinds": view_kinds(manifest),
         "levels_within_top": within_top(list(atlas.config.compute.percentiles), len(manifest.probe.items),
-                                        manifest.top_k),
+                                        manifest.top_k) and not manifest.per_photo,  # a cap leaves out high views
         "patch_check": check(layer, GUIDED),
         "optimized": optimized, "top_k": manifest.top_k, "per_photo": manifest.per_photo,
         "children_kept": atlas.config.compute.children,

@@ -20,7 +20,7 @@ def build(atlas: Atlas) -> list[Page | File]:
             label, notes = atlas.labels[(layer.name, record.neuron)]
             sources = sorted({manifest.probe.items[patch.item].name for patch in record.top})
             sources += [c.name for c in record.classes]  # "dog" finds the neurons whose top images are dogs
-            sources += [effect.label for effect in record.effects]  # ... and "lamp" those that raise table lamp
+            sources += [effect.label for effect in record.effects if effect.first_order > 0]  # "lamp": table lamp
             words = " ".join([re.sub(r"<[^>]+>", " ", notes)] + sources).strip()
             entry: dict[str, str | float] = {"t": f"{layer.name}/{record.neuron}" + (f" {label}" if label else ""),
                                              "u": neuron_url(layer.name, record.neuron)}

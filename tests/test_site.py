@@ -174,6 +174,23 @@ def test_a_neuron_page_says_when_its_top_views_are_of_few_photos(site):
     assert pages(site)["layers/conv/0.html"].context["sources"] == []  # a cat and a dog: nothing to say
 
 
+def test_a_class_page_does_not_say_how_often_its_logit_is_strongly_on(tmp_path):
+    """Half a logit's maximum moves with any constant added to every logit: a channel's page says how often
+    it is strongly on, a class's does not, and says why."""
+    from dataclasses import replace
+
+    manifest = handmade.manifest()
+    layers = tuple(replace(layer, neurons=tuple(
+        replace(record, stats={**record.stats, "active": {"share": 0.25, "threshold": 1.0}})
+        for record in layer.neurons)) for layer in manifest.layers)
+    config = parse('[layers]\nuse = ["conv", "fc"]\n', tmp_path / "atlas.toml")
+    shown = pages(build_site_model(replace(manifest, layers=layers), config, measure))
+    assert [stat["name"] for stat in shown["layers/conv/2.html"].context["stats"]] == ["histogram", "active"]
+    fc = shown["layers/fc/2.html"].context
+    assert [stat["name"] for stat in fc["stats"]] == ["histogram"] and fc["layer"]["logits"]
+    assert not shown["layers/conv/2.html"].context["layer"]["logits"]
+
+
 def test_the_search_finds_a_neuron_by_the_classes_it_raises(tmp_path):
     from dataclasses import replace
 

@@ -201,7 +201,7 @@ class Atlas:
                 "effective": f"{layer.effective} x {layer.effective} px" if layer.effective else "whole image",
                 "looks": f"{layer.effective} x {layer.effective} px of the image" if layer.effective
                 else "the whole image",
-                "signed": layer.signed, "nonfinite": layer.nonfinite}
+                "signed": layer.signed, "nonfinite": layer.nonfinite, "logits": self.is_logits(layer)}
 
     def tile(self, layer: str, neuron: int) -> dict:
         """A neuron in brief: its best patch, label and link."""

@@ -43,7 +43,7 @@ def test_records_are_json_and_the_template_part_renders(statistic):
         record = json.loads(json.dumps(statistic.record(arrays, row), allow_nan=False))
         html = env.get_template(f"stats/{statistic.NAME}.html").render(
             stat={"name": statistic.NAME, "context": statistic.context(record)}, probe={"count": len(VALUES)},
-            layer={"signed": row % 2 == 0, "kind": "channels"}, page_path="layers/a/0.html")
+            layer={"signed": row % 2 == 0, "kind": "channels", "logits": row % 3 == 0}, page_path="layers/a/0.html")
         assert html.strip() and "None" not in html
 
 
@@ -55,5 +55,6 @@ def test_the_histogram():
     assert record["firing"] == pytest.approx((VALUES[:, 0] > 0).mean())
     with pytest.raises(jinja2.UndefinedError):  # a part reads only what its context gives
         environment(templates_dir()).get_template("stats/histogram.html").render(
-            stat={"name": "histogram", "context": {}}, probe={"count": 100}, layer={"signed": False, "kind": "units"},
+            stat={"name": "histogram", "context": {}}, probe={"count": 100},
+            layer={"signed": False, "kind": "units", "logits": False},
             page_path="x.html")

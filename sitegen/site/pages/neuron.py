@@ -192,7 +192,6 @@ def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
                   for stat in stats.STATISTICS if stat.NAME in record.stats
                   # how often a class is "strongly on" would move with any constant added to its logit
                   and not (stat.NAME == stats.active.NAME and atlas.is_logits(layer))],
-
         "patches": patches(atlas, layer, record, record.top), "levels": patches(atlas, layer, record, record.levels),
         "sources": sources(atlas, record), "view_kinds": view_kinds(manifest),
         "levels_within_top": within_top(list(atlas.config.compute.percentiles), len(manifest.probe.items),

@@ -12,6 +12,8 @@ from urllib.parse import unquote, urlsplit
 
 from PIL import Image
 
+from .site.sheets import HEIGHT
+
 
 class _Links(HTMLParser):
     def __init__(self) -> None:
@@ -179,7 +181,8 @@ def footprint(site: str | Path) -> Footprint:
             bytes_ = path.lstat().st_size
             files, size = files + 1, size + bytes_
             relative = path.relative_to(root).as_posix()
-            parts[part_of(relative)] = parts.get(part_of(relative), 0) + bytes_
+            part = part_of(relative)
+            parts[part] = parts.get(part, 0) + bytes_
             if bytes_ > largest[0]:
                 largest = (bytes_, relative)
     return Footprint(files, directories, size, largest, dict(sorted(parts.items(), key=lambda item: -item[1])))
@@ -211,7 +214,7 @@ def where(used: Footprint) -> str:
     """Where a site's bytes are, largest part first."""
     if not used.size:
         return "its bytes: none"
-    return "its bytes: " + ", ".join(f"{name} {mb(bytes_)} ({bytes_ / max(used.size, 1):.0%})"
+    return "its bytes: " + ", ".join(f"{name} {mb(bytes_)} ({bytes_ / used.size:.0%})"
                                      for name, bytes_ in used.parts.items())
 
 
@@ -233,7 +236,7 @@ def advice(used: Footprint, host: Host) -> list[str]:
         largest = used.largest[1]
         out.append(f"to make {largest} smaller: " + (
             f"it holds a record of every mapped neuron; {fewer}" if largest in ("manifest.json", "search-index.js")
-            else "sitegen's sheets of pictures are at most 4,096 px tall, wider only where one picture is (an "
+            else f"sitegen's sheets of pictures are at most {HEIGHT:,} px tall, wider only where one picture is (an "
                  "optimized image of a large [optimize] size); a file sitegen did not write can be taken out of "
                  "the site's folder"))
     return out

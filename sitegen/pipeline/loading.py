@@ -80,8 +80,8 @@ def collect_items(config: Config, cache: Cache | None, problems: list[str], note
                         + "".join(f"\n  - {name}: {reason}" for name, reason in skipped[:10]))
     elif config.compute.top_k > len(probe):
         problems.append(f"compute.top_k is {config.compute.top_k} but the probe set has only {len(probe)} views")
-    elif config.compute.per_photo and config.compute.top_k > config.compute.per_photo * len({i.digest for i in probe}):
-        photos = len({item.digest for item in probe})
+    elif config.compute.per_photo and config.compute.top_k > config.compute.per_photo * (
+            photos := len({item.digest for item in probe})):
         problems.append(f"compute.top_k is {config.compute.top_k} but with compute.per_photo = "
                         f"{config.compute.per_photo} the probe set's {photos} photos give at most "
                         f"{config.compute.per_photo * photos}")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SitegenError
-from .methods import METHODS, OPTIMIZE, PICTURE_METHODS, RULE_METHODS
+from .methods import METHODS, OPTIMIZE, PATCH_KINDS, PICTURE_METHODS, RULE_METHODS
 
 
 def option(default: Any, doc: str, *, choices: tuple | None = None, minimum: float | None = None,
@@ -60,6 +60,10 @@ class LayersConfig:
     methods: Mapping[str, Any] = option({}, "Per layer (as named in use), the visualization methods its featured "
                                             "pictures show, instead of compute.methods (say, no deconvnet where "
                                             "it shows only its lattice).")
+    patches: Mapping[str, Any] = option({}, "Per layer (as named in use), what its top patches show beside each "
+                                            "photo: \"guided\" (guided backprop, the default) or \"map\" (where "
+                                            "the neuron fires on it: for channels whose guided backprop fails the "
+                                            "randomization check).")
 
 
 @dataclass(frozen=True)
@@ -334,17 +338,21 @@ def _layer_neurons(layers: LayersConfig, errors: list[str]) -> dict[str, Any]:
 
 
 def _layer_methods(layers: LayersConfig, compute: ComputeConfig, errors: list[str]) -> dict[str, tuple[str, ...]]:
-    """Each listed layer's methods: its own where layers.methods gives them, else compute.methods'."""
+    """Each listed layer's methods: its own where layers.methods gives them, else compute.methods'; and
+    layers.patches checked."""
     default = tuple(m for m in dict.fromkeys(compute.methods) if m != OPTIMIZE)
     chosen = {name: default for name in layers.use}
-    for name, methods in layers.methods.items():
-        key = f"layers.methods.{name}"
-        if name not in layers.use:
-            errors.append(f"{key}: {name!r} is not in layers.use")
-        elif not isinstance(methods, list) or not methods or not all(m in PICTURE_METHODS for m in methods):
-            errors.append(f"{key}: expected a list of {', '.join(PICTURE_METHODS)}, got {methods!r}")
-        else:
-            chosen[name] = tuple(dict.fromkeys(methods))
+    for setting, given, fits, expected in (
+            ("methods", layers.methods, lambda v: isinstance(v, list) and v and all(m in PICTURE_METHODS for m in v),
+             f"a list of {', '.join(PICTURE_METHODS)}"),
+            ("patches", layers.patches, lambda v: v in PATCH_KINDS, " or ".join(f'"{k}"' for k in PATCH_KINDS))):
+        for name, value in given.items():
+            if name not in layers.use:
+                errors.append(f"layers.{setting}.{name}: {name!r} is not in layers.use")
+            elif not fits(value):
+                errors.append(f"layers.{setting}.{name}: expected {expected}, got {value!r}")
+            elif setting == "methods":
+                chosen[name] = tuple(dict.fromkeys(value))
     return chosen
 
 

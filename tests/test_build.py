@@ -1,11 +1,13 @@
 """End to end: a tiny atlas (a random-init model, generated images) built, checked and rebuilt."""
 
+import io
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY_MODEL, fragment, pictures_on, sheets_of, write_images
@@ -636,3 +638,56 @@ methods = ["gradient"]
         page = (site / "layers" / "fc" / f"{neuron}.html").read_text()
         assert (f" first on {count} of the 6 probe views." in page if count else
                 " first on none of the 6 probe views: the probe set holds nothing" in page)
+
+
+def test_patches_as_activation_maps(atlas):
+    """With features.7's patches as maps, each top patch's picture is that view's channel, from a plain forward
+    pass, laid over the photo and cut to the patch's box; its scale is the channel's maximum there. The pages
+    and manifest.json say so, and features.4 keeps guided backprop."""
+    from PIL import Image
+
+    from sitegen.engine.pictures import activation_map
+    from sitegen.errors import SitegenError
+    from sitegen.images import PATCH_SIDE, cut, fit
+    from sitegen.pipeline.workspace import Workspace
+    from sitegen.store import members
+    from sitegen.store.cache import Cache
+
+    text = CONFIG.replace("[images]", '[layers.patches]\n"features.7" = "map"\n[images]')
+    (atlas / "atlas.toml").write_text(text)
+    manifest, _ = compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)
+    layer = manifest.layer("features.7")
+    assert layer.patches == "map" and manifest.layer("features.4").patches == "guided"
+    with Workspace.open(load(atlas / "atlas.toml"), Cache(atlas / "cache"), "cpu", quiet=True, encode=False) as ws:
+        kept = {}
+        handle = ws.modules["features.7"].register_forward_hook(lambda _m, _i, out: kept.update(out=out))
+        for record in layer.neurons:
+            for patch in (*record.top, *record.levels):
+                pixels = ws.pixels(ws.probe[patch.item])
+                with torch.no_grad():
+                    ws.model.module(ws.tensor([pixels]))
+                channel = kept["out"][0, record.neuron]
+                position = int(channel.flatten().argmax())
+                entry = ws.cache.get(members.PATCHES, patch.key)
+                stored = np.asarray(Image.open(io.BytesIO(entry[members.patch_map(record.neuron)])).convert("RGB"))
+                expected = fit(cut(activation_map(pixels, channel, position), patch.box), PATCH_SIDE)
+                assert np.array_equal(stored, expected)
+                assert patch.scale == pytest.approx(float(channel.max()), rel=1e-5)
+                assert patch.value == pytest.approx(float(channel.max()), rel=1e-5)
+        handle.remove()
+    site = atlas / "site"
+    assert run("render", "-c", atlas / "atlas.toml", "-o", site, "--cache", atlas / "cache")[0] == 0
+    assert check_site(site)[1] == []
+    data = json.loads((site / "manifest.json").read_text())
+    neurons = {entry["name"]: entry["neurons"] for entry in data["layers"]}
+    record = neurons["features.7"][0]
+    shown = {(sheet, rect): alt for sheet, rect, alt in pictures_on(site, record["page"])}
+    for patch in record["top_patches"]:
+        assert "guided" not in patch and shown[fragment(patch["map"])] == f"Activation map patch {patch['rank']}"
+    assert "guided" in neurons["features.4"][0]["top_patches"][0]
+    page = (site / record["page"]).read_text()
+    assert "where the neuron fires on it: its activation map" in page
+    assert "where the neuron fires on it" in (site / "layers" / "features.7.html").read_text()
+    (atlas / "atlas.toml").write_text(CONFIG.replace("[images]", '[layers.patches]\nfc = "map"\n[images]'))
+    with pytest.raises(SitegenError, match=r'layers.patches.fc: "map" needs a layer of channels'):
+        compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)

@@ -104,3 +104,14 @@ def test_methods_per_layer_and_the_featured_images_in_the_probe_set(tmp_path):
     assert "layers.methods.conv9: 'conv9' is not in layers.use" in message
     assert "layers.methods.conv1: expected a list of guided, deconv, gradient, smoothgrad, got ['lrp']" in message
     assert "layers.methods.conv5: expected a list" in message
+
+
+def test_patches_per_layer_are_guided_or_maps(tmp_path):
+    text = GOOD.replace('use = ["conv1", "conv5"]', 'use = ["conv1", "conv5"]\npatches = { conv5 = "map" }')
+    assert parse(text, tmp_path / "atlas.toml").layers.patches == {"conv5": "map"}
+    with pytest.raises(SitegenError) as info:
+        parse(GOOD.replace('use = ["conv1", "conv5"]', 'use = ["conv1", "conv5"]\npatches = { conv9 = "map", '
+                           'conv1 = "deconv" }'), tmp_path / "atlas.toml")
+    message = str(info.value)
+    assert "layers.patches.conv9: 'conv9' is not in layers.use" in message
+    assert 'layers.patches.conv1: expected "guided" or "map", got \'deconv\'' in message

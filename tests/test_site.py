@@ -127,7 +127,7 @@ def test_a_patch_photo_that_one_neuron_shows_is_in_its_own_sheet_and_a_shared_on
     sheet = assets.own("conv", 0)
     assert assets.patch(sheet, 0, alone, "img").sheet.path == "assets/layers/conv/0.avif"
     assert assets.patch(sheet, 0, record.top[1], "img").sheet.path == "assets/layers/conv/photos.avif"
-    assert assets.patch(sheet, 0, record.top[1], "gb").sheet.path == "assets/layers/conv/0.avif"  # its own
+    assert assets.patch(sheet, 0, record.top[1], "guided").sheet.path == "assets/layers/conv/0.avif"  # its own
 
 
 def test_pictures_are_packed_into_sheets_that_name_their_cache_members(site):

@@ -13,6 +13,7 @@ from torch import nn
 from ..engine.capture import inference_state, model_device
 from ..engine.geometry import Geometry, receptive_fields
 from ..errors import SitegenError
+from ..methods import MAP
 from . import timm_models
 
 if TYPE_CHECKING:
@@ -166,10 +167,13 @@ def _order_problems(chosen: list[tuple[str, str, str]], infos: dict[str, LayerIn
 
 
 def _neuron_problems(config: Config, chosen: list[tuple[str, str, str]], infos: dict[str, LayerInfo]) -> list[str]:
-    """Neuron indices in layers.neurons that the layer does not have."""
+    """Neuron indices in layers.neurons that the layer does not have; patches shown as maps where it has none."""
     problems = []
     for listed, _, path in chosen:
         choice, shape = config.layers.neurons.get(listed), infos[path].shape
+        if config.layers.patches.get(listed) == MAP and len(shape) != 3:
+            problems.append(f"layers.patches.{listed}: \"map\" needs a layer of channels, and {listed} gives one "
+                            f"value per neuron ({shape}): it has no map to show")
         if isinstance(choice, tuple) and shape:
             outside = [n for n in choice if n >= shape[0]]
             if outside:

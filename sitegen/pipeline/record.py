@@ -256,7 +256,7 @@ def layer_record(ws: Workspace, state: State, layer: Layer, slugs: list[str], re
                        geometry.as_dict(), None if geometry.whole else geometry.size,
                        state.effective.get(layer.name), signed(ws, state, layer, arrays, read), tuple(neurons),
                        optimized, nonfinite, sanity.figures(ws, state, layer) if sanity.applies(ws) else {},
-                       agreement, pairs, first_same)
+                       agreement, pairs, first_same, patches.kind(ws, layer))
 
 
 def record(ws: Workspace, state: State) -> Manifest:

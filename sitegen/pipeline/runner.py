@@ -36,6 +36,7 @@ from ..store.manifest import Manifest
 from . import compare
 from .record import record
 from .stage import Stage, State, identity
+from .stages import patches
 from .stages.activations import ActivationsStage
 from .stages.classes import ClassesStage
 from .stages.effective import EffectiveStage
@@ -163,6 +164,10 @@ def _changes(ws: Workspace, previous: Manifest) -> list[str]:
         lines.append(f"top_k changed: {previous.top_k} -> {config.compute.top_k}")
     if previous.per_photo != config.compute.per_photo:
         lines.append(f"per_photo changed: {previous.per_photo} -> {config.compute.per_photo}")
+    before = {layer.name: layer.patches for layer in previous.layers}
+    for layer in ws.layers:
+        if before.get(layer.name, patches.kind(ws, layer)) != patches.kind(ws, layer):
+            lines.append(f"{layer.name}'s patches changed: {before[layer.name]} -> {patches.kind(ws, layer)}")
     shown = {m for layer in previous.layers for m in layer.methods} | set(previous.methods)
     wanted = [*config.compute.methods, *(m for methods in config.layers.methods.values() for m in methods)]
     added_methods = [m for m in dict.fromkeys(wanted) if m not in shown]

@@ -7,13 +7,19 @@ This module and everything the site half imports run without torch.
 from __future__ import annotations
 
 from ..config import Config
-from ..methods import BY_NAME, GUIDED
+from ..methods import BY_NAME, GUIDED, MAP
 from ..store.manifest import ClassShare, Edge, FeaturedRecord, LayerRecord, Manifest, NeuronRecord, classifier_output
 from .content import Content
 from .links import Assets, image_url, layer_url, neuron_url, node_id, safe_name
 from .model import plural
 from .sheets import Measure, Pic
 
+# What a layer's top patches show beside their photos (LayerRecord.patches), as pages name it: "label" before the
+# patch's number or place, "scale" before its scale, "class" of the pic macro ("g": a gradient picture)
+PATCH_KINDS = {GUIDED: {"name": GUIDED, "title": "Guided backprop", "label": "Guided backprop patch",
+                        "scale": "Guided backprop, scale", "class": "g"},
+               MAP: {"name": MAP, "title": "Where it fires", "label": "Activation map patch",
+                     "scale": "Activation map, its maximum", "class": ""}}
 LEADS = (0.3, 2.0, 3)  # an automatic label: the leading class holds at least this share of the top-N images,
 # is at least this many times as common among them as in the probe set, with at least this many images
 
@@ -151,10 +157,12 @@ class Atlas:
     @staticmethod
     def checks(layer: LayerRecord) -> list[dict]:
         """The randomization check of each method the layer's pages show: its featured pictures' methods, and
-        guided backprop's patches where the featured pictures are by other methods."""
+        guided backprop's patches where the featured pictures are by other methods (or why its patches show
+        maps instead)."""
         shown = [(m, BY_NAME[m].title) for m in layer.methods]
         if GUIDED not in layer.methods:
-            shown.append((GUIDED, f"{BY_NAME[GUIDED].title} (patches)"))
+            shown.append((GUIDED, BY_NAME[GUIDED].title + (" (not shown: the patches show maps)" if layer.patches == MAP
+                                                           else " (patches)")))
         return [{**c, "title": title} for m, title in shown if (c := check(layer, m))]
 
     @staticmethod
@@ -201,18 +209,20 @@ class Atlas:
                 "effective": f"{layer.effective} x {layer.effective} px" if layer.effective else "whole image",
                 "looks": f"{layer.effective} x {layer.effective} px of the image" if layer.effective
                 else "the whole image",
-                "signed": layer.signed, "nonfinite": layer.nonfinite, "logits": self.is_logits(layer)}
+                "signed": layer.signed, "nonfinite": layer.nonfinite, "logits": self.is_logits(layer),
+                "patch": PATCH_KINDS[layer.patches]}
 
     def tile(self, layer: str, neuron: int) -> dict:
         """A neuron in brief: its best patch, label and link."""
         best = self.record(layer, neuron).top[0]
-        optimized = self.layer(layer).optimized
+        optimized, kind = self.layer(layer).optimized, PATCH_KINDS[self.layer(layer).patches]
         sheet = self.assets.tiles(layer)
         return {"layer": layer, "neuron": neuron, "url": neuron_url(layer, neuron),
                 "label": self.labels[(layer, neuron)][0], "auto": (layer, neuron) in self.automatic,
                 "value": best.value,
                 "img": self.assets.patch(sheet, neuron, best, "img"),
-                "gb": self.assets.patch(sheet, neuron, best, "gb"),
+                "vis": self.assets.patch(sheet, neuron, best, kind["name"]),
+                "vis_title": kind["title"], "vis_class": kind["class"],
                 "opt": self.assets.optimized(sheet, neuron, optimized) if optimized else None}
 
     def thumbnail(self, featured: FeaturedRecord, layer: str, neuron: int) -> Pic:
@@ -239,7 +249,8 @@ class Atlas:
             tile["count"] = edge.count
             if featured is not None:
                 tile["img"] = self.photo_there(featured, layer, edge.neuron)
-                tile["gb"] = self.thumbnail(featured, layer, edge.neuron)
+                tile["vis"] = self.thumbnail(featured, layer, edge.neuron)
+                tile["vis_title"], tile["vis_class"] = BY_NAME[self.thumbnail_method(self.layer(layer))].title, "g"
             out.append(tile)
         return out
 

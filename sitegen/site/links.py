@@ -12,6 +12,7 @@ import re
 from collections import Counter
 
 from ..images import NAME_LIMIT, fit_name
+from ..methods import MAP
 from ..store import members
 from ..store.manifest import FeaturedRecord, LayerRecord, OptimizedRecord, PatchRecord, TreeNode
 from .model import Asset
@@ -103,11 +104,13 @@ class Assets:
                                photo=part == "img")
 
     def patch(self, sheet: str, neuron: int, patch: PatchRecord, which: str) -> Pic:
-        """A patch's photo (``which`` "img") or its guided-backprop picture ("gb")."""
+        """A patch's photo (``which`` "img") or its picture of a kind (its layer's ``patches``: "guided", its
+        guided-backprop picture; "map", its activation map over the photo)."""
         if which == "img":
             photo = self._photo(patch)
             return self.packer.add(self.shared.get(photo, sheet), photo, photo=True)
-        return self.packer.add(sheet, Member(members.PATCHES, patch.key, members.patch_guided(neuron)))
+        return self.packer.add(sheet, Member(members.PATCHES, patch.key, members.patch_picture(which)(neuron)),
+                               photo=which == MAP)
 
     def activation_map(self, sheet: str, featured: FeaturedRecord, layer: str, neuron: int) -> Pic:
         return self.packer.add(sheet, Member(members.MAPS, featured.maps[layer], members.activation_map(neuron)),

@@ -20,7 +20,7 @@ from typing import Any
 
 from .cache import Cache, manifest_name
 
-FORMAT = 3  # bumped when the records change shape; an older manifest is computed again
+FORMAT = 4  # bumped when the records change shape; an older manifest is computed again
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class PatchRecord:
     value: float
     box: tuple[int, int, int, int]  # the receptive field: top, left, bottom, right (inclusive)
     key: str  # key of the view's patches entry
-    scale: float  # of its guided picture: |g| shown at full contrast
+    scale: float  # of its picture: |g| shown at full contrast in guided backprop's, a map's maximum
     rank: int | None = None
     percentile: float | None = None
     place: int | None = None
@@ -193,6 +193,7 @@ class LayerRecord:
     effects_agreement: float | None = None
     effects_pairs: int = 0
     effects_first_same: tuple[int, int] = (0, 0)
+    patches: str = "guided"  # what its top patches show beside their photos: "guided" or "map" (methods.MAP)
 
     @property
     def zoom(self) -> bool:

@@ -1,6 +1,8 @@
 """The kinds of cache entries and the names of their members, defined once for the stages that write
 them and the site that copies them.  A member per neuron is named by the neuron's number."""
 
+from collections.abc import Callable
+
 # kinds of entries: one folder of the cache each
 ACTIVATIONS = "acts"
 PREDICTIONS = "preds"
@@ -95,8 +97,18 @@ def patch_guided(neuron: int) -> str:
     return f"{neuron}-gb.webp"
 
 
+def patch_map(neuron: int) -> str:
+    """Or (a layer whose patches are maps) the neuron's activation map over the faded photo, cut to the box."""
+    return f"{neuron}-map.webp"
+
+
+def patch_picture(kind: str) -> Callable[[int], str]:
+    """The member of a neuron's patch picture of a kind ("guided" or "map", methods.PATCH_KINDS)."""
+    return patch_map if kind == "map" else patch_guided
+
+
 def patch_scale(neuron: int) -> str:
-    """The scale of that picture, float32 [1]."""
+    """The scale of that picture, float32 [1]: the |gradient| shown at full contrast, or the map's maximum."""
     return f"{neuron}-scale.npy"
 
 

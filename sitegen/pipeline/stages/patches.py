@@ -1,7 +1,8 @@
 """Patches: for each neuron's top and percentile items, the photo and the guided-backprop picture cut to its
-effective receptive field (or the whole image), the picture on its own scale; the top items' edges ride on
-the same passes.  The neurons that show one probe item go through one gradient call per few batches of
-them (so memory does not grow with the neurons), and the photo and the edges are written once per item."""
+effective receptive field (or the whole image), the picture on its own scale, or (``layers.patches`` "map")
+its activation map laid over the photo; the top items' edges ride on the same passes.  The neurons that show
+one probe item go through one gradient call per few batches of them (so memory does not grow with the
+neurons), and the photo and the edges are written once per item."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from ...engine.capture import capture, inference_state
 from ...engine.passes import gradients
+from ...engine.pictures import activation_map, display
 from ...engine.pictures import cut as cut_gradients
-from ...engine.pictures import display
 from ...images import PATCH_SIDE, STORAGE, Item, cut, fit
-from ...methods import GUIDED
+from ...methods import GUIDED, MAP
 from ...model.layers import Layer
 from ...store import members
 from ..edges import edges_key
@@ -43,18 +46,33 @@ class Patches:
 
 
 
+def kind(ws: Workspace, layer: Layer) -> str:
+    """What the layer's patches show beside their photos (methods.PATCH_KINDS)."""
+    return ws.config.layers.patches.get(layer.listed, GUIDED)
+
+
 def _patches(ws: Workspace, state: State, layer: Layer, pixels: np.ndarray, neurons: list[int],
-             positions: list[int], guided, stored: set[str]) -> dict[str, object]:
+             positions: list[int], guided: torch.Tensor | None, out: torch.Tensor | None,
+             stored: set[str]) -> dict[str, object]:
     """Members for some neurons' patches on one photo: each guided picture cut to its box and shown on its own
-    scale, its scale, and the photo of each box not ``stored`` yet (a box serves every neuron that shares it)."""
+    scale, or (``out``: the layer's output on the photo, [C, H, W]) its activation map over the photo cut to
+    the box; its scale (the map's maximum); and the photo of each box not ``stored`` yet (a box serves every
+    neuron that shares it)."""
     boxes = [patch_box(ws, state, layer, int(position)) for position in positions]
-    shown, scales = display(cut_gradients(guided, boxes), PATCH_SIDE)
+    if out is not None:
+        shown = [fit(cut(activation_map(pixels, out[n], int(p)), box), PATCH_SIDE)
+                 for n, p, box in zip(neurons, positions, boxes)]
+        scales = [float(out[n].max()) for n in neurons]
+    else:
+        assert guided is not None
+        pictures, values = display(cut_gradients(guided, boxes), PATCH_SIDE)
+        shown, scales = list(pictures), values.tolist()
     jobs, written = {}, {}
     for k, neuron in enumerate(neurons):
         photo = members.patch_photo(boxes[k])
         if photo not in stored and photo not in jobs:
             jobs[photo] = (fit(cut(pixels, boxes[k]), PATCH_SIDE), "picture")
-        jobs[members.patch_guided(neuron)] = (shown[k], "picture")
+        jobs[members.patch_picture(MAP if out is not None else GUIDED)(neuron)] = (shown[k], "picture")
         written[members.patch_scale(neuron)] = np.array([scales[k]], dtype=np.float32)
     return {**ws.encode_many(jobs), **written}
 
@@ -72,7 +90,7 @@ class PatchesStage(Stage):
             for index in sorted(set(wanted) | set(levels)):
                 item, where = ws.probe[index], {**levels.get(index, {}), **wanted.get(index, {})}
                 patches = missing(ws, members.PATCHES, patches_key(ws, state, item, layer), sorted(where),
-                                  members.patch_guided)
+                                  members.patch_picture(kind(ws, layer)))
                 edges = (missing(ws, members.EDGES, edges_key(ws, item, layer), sorted(wanted.get(index, {})),
                                  members.edges) if layer.lower is not None else [])
                 if patches or edges:
@@ -92,14 +110,20 @@ class PatchesStage(Stage):
             stored = ws.cache.names(members.PATCHES, patches_key(ws, state, item, layer)) if w.patches else set()
             written: dict[str, object] = {}
             weights = {}
+            out = None
+            if w.patches and kind(ws, layer) == MAP:  # the maps: one forward to the layer
+                with inference_state(ws.model.module), torch.no_grad():
+                    out = capture(ws.model.module, x[None], {layer.path: ws.modules[layer.path]},
+                                  copy=True)[layer.path][0]
+            guided = w.patches and out is None
             for start in range(0, len(w.neurons), size * 8):  # a few batches a call: memory flat in neurons
                 neurons, positions = list(w.neurons[start:start + size * 8]), list(w.positions[start:start + size * 8])
                 result = gradients(ws.model.module, x, layer.path, ws.modules[layer.path], neurons, positions,
-                                   [GUIDED] if w.patches else [], size, *ws.crop_args(layer, x),
+                                   [GUIDED] if guided else [], size, *ws.crop_args(layer, x),
                                    lower=ws.modules[layer.lower.path] if w.edges and layer.lower is not None else None)
                 if w.patches:
-                    written.update(_patches(ws, state, layer, pixels, neurons, positions, result[GUIDED],
-                                            stored | set(written)))
+                    written.update(_patches(ws, state, layer, pixels, neurons, positions,
+                                            result[GUIDED] if guided else None, out, stored | set(written)))
                 if w.edges:
                     weights.update({members.edges(n): row for n, row in zip(neurons, result["edges"].cpu().numpy())})
                 advance(len(neurons))

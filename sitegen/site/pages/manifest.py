@@ -43,7 +43,7 @@ def top_patches(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> list[
     return [{"rank": p.rank, "value": p.value, "box": list(p.box), "source": items[p.item].name,
              "view": items[p.item].view, "label": items[p.item].label or None, "scale": p.scale,
              "photo": atlas.assets.patch(sheet, record.neuron, p, "img").fragment(),
-             "guided": atlas.assets.patch(sheet, record.neuron, p, "gb").fragment()} for p in record.top]
+             layer.patches: atlas.assets.patch(sheet, record.neuron, p, layer.patches).fragment()} for p in record.top]
 
 
 def tree(atlas: Atlas, featured: FeaturedRecord, path: list[TreeNode]) -> dict:

@@ -9,7 +9,7 @@ from collections import Counter
 from ... import stats
 from ...methods import BY_NAME, GUIDED
 from ...store.manifest import LayerRecord, Manifest, NeuronRecord
-from ..atlas import Atlas, agreement, check
+from ..atlas import PATCH_KINDS, Atlas, agreement, check
 from ..links import class_url, image_url, layer_url, neuron_url
 from ..model import Page, ordinal
 from . import layer as layer_pages
@@ -45,7 +45,7 @@ def featured_rows(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> lis
 
 
 def patches(atlas: Atlas, layer: LayerRecord, record: NeuronRecord, chosen) -> list[dict]:
-    """Top patches or patches below the top, each its photo beside its guided-backprop picture."""
+    """Top patches or patches below the top, each its photo beside its picture of the layer's kind (``kind``)."""
     out, sheet = [], atlas.assets.own(layer.name, record.neuron)
     for patch in chosen:
         item = atlas.manifest.probe.items[patch.item]
@@ -53,9 +53,9 @@ def patches(atlas: Atlas, layer: LayerRecord, record: NeuronRecord, chosen) -> l
                     "label": item.label,
                     "scale": patch.scale,
                     "percentile": percentile_label(patch.percentile) if patch.percentile is not None else None,
-                    "place": patch.place,
+                    "place": patch.place, "kind": PATCH_KINDS[layer.patches],
                     "img": atlas.assets.patch(sheet, record.neuron, patch, "img"),
-                    "gb": atlas.assets.patch(sheet, record.neuron, patch, "gb")})
+                    "vis": atlas.assets.patch(sheet, record.neuron, patch, layer.patches)})
     return out
 
 

@@ -688,6 +688,9 @@ def test_patches_as_activation_maps(atlas):
     page = (site / record["page"]).read_text()
     assert "where the neuron fires on it: its activation map" in page
     assert "where the neuron fires on it" in (site / "layers" / "features.7.html").read_text()
+    below = [path.read_text() for path in (site / "layers" / "features.4").glob("*.html")]
+    assert all("Parents (features.7, where it fires)" in text for text in below)  # on each image: their maps
+    assert any(re.search(r'aria-label="Where features\.7/\d+ fires there"', text) for text in below)
     (atlas / "atlas.toml").write_text(CONFIG.replace("[images]", '[layers.patches]\nfc = "map"\n[images]'))
     with pytest.raises(SitegenError, match=r'layers.patches.fc: "map" needs a layer of channels'):
         compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)

@@ -225,6 +225,21 @@ class Atlas:
                 "vis_title": kind["title"], "vis_class": kind["class"],
                 "opt": self.assets.optimized(sheet, neuron, optimized) if optimized else None}
 
+    def on_image(self, featured: FeaturedRecord, layer: str, neuron: int) -> tuple[Pic, str, str]:
+        """The neuron's small picture on an image, its alt text and pic class: where it fires, in a layer whose
+        patches show that; else its picture there (:meth:`thumbnail`)."""
+        record = self.layer(layer)
+        if record.patches == MAP:
+            return self.assets.activation_map(self.assets.on(featured, layer), featured, layer, neuron), \
+                f"Where {layer}/{neuron} fires there", ""
+        title = BY_NAME[self.thumbnail_method(record)].title
+        return self.thumbnail(featured, layer, neuron), f"{title} of {layer}/{neuron} there", "g"
+
+    def on_image_phrase(self, layer: str) -> str:
+        """What :meth:`on_image` shows of the layer's neurons, within a sentence."""
+        record = self.layer(layer)
+        return "where it fires" if record.patches == MAP else BY_NAME[self.thumbnail_method(record)].phrase
+
     def thumbnail(self, featured: FeaturedRecord, layer: str, neuron: int) -> Pic:
         """The neuron's picture on an image: its receptive field where that is smaller than the image."""
         record = self.layer(layer)
@@ -249,8 +264,7 @@ class Atlas:
             tile["count"] = edge.count
             if featured is not None:
                 tile["img"] = self.photo_there(featured, layer, edge.neuron)
-                tile["vis"] = self.thumbnail(featured, layer, edge.neuron)
-                tile["vis_title"], tile["vis_class"] = BY_NAME[self.thumbnail_method(self.layer(layer))].title, "g"
+                tile["vis"], tile["vis_alt"], tile["vis_class"] = self.on_image(featured, layer, edge.neuron)
             out.append(tile)
         return out
 

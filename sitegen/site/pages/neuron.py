@@ -112,7 +112,10 @@ def edge_sections(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> dic
             "lower_url": layer_url(layer.lower) if layer.lower else None,
             "upper_url": layer_url(upper) if upper else None,
             "upper_unmapped": above is not None and len(above.neurons) < above.count,
-            "upper_mapped": len(above.neurons) if above else 0}
+            "upper_mapped": len(above.neurons) if above else 0,
+            # the methods of their pictures on an image, within a sentence
+            "lower_method": atlas.on_image_phrase(layer.lower) if layer.lower else None,
+            "upper_method": atlas.on_image_phrase(above.name) if above else None}
 
 
 def before_section(atlas: Atlas, layer: LayerRecord, record: NeuronRecord) -> dict | None:

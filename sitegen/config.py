@@ -61,9 +61,9 @@ class LayersConfig:
                                             "pictures show, instead of compute.methods (say, no deconvnet where "
                                             "it shows only its lattice).")
     patches: Mapping[str, Any] = option({}, "Per layer (as named in use), what its top patches show beside each "
-                                            "photo: \"guided\" (guided backprop, the default) or \"map\" (where "
-                                            "the neuron fires on it: for channels whose guided backprop fails the "
-                                            "randomization check).")
+                                            "photo: a method's picture (\"guided\", the default, or another) or "
+                                            "\"map\" (where the neuron fires on it): for a layer whose guided "
+                                            "backprop fails the randomization check.")
 
 
 @dataclass(frozen=True)
@@ -345,7 +345,7 @@ def _layer_methods(layers: LayersConfig, compute: ComputeConfig, errors: list[st
     for setting, given, fits, expected in (
             ("methods", layers.methods, lambda v: isinstance(v, list) and v and all(m in PICTURE_METHODS for m in v),
              f"a list of {', '.join(PICTURE_METHODS)}"),
-            ("patches", layers.patches, lambda v: v in PATCH_KINDS, " or ".join(f'"{k}"' for k in PATCH_KINDS))):
+            ("patches", layers.patches, lambda v: v in PATCH_KINDS, f"one of {', '.join(PATCH_KINDS)}")):
         for name, value in given.items():
             if name not in layers.use:
                 errors.append(f"layers.{setting}.{name}: {name!r} is not in layers.use")

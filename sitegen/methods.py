@@ -78,7 +78,8 @@ TRUE_GRADIENT = "gradient"
 # Guided backprop, the study's: top patches and the specificity are its pictures, and thumbnails are where
 # it is computed.
 GUIDED = "guided"
-# What a layer's top patches show beside each photo: guided backprop's picture, or where the neuron fires on the
-# photo (its activation map), for a layer whose guided-backprop pictures fail the randomization check.
+# What a layer's top patches show beside each photo: a method's picture (guided backprop's by default), or where
+# the neuron fires on the photo (its activation map), for a layer whose guided-backprop pictures fail the
+# randomization check.
 MAP = "map"
-PATCH_KINDS = (GUIDED, MAP)
+PATCH_KINDS = (*PICTURE_METHODS, MAP)

@@ -669,7 +669,8 @@ def test_patches_as_activation_maps(atlas):
                 channel = kept["out"][0, record.neuron]
                 position = int(channel.flatten().argmax())
                 entry = ws.cache.get(members.PATCHES, patch.key)
-                stored = np.asarray(Image.open(io.BytesIO(entry[members.patch_map(record.neuron)])).convert("RGB"))
+                stored = entry[members.patch_picture("map")(record.neuron)]
+                stored = np.asarray(Image.open(io.BytesIO(stored)).convert("RGB"))
                 expected = fit(cut(activation_map(pixels, channel, position), patch.box), PATCH_SIDE)
                 assert np.array_equal(stored, expected)
                 assert patch.scale == pytest.approx(float(channel.max()), rel=1e-5)
@@ -694,3 +695,39 @@ def test_patches_as_activation_maps(atlas):
     (atlas / "atlas.toml").write_text(CONFIG.replace("[images]", '[layers.patches]\nfc = "map"\n[images]'))
     with pytest.raises(SitegenError, match=r'layers.patches.fc: "map" needs a layer of channels'):
         compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)
+
+
+def test_patches_by_another_method_are_the_api_s(atlas):
+    """With features.7's patches by SmoothGrad, each top patch's picture is sitegen.visualize's on that view with
+    the config's noise, cut to the patch's box: their scales agree, and the pages name the method and its check."""
+    import sitegen
+    from sitegen.engine.pictures import cut as cut_gradients
+    from sitegen.engine.pictures import display
+    from sitegen.images import PATCH_SIDE
+    from sitegen.pipeline.workspace import Workspace
+    from sitegen.store.cache import Cache
+
+    text = CONFIG.replace("[images]", '[layers.patches]\n"features.7" = "smoothgrad"\n[images]')
+    (atlas / "atlas.toml").write_text(text + "[smoothgrad]\nsamples = 3\nnoise = 0.3\nseed = 4\n")
+    manifest, _ = compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)
+    layer = manifest.layer("features.7")
+    assert layer.patches == "smoothgrad"
+    with Workspace.open(load(atlas / "atlas.toml"), Cache(atlas / "cache"), "cpu", quiet=True, encode=False) as ws:
+        for record in layer.neurons[:4]:
+            for patch in record.top:
+                image = ws.tensor([ws.pixels(ws.probe[patch.item])])
+                grads = sitegen.visualize(ws.model.module, image, "features.7", [record.neuron], "smoothgrad",
+                                          samples=3, noise=0.3, seed=4)[0]
+                _, scales = display(cut_gradients(grads, [patch.box]), PATCH_SIDE)
+                assert patch.scale == pytest.approx(float(scales[0]), rel=1e-4)
+    site = atlas / "site"
+    assert run("render", "-c", atlas / "atlas.toml", "-o", site, "--cache", atlas / "cache")[0] == 0
+    assert check_site(site)[1] == []
+    page = (site / "layers" / "features.7" / "0.html").read_text()
+    assert "the photo beside its SmoothGrad picture" in page and "Randomization check of SmoothGrad at" in page
+    assert 'aria-label="SmoothGrad patch 1"' in page
+    data = json.loads((site / "manifest.json").read_text())
+    assert "smoothgrad" in next(entry for entry in data["layers"] if entry["name"] == "features.7")["neurons"][0][
+        "top_patches"][0]
+    assert set(layer.sanity) == {"guided", "deconv", "gradient", "smoothgrad"}  # the patches' method is checked
+    assert "SmoothGrad (patches) <span" in (site / "layers" / "features.7.html").read_text()

@@ -106,12 +106,13 @@ def test_methods_per_layer_and_the_featured_images_in_the_probe_set(tmp_path):
     assert "layers.methods.conv5: expected a list" in message
 
 
-def test_patches_per_layer_are_guided_or_maps(tmp_path):
-    text = GOOD.replace('use = ["conv1", "conv5"]', 'use = ["conv1", "conv5"]\npatches = { conv5 = "map" }')
-    assert parse(text, tmp_path / "atlas.toml").layers.patches == {"conv5": "map"}
+def test_patches_per_layer_are_a_method_s_pictures_or_maps(tmp_path):
+    text = GOOD.replace('use = ["conv1", "conv5"]', 'use = ["conv1", "conv5"]\npatches = { conv5 = "map", '
+                                                    'conv1 = "smoothgrad" }')
+    assert parse(text, tmp_path / "atlas.toml").layers.patches == {"conv5": "map", "conv1": "smoothgrad"}
     with pytest.raises(SitegenError) as info:
         parse(GOOD.replace('use = ["conv1", "conv5"]', 'use = ["conv1", "conv5"]\npatches = { conv9 = "map", '
-                           'conv1 = "deconv" }'), tmp_path / "atlas.toml")
+                           'conv1 = "lrp" }'), tmp_path / "atlas.toml")
     message = str(info.value)
     assert "layers.patches.conv9: 'conv9' is not in layers.use" in message
-    assert 'layers.patches.conv1: expected "guided" or "map", got \'deconv\'' in message
+    assert "layers.patches.conv1: expected one of guided, deconv, gradient, smoothgrad, map, got 'lrp'" in message

@@ -7,19 +7,21 @@ This module and everything the site half imports run without torch.
 from __future__ import annotations
 
 from ..config import Config
-from ..methods import BY_NAME, GUIDED, MAP
+from ..methods import BY_NAME, GUIDED, MAP, PICTURE_METHODS
 from ..store.manifest import ClassShare, Edge, FeaturedRecord, LayerRecord, Manifest, NeuronRecord, classifier_output
 from .content import Content
 from .links import Assets, image_url, layer_url, neuron_url, node_id, safe_name
 from .model import plural
 from .sheets import Measure, Pic
 
-# What a layer's top patches show beside their photos (LayerRecord.patches), as pages name it: "label" before the
-# patch's number or place, "scale" before its scale, "class" of the pic macro ("g": a gradient picture)
-PATCH_KINDS = {GUIDED: {"name": GUIDED, "title": "Guided backprop", "label": "Guided backprop patch",
-                        "scale": "Guided backprop, scale", "class": "g"},
-               MAP: {"name": MAP, "title": "Where it fires", "label": "Activation map patch",
-                     "scale": "Activation map, its maximum", "class": ""}}
+# What a layer's top patches show beside their photos (LayerRecord.patches), as pages name it: "phrase" within a
+# sentence, "label" before the patch's number or place, "scale" before its scale, "class" of the pic macro ("g":
+# a gradient picture)
+PATCH_KINDS = {**{m: {"name": m, "title": BY_NAME[m].title, "phrase": BY_NAME[m].phrase,
+                      "label": f"{BY_NAME[m].title} patch", "scale": f"{BY_NAME[m].title}, scale", "class": "g"}
+                  for m in PICTURE_METHODS},
+               MAP: {"name": MAP, "title": "Where it fires", "phrase": "where it fires",
+                     "label": "Activation map patch", "scale": "Activation map, its maximum", "class": ""}}
 LEADS = (0.3, 2.0, 3)  # an automatic label: the leading class holds at least this share of the top-N images,
 # is at least this many times as common among them as in the probe set, with at least this many images
 
@@ -156,13 +158,15 @@ class Atlas:
 
     @staticmethod
     def checks(layer: LayerRecord) -> list[dict]:
-        """The randomization check of each method the layer's pages show: its featured pictures' methods, and
-        guided backprop's patches where the featured pictures are by other methods (or why its patches show
-        maps instead)."""
+        """The randomization check of each method the layer's pages show: its featured pictures' methods, its
+        patches' where the featured pictures are by other methods, and guided backprop's where neither is (why
+        the patches show another method, or maps)."""
         shown = [(m, BY_NAME[m].title) for m in layer.methods]
-        if GUIDED not in layer.methods:
-            shown.append((GUIDED, BY_NAME[GUIDED].title + (" (not shown: the patches show maps)" if layer.patches == MAP
-                                                           else " (patches)")))
+        if layer.patches not in (*layer.methods, MAP):
+            shown.append((layer.patches, f"{BY_NAME[layer.patches].title} (patches)"))
+        if GUIDED not in (*layer.methods, layer.patches):
+            shown.append((GUIDED, f"{BY_NAME[GUIDED].title} (not shown: the patches show "
+                                  f"{'maps' if layer.patches == MAP else BY_NAME[layer.patches].phrase})"))
         return [{**c, "title": title} for m, title in shown if (c := check(layer, m))]
 
     @staticmethod

@@ -92,19 +92,12 @@ def patch_photo(box: tuple[int, int, int, int]) -> str:
     return "img_{}_{}_{}_{}.webp".format(*box)
 
 
-def patch_guided(neuron: int) -> str:
-    """The guided-backprop picture cut to the same box."""
-    return f"{neuron}-gb.webp"
-
-
-def patch_map(neuron: int) -> str:
-    """Or (a layer whose patches are maps) the neuron's activation map over the faded photo, cut to the box."""
-    return f"{neuron}-map.webp"
-
-
 def patch_picture(kind: str) -> Callable[[int], str]:
-    """The member of a neuron's patch picture of a kind ("guided" or "map", methods.PATCH_KINDS)."""
-    return patch_map if kind == "map" else patch_guided
+    """The member of a neuron's picture beside that photo, cut to the same box, of a kind (its layer's
+    ``patches``, methods.PATCH_KINDS): a method's picture ("gb" for guided backprop's), or ("map") the
+    neuron's activation map over the faded photo."""
+    suffix = "gb" if kind == "guided" else kind
+    return lambda neuron: f"{neuron}-{suffix}.webp"
 
 
 def patch_scale(neuron: int) -> str:

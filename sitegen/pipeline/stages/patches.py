@@ -1,8 +1,8 @@
-"""Patches: for each neuron's top and percentile items, the photo and the guided-backprop picture cut to its
-effective receptive field (or the whole image), the picture on its own scale, or (``layers.patches`` "map")
-its activation map laid over the photo; the top items' edges ride on the same passes.  The neurons that show
-one probe item go through one gradient call per few batches of them (so memory does not grow with the
-neurons), and the photo and the edges are written once per item."""
+"""Patches: for each neuron's top and percentile items, the photo and the guided-backprop picture (or the
+layer's ``layers.patches`` method's) cut to its effective receptive field (or the whole image), the picture on
+its own scale, or (``layers.patches`` "map") its activation map laid over the photo; the top items' edges ride
+on the same passes.  The neurons that show one probe item go through one gradient call per few batches of them
+(so memory does not grow with the neurons), and the photo and the edges are written once per item."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ...engine.passes import gradients
 from ...engine.pictures import activation_map, display
 from ...engine.pictures import cut as cut_gradients
 from ...images import PATCH_SIDE, STORAGE, Item, cut, fit
-from ...methods import GUIDED, MAP
+from ...methods import GUIDED, MAP, SMOOTHGRAD
 from ...model.layers import Layer
 from ...store import members
 from ..edges import edges_key
@@ -27,8 +27,9 @@ from .effective import patch_box
 
 
 def patches_key(ws: Workspace, state: State, item: Item, layer: Layer) -> str:
+    smooth = [ws.smoothgrad.as_dict()] if kind(ws, layer) == SMOOTHGRAD else []  # its noise
     return ws.key(members.PATCHES, layer.path, PATCH_SIDE, STORAGE, state.effective.get(layer.name), item.digest,
-                  item.view.spec)
+                  item.view.spec, *smooth)
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,10 @@ def kind(ws: Workspace, layer: Layer) -> str:
 
 
 def _patches(ws: Workspace, state: State, layer: Layer, pixels: np.ndarray, neurons: list[int],
-             positions: list[int], guided: torch.Tensor | None, out: torch.Tensor | None,
+             positions: list[int], grads: torch.Tensor | None, out: torch.Tensor | None,
              stored: set[str]) -> dict[str, object]:
-    """Members for some neurons' patches on one photo: each guided picture cut to its box and shown on its own
-    scale, or (``out``: the layer's output on the photo, [C, H, W]) its activation map over the photo cut to
+    """Members for some neurons' patches on one photo: each gradient picture (``grads``) cut to its box and shown
+    on its own scale, or (``out``: the layer's output on the photo, [C, H, W]) its activation map over the photo cut to
     the box; its scale (the map's maximum); and the photo of each box not ``stored`` yet (a box serves every
     neuron that shares it)."""
     boxes = [patch_box(ws, state, layer, int(position)) for position in positions]
@@ -64,15 +65,15 @@ def _patches(ws: Workspace, state: State, layer: Layer, pixels: np.ndarray, neur
                  for n, p, box in zip(neurons, positions, boxes)]
         scales = [float(out[n].max()) for n in neurons]
     else:
-        assert guided is not None
-        pictures, values = display(cut_gradients(guided, boxes), PATCH_SIDE)
+        assert grads is not None
+        pictures, values = display(cut_gradients(grads, boxes), PATCH_SIDE)
         shown, scales = list(pictures), values.tolist()
     jobs, written = {}, {}
     for k, neuron in enumerate(neurons):
         photo = members.patch_photo(boxes[k])
         if photo not in stored and photo not in jobs:
             jobs[photo] = (fit(cut(pixels, boxes[k]), PATCH_SIDE), "picture")
-        jobs[members.patch_picture(MAP if out is not None else GUIDED)(neuron)] = (shown[k], "picture")
+        jobs[members.patch_picture(kind(ws, layer))(neuron)] = (shown[k], "picture")
         written[members.patch_scale(neuron)] = np.array([scales[k]], dtype=np.float32)
     return {**ws.encode_many(jobs), **written}
 
@@ -115,15 +116,15 @@ class PatchesStage(Stage):
                 with inference_state(ws.model.module), torch.no_grad():
                     out = capture(ws.model.module, x[None], {layer.path: ws.modules[layer.path]},
                                   copy=True)[layer.path][0]
-            guided = w.patches and out is None
+            method = [kind(ws, layer)] if w.patches and out is None else []  # a picture method's
             for start in range(0, len(w.neurons), size * 8):  # a few batches a call: memory flat in neurons
                 neurons, positions = list(w.neurons[start:start + size * 8]), list(w.positions[start:start + size * 8])
                 result = gradients(ws.model.module, x, layer.path, ws.modules[layer.path], neurons, positions,
-                                   [GUIDED] if guided else [], size, *ws.crop_args(layer, x),
+                                   method, size, *ws.crop_args(layer, x), smooth=ws.smoothgrad,
                                    lower=ws.modules[layer.lower.path] if w.edges and layer.lower is not None else None)
                 if w.patches:
                     written.update(_patches(ws, state, layer, pixels, neurons, positions,
-                                            result[GUIDED] if guided else None, out, stored | set(written)))
+                                            result[method[0]] if method else None, out, stored | set(written)))
                 if w.edges:
                     weights.update({members.edges(n): row for n, row in zip(neurons, result["edges"].cpu().numpy())})
                 advance(len(neurons))

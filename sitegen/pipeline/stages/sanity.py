@@ -1,5 +1,5 @@
-"""The randomization check of each layer's methods, and of guided backprop, the method of every layer's
-patches (DESIGN §2; Adebayo et al., 2018).
+"""The randomization check of each layer's methods, and of guided backprop, the method of patches by default, and
+of its patches' method (DESIGN §2; Adebayo et al., 2018).
 
 The modules that the layer computes from the configured layer below (its own block; for the lowest layer,
 everything up to it) are re-initialised with their own initialisers and a fixed seed (``SEED``, not the
@@ -26,7 +26,7 @@ from torch import nn
 from ...engine.passes import gradients
 from ...engine.sanity import agreement, reinitialised
 from ...images import Item
-from ...methods import GUIDED, SMOOTHGRAD
+from ...methods import GUIDED, MAP, SMOOTHGRAD
 from ...model.layers import Layer, own_block
 from ...store import members
 from ..stage import EntryStage, State
@@ -41,9 +41,10 @@ T = TypeVar("T")
 
 
 def methods_of(ws: Workspace, layer: Layer) -> list[str]:
-    """The methods checked at the layer: those of its featured pictures, and guided backprop (its patches')."""
-    methods = list(ws.config.layers.methods[layer.listed])
-    return methods + ([GUIDED] if GUIDED not in methods else [])
+    """The methods checked at the layer: those of its featured pictures, guided backprop (the patches' by
+    default), and its patches' method."""
+    kind = ws.config.layers.patches.get(layer.listed, GUIDED)
+    return list(dict.fromkeys([*ws.config.layers.methods[layer.listed], GUIDED, *([kind] if kind != MAP else [])]))
 
 
 def applies(ws: Workspace) -> bool:

@@ -7,7 +7,7 @@ import math
 from collections import Counter
 
 from ... import stats
-from ...methods import BY_NAME, GUIDED
+from ...methods import BY_NAME, GUIDED, MAP
 from ...store.manifest import LayerRecord, Manifest, NeuronRecord
 from ..atlas import PATCH_KINDS, Atlas, agreement, check
 from ..links import class_url, image_url, layer_url, neuron_url
@@ -199,7 +199,7 @@ def page(atlas: Atlas, layer: LayerRecord, position: int) -> Page:
         "sources": sources(atlas, record), "view_kinds": view_kinds(manifest),
         "levels_within_top": within_top(list(atlas.config.compute.percentiles), len(manifest.probe.items),
                                         manifest.top_k) and not manifest.per_photo,  # a cap leaves out high views
-        "patch_check": check(layer, GUIDED),
+        "patch_check": check(layer, GUIDED if layer.patches == MAP else layer.patches),
         "optimized": optimized, "top_k": manifest.top_k, "per_photo": manifest.per_photo,
         "children_kept": atlas.config.compute.children,
         "edges": edge_sections(atlas, layer, record),

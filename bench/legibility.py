@@ -5,8 +5,8 @@ neuron's top patches and its zooms on the featured images, or its whole
 pictures where a layer has no zoom), the median share of pixels more than 16
 levels from mid-grey, and the median 99th percentile of |pixel - 128|.  A flat
 grey square with a speck scores near 0 on both.  Goal: share >= 0.20 and 99th
-percentile >= 80 in every layer (a layer whose patches show activation maps and
-whose featured pictures are by other methods shows none).
+percentile >= 80 in every layer (a layer whose patches and featured pictures are
+by other methods, or maps, shows none).
 
 The pictures are found through the site's manifest.json (each top patch's
 "guided" picture, each neuron's "featured" pictures), each the part of its
@@ -54,7 +54,7 @@ def shown(site: Path, layer: dict) -> list[Path]:
     for neuron in layer["neurons"]:
         files += [site / p["guided"] for p in neuron["top_patches"] if "guided" in p]
         files += [site / (f["zoom"] or f["picture"]) for f in neuron.get("featured", []) if f["method"] == "guided"]
-        if not {"guided", "map"} & set((neuron["top_patches"] or [{}])[0]):  # an older site: by file name
+        if "photo" not in (neuron["top_patches"] or [{}])[0]:  # an older site: by file name
             folder = site / "assets" / "patches" / layer["name"] / str(neuron["neuron"])
             files += sorted(p for p in folder.glob("*-gb.webp") if p.name[0].isdigit())
             vis = site / "assets" / "vis" / layer["name"] / str(neuron["neuron"])
@@ -70,8 +70,8 @@ def main() -> None:
     met = True
     for layer in manifest["layers"]:
         values = np.array([measure(path) for path in shown(site, layer)])
-        if not len(values):  # its patches show activation maps, its featured pictures other methods
-            print(f"{layer['name']:<10} {0:>8}  no guided-backprop picture shown")
+        if not len(values):  # its patches and its featured pictures are by other methods, or maps
+            print(f"{layer['name']:<10} {0:>8}  no guided-backprop picture shown (its patches: {layer.get('patches')})")
             continue
         share, p99 = np.median(values[:, 0]), np.median(values[:, 1])
         ok = share >= GOAL_SHARE and p99 >= GOAL_P99

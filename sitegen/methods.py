@@ -75,8 +75,8 @@ SMOOTHGRAD = "smoothgrad"
 PICTURE_METHODS = (*RULE_METHODS, SMOOTHGRAD)
 # The true gradient: edge weights are computed with it, whichever pictures are shown.
 TRUE_GRADIENT = "gradient"
-# Guided backprop, the study's: top patches and the specificity are its pictures, and thumbnails are where
-# it is computed.
+# Guided backprop, the study's: top patches (by default) and the specificity are its pictures, and thumbnails
+# are where it is computed.
 GUIDED = "guided"
 # What a layer's top patches show beside each photo: a method's picture (guided backprop's by default), or where
 # the neuron fires on the photo (its activation map), for a layer whose guided-backprop pictures fail the

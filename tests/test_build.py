@@ -653,9 +653,11 @@ def test_patches_as_activation_maps(atlas):
     from sitegen.store import members
     from sitegen.store.cache import Cache
 
+    guided, _ = compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)
     text = CONFIG.replace("[images]", '[layers.patches]\n"features.7" = "map"\n[images]')
     (atlas / "atlas.toml").write_text(text)
-    manifest, _ = compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)
+    manifest, computed = compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)
+    assert computed["patches"] > 0 and "edges" not in computed and "visualizations" not in computed  # maps alone
     layer = manifest.layer("features.7")
     assert layer.patches == "map" and manifest.layer("features.4").patches == "guided"
     with Workspace.open(load(atlas / "atlas.toml"), Cache(atlas / "cache"), "cpu", quiet=True, encode=False) as ws:
@@ -671,7 +673,9 @@ def test_patches_as_activation_maps(atlas):
                 entry = ws.cache.get(members.PATCHES, patch.key)
                 stored = entry[members.patch_picture("map")(record.neuron)]
                 stored = np.asarray(Image.open(io.BytesIO(stored)).convert("RGB"))
-                expected = fit(cut(activation_map(pixels, channel, position), patch.box), PATCH_SIDE)
+                top, _, bottom, _ = patch.box
+                ring = (bottom - top + 1) * 2 > pixels.shape[0]  # ringed where the patch is most of the view
+                expected = fit(cut(activation_map(pixels, channel, position, ring), patch.box), PATCH_SIDE)
                 assert np.array_equal(stored, expected)
                 assert patch.scale == pytest.approx(float(channel.max()), rel=1e-5)
                 assert patch.value == pytest.approx(float(channel.max()), rel=1e-5)
@@ -692,6 +696,9 @@ def test_patches_as_activation_maps(atlas):
     below = [path.read_text() for path in (site / "layers" / "features.4").glob("*.html")]
     assert all("Parents (features.7, where it fires)" in text for text in below)  # on each image: their maps
     assert any(re.search(r'aria-label="Where features\.7/\d+ fires there"', text) for text in below)
+    (atlas / "atlas.toml").write_text(CONFIG)  # back to guided: its pictures and scales, kept beside the maps
+    again, computed = compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)
+    assert "patches" not in computed and again.layer("features.7") == guided.layer("features.7")
     (atlas / "atlas.toml").write_text(CONFIG.replace("[images]", '[layers.patches]\nfc = "map"\n[images]'))
     with pytest.raises(SitegenError, match=r'layers.patches.fc: "map" needs a layer of channels'):
         compute(load(atlas / "atlas.toml"), atlas / "cache", quiet=True)

@@ -328,10 +328,13 @@ def test_a_layer_whose_pictures_are_not_guided_still_shows_its_guided_patches_ch
     # patches by another method, or maps: guided backprop's check says why it is not shown
     maps = replace(layer, patches="map")
     assert [c["title"] for c in Atlas.checks(maps)] == [
-        "Gradient", "Guided backprop (not shown: the patches show maps)"]
+        "Gradient", "Guided backprop (not shown: the patches show activation maps)"]
     deconv = replace(layer, patches="deconv", sanity={**layer.sanity, "deconv": 0.5})
     assert [c["title"] for c in Atlas.checks(deconv)] == [
         "Gradient", "Deconvnet (patches)", "Guided backprop (not shown: the patches show deconvnet)"]
+    gradient = replace(layer, patches="gradient")  # a featured pictures' method: checked once
+    assert [c["title"] for c in Atlas.checks(gradient)] == [
+        "Gradient", "Guided backprop (not shown: the patches show gradient)"]
 
 
 def test_a_method_is_named_in_a_sentence_in_lower_case_but_for_a_name():

@@ -85,9 +85,10 @@ MAP_STYLE: MapStyle = {"fade": 0.65, "colour": (214, 48, 20), "opacity": 0.85, "
                        "radius": 7}
 
 
-def activation_map(photo: np.ndarray, channel: torch.Tensor, position: int) -> np.ndarray:
+def activation_map(photo: np.ndarray, channel: torch.Tensor, position: int, ring: bool = True) -> np.ndarray:
     """A channel's map [h, w] upsampled (bilinear) to the photo [H, W, 3] and laid over it faded, from
-    nothing (at or below 0) to full colour (its maximum); the map's maximum, at flat ``position``, ringed."""
+    nothing (at or below 0) to full colour (its maximum); the map's maximum, at flat ``position``, ringed
+    (unless not ``ring``)."""
     height, width = photo.shape[:2]
     up = F.interpolate(channel.float()[None, None].cpu(), size=(height, width), mode="bilinear",
                        align_corners=False)[0, 0]
@@ -100,5 +101,6 @@ def activation_map(photo: np.ndarray, channel: torch.Tensor, position: int) -> n
     i, j = divmod(position, channel.shape[1])
     y, x = (i + 0.5) * height / channel.shape[0] - 0.5, (j + 0.5) * width / channel.shape[1] - 0.5
     r = MAP_STYLE["radius"]
-    ImageDraw.Draw(picture).ellipse((x - r, y - r, x + r, y + r), outline=MAP_STYLE["ring"], width=2)
+    if ring:
+        ImageDraw.Draw(picture).ellipse((x - r, y - r, x + r, y + r), outline=MAP_STYLE["ring"], width=2)
     return np.asarray(picture)

@@ -179,7 +179,7 @@ def patch(ws: Workspace, state: State, layer: Layer, neuron: int, index: int, va
           read: Reader, **which) -> PatchRecord:
     """One probe item shown for a neuron: a top patch (``rank``) or a percentile patch (``percentile``)."""
     key = patches.patches_key(ws, state, ws.probe[index], layer)
-    scale = float(read(members.PATCHES, key, layer)[members.patch_scale(neuron)][0])
+    scale = float(read(members.PATCHES, key, layer)[members.patch_scale(neuron, patches.kind(ws, layer))][0])
     return PatchRecord(index, value, patch_box(ws, state, layer, position), key, scale, **which)
 
 

@@ -21,7 +21,7 @@ PATCH_KINDS = {**{m: {"name": m, "title": BY_NAME[m].title, "phrase": BY_NAME[m]
                       "label": f"{BY_NAME[m].title} patch", "scale": f"{BY_NAME[m].title}, scale", "class": "g"}
                   for m in PICTURE_METHODS},
                MAP: {"name": MAP, "title": "Where it fires", "phrase": "where it fires",
-                     "label": "Activation map patch", "scale": "Activation map, its maximum", "class": ""}}
+                     "label": "Activation map patch", "scale": "Activation map, maximum", "class": ""}}
 LEADS = (0.3, 2.0, 3)  # an automatic label: the leading class holds at least this share of the top-N images,
 # is at least this many times as common among them as in the probe set, with at least this many images
 
@@ -166,7 +166,7 @@ class Atlas:
             shown.append((layer.patches, f"{BY_NAME[layer.patches].title} (patches)"))
         if GUIDED not in (*layer.methods, layer.patches):
             shown.append((GUIDED, f"{BY_NAME[GUIDED].title} (not shown: the patches show "
-                                  f"{'maps' if layer.patches == MAP else BY_NAME[layer.patches].phrase})"))
+                                  f"{'activation maps' if layer.patches == MAP else BY_NAME[layer.patches].phrase})"))
         return [{**c, "title": title} for m, title in shown if (c := check(layer, m))]
 
     @staticmethod
@@ -226,7 +226,7 @@ class Atlas:
                 "value": best.value,
                 "img": self.assets.patch(sheet, neuron, best, "img"),
                 "vis": self.assets.patch(sheet, neuron, best, kind["name"]),
-                "vis_title": kind["title"], "vis_class": kind["class"],
+                "vis_phrase": kind["phrase"], "vis_class": kind["class"],
                 "opt": self.assets.optimized(sheet, neuron, optimized) if optimized else None}
 
     def on_image(self, featured: FeaturedRecord, layer: str, neuron: int) -> tuple[Pic, str, str]:
@@ -267,7 +267,9 @@ class Atlas:
             tile["weight"] = edge.weight
             tile["count"] = edge.count
             if featured is not None:
-                tile["img"] = self.photo_there(featured, layer, edge.neuron)
+                # a map is of the whole image: beside it, the whole photo
+                tile["img"] = self.assets.photo(featured) if self.layer(layer).patches == MAP else \
+                    self.photo_there(featured, layer, edge.neuron)
                 tile["vis"], tile["vis_alt"], tile["vis_class"] = self.on_image(featured, layer, edge.neuron)
             out.append(tile)
         return out

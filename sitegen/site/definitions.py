@@ -26,8 +26,8 @@ TERMS = {
               "a neuron near the border is then off-centre, its position nearer that edge. Where it covers more "
               "than three quarters of the image, the whole image is shown. The guided patch is the same box cut from "
               "the guided-backprop picture; in a layer whose guided backprop fails the randomization check, the "
-              "patches may show the neuron's activation map on that view instead ([layers] patches). Patches "
-              "larger than 128 pixels are shown shrunk to 128."),
+              "patches may show another method's picture or the neuron's activation map on that view instead "
+              "([layers] patches). Patches larger than 128 pixels are shown shrunk to 128."),
     "map": ("An activation map shows where on an image a channel fires: its output at every position, "
             "upsampled (bilinear) to the model's input and laid over the faded photo: clear at or below 0, red "
             "at its maximum on that image (a ring marks it: the neuron's position), and in between as strong as "

@@ -193,7 +193,7 @@ class LayerRecord:
     effects_agreement: float | None = None
     effects_pairs: int = 0
     effects_first_same: tuple[int, int] = (0, 0)
-    patches: str = "guided"  # what its top patches show beside their photos: "guided" or "map" (methods.MAP)
+    patches: str = "guided"  # what its top patches show beside their photos: a method or "map" (methods.PATCH_KINDS)
 
     @property
     def zoom(self) -> bool:

@@ -100,9 +100,10 @@ def patch_picture(kind: str) -> Callable[[int], str]:
     return lambda neuron: f"{neuron}-{suffix}.webp"
 
 
-def patch_scale(neuron: int) -> str:
-    """The scale of that picture, float32 [1]: the |gradient| shown at full contrast, or the map's maximum."""
-    return f"{neuron}-scale.npy"
+def patch_scale(neuron: int, kind: str = "guided") -> str:
+    """The scale of that picture, float32 [1]: the |gradient| shown at full contrast, or the map's maximum; one
+    per kind, since the kinds share the entry."""
+    return f"{neuron}-scale.npy" if kind == "guided" else f"{neuron}-{kind}-scale.npy"
 
 
 def activation_map(neuron: int) -> str:

@@ -61,7 +61,8 @@ def _patches(ws: Workspace, state: State, layer: Layer, pixels: np.ndarray, neur
     neuron that shares it)."""
     boxes = [patch_box(ws, state, layer, int(position)) for position in positions]
     if out is not None:
-        shown = [fit(cut(activation_map(pixels, out[n], int(p)), box), PATCH_SIDE)
+        ring = (boxes[0][2] - boxes[0][0] + 1) * 2 > pixels.shape[0]  # a small box is centred on the position
+        shown = [fit(cut(activation_map(pixels, out[n], int(p), ring), box), PATCH_SIDE)
                  for n, p, box in zip(neurons, positions, boxes)]
         scales = [float(out[n].max()) for n in neurons]
     else:
@@ -74,7 +75,7 @@ def _patches(ws: Workspace, state: State, layer: Layer, pixels: np.ndarray, neur
         if photo not in stored and photo not in jobs:
             jobs[photo] = (fit(cut(pixels, boxes[k]), PATCH_SIDE), "picture")
         jobs[members.patch_picture(kind(ws, layer))(neuron)] = (shown[k], "picture")
-        written[members.patch_scale(neuron)] = np.array([scales[k]], dtype=np.float32)
+        written[members.patch_scale(neuron, kind(ws, layer))] = np.array([scales[k]], dtype=np.float32)
     return {**ws.encode_many(jobs), **written}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...methods import BY_NAME, GUIDED, SMOOTHGRAD
+from ...methods import BY_NAME, GUIDED, MAP, SMOOTHGRAD
 from ..atlas import Atlas, agreement, check
 from ..content import credits
 from ..definitions import DEFINITIONS
@@ -27,7 +27,8 @@ def build(atlas: Atlas) -> list[Page]:
     _, extra = atlas.content.note("about.md")
     used = {f.name for f in manifest.featured} | {item.name for item in manifest.probe.items}
     shown = dict.fromkeys([*manifest.methods, *(m for layer in manifest.layers for m in layer.methods),
-                           GUIDED])  # the top patches' method, wherever the featured pictures are by others
+                           GUIDED,  # checked at every layer: the top patches' default method
+                           *(layer.patches for layer in manifest.layers if layer.patches != MAP)])
     return [Page("about.html", "about.html", "About", {
         "extra": extra, "model": manifest.model, "definitions": DEFINITIONS,
         "methods": [{"name": m, "title": BY_NAME[m].title, "text": BY_NAME[m].definition + settings(atlas, m)}

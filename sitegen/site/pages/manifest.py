@@ -1,6 +1,7 @@
 """``manifest.json``: where every picture came from, for other tools to read without parsing HTML: the
-model, the definitions, and per neuron its page, its top patches (source image, value, rank, box, the
-pictures shown and the guided picture's scale) and its pictures on the featured images (pictures and scales).
+model, the definitions, and per neuron its page, its top patches (source image, value, rank, box, the photo
+and beside it the picture under its layer's ``patches`` kind, "guided" by default, with its scale) and its
+pictures on the featured images (pictures and scales).
 A picture is named as the part of its sheet that holds it, ``assets/layers/conv1/3.avif#xywh=x,y,w,h`` (a W3C
 media fragment; sheets.py)."""
 
@@ -75,6 +76,7 @@ def build(atlas: Atlas) -> list[File]:
                      for f in manifest.featured],
         "layers": [{
             "name": layer.name, "module": layer.path, "shape": list(layer.shape), "methods": list(layer.methods),
+            "patches": layer.patches,
             "receptive_field": list(layer.rf_size) if layer.rf_size else None,
             "effective_receptive_field": layer.effective, "optimize": optimized(layer),
             "sanity": dict(layer.sanity), "effects_agreement": layer.effects_agreement,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -91,8 +92,10 @@ class PatchesStage(Stage):
             wanted, levels = top.wanted(), top.wanted_levels()
             for index in sorted(set(wanted) | set(levels)):
                 item, where = ws.probe[index], {**levels.get(index, {}), **wanted.get(index, {})}
-                patches = missing(ws, members.PATCHES, patches_key(ws, state, item, layer), sorted(where),
-                                  members.patch_picture(kind(ws, layer)))
+                key, shown = patches_key(ws, state, item, layer), kind(ws, layer)
+                patches = sorted({*missing(ws, members.PATCHES, key, sorted(where), members.patch_picture(shown)),
+                                  *missing(ws, members.PATCHES, key, sorted(where),
+                                           partial(members.patch_scale, kind=shown))})  # written with the other
                 edges = (missing(ws, members.EDGES, edges_key(ws, item, layer), sorted(wanted.get(index, {})),
                                  members.edges) if layer.lower is not None else [])
                 if patches or edges:

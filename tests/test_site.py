@@ -378,3 +378,32 @@ def test_siblings_in_the_same_place_say_where_each_is_centred():
     named = told_apart([part("the bottom right", 75.0), part("the bottom right", 50.0), part("the top", 0.0)])
     assert [p["where"] for p in named] == ["the bottom right, centred 88% across and 75% down",
                                            "the bottom right, centred 62% across and 75% down", "the top"]
+
+
+def test_a_relative_below_zero_everywhere_on_an_image_says_so(tmp_path):
+    """Its map there is blank, and its weight comes from a negative value: the caption gives its maximum."""
+    from sitegen.site.atlas import Atlas
+    from sitegen.store.manifest import Edge
+
+    config = parse('[layers]\nuse = ["conv", "fc"]\n', tmp_path / "atlas.toml")
+    manifest = handmade.manifest()
+    atlas = Atlas(manifest, config, measure)
+    tiles = atlas.relatives((Edge(3, 0.2), Edge(2, 0.1)), "conv", manifest.featured[0])
+    assert [tile["below"] for tile in tiles] == [-1.0, None]  # conv/3 is -1.0 on the cat at most, conv/2 1.5
+    assert [tile["below"] for tile in atlas.relatives((Edge(3, 0.2),), "conv", None)] == [None]  # over the dataset
+
+
+def test_a_class_layer_page_says_how_many_of_its_classes_no_probe_view_is_taken_for(tmp_path):
+    from dataclasses import replace
+
+    from sitegen.render import render
+
+    manifest = handmade.manifest()
+    fc = manifest.layers[1]
+    fc = replace(fc, neurons=(replace(fc.neurons[0], predicted=0), replace(fc.neurons[1], predicted=2)))
+    config = parse('[layers]\nuse = ["conv", "fc"]\n', tmp_path / "atlas.toml")
+    site = build_site_model(replace(manifest, layers=(manifest.layers[0], fc)), config, measure)
+    render(site, tmp_path / "out", Entries(site))
+    page = (tmp_path / "out" / "layers" / "fc.html").read_text()
+    assert "The model predicts 1 of these 2 classes first on none of the probe views" in page
+    assert "first on none" not in (tmp_path / "out" / "layers" / "conv.html").read_text()

@@ -266,11 +266,16 @@ class Atlas:
             tile = self.tile(layer, edge.neuron)
             tile["weight"] = edge.weight
             tile["count"] = edge.count
+            tile["below"] = None
             if featured is not None:
                 # a map is of the whole image: beside it, the whole photo
                 tile["img"] = self.assets.photo(featured) if self.layer(layer).patches == MAP else \
                     self.photo_there(featured, layer, edge.neuron)
                 tile["vis"], tile["vis_alt"], tile["vis_class"] = self.on_image(featured, layer, edge.neuron)
+                seen = self.record(layer, edge.neuron).featured.get(featured.slug)
+                # below 0 everywhere on the image: a map of it is blank, and its weight comes from a negative value
+                if seen is not None and seen.value <= 0:
+                    tile["below"] = seen.value
             out.append(tile)
         return out
 

@@ -30,6 +30,9 @@ def build(atlas: Atlas) -> list[Page]:
                 "tiles": [atlas.tile(layer.name, n) for n in chunk], "parts": parts, "part": k,
                 "optimize": atlas.optimize_summary(layer),
                 "checks": atlas.checks(layer),
+                # a classifier's classes that the model predicts first on no probe view: their best patches are
+                # other things that raise the logit
+                "unpredicted": sum(1 for record in layer.neurons if record.predicted == 0),
                 "below": atlas.layer_summary(below) if below else None,
                 "above": atlas.layer_summary(above) if above else None}))
     return pages

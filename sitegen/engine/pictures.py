@@ -76,13 +76,15 @@ class MapStyle(TypedDict):
     opacity: float
     power: int
     ring: tuple[int, int, int]
+    halo: tuple[int, int, int]
     radius: int
 
 
 # how an activation map is drawn: the photo faded towards white, the map in one hue over it, as strong as
-# the square of its share of the maximum (so that where it fires strongly stands out), its peak ringed
+# the square of its share of the maximum (so that where it fires strongly stands out), its peak ringed (in a
+# light halo, so that the ring shows on red too)
 MAP_STYLE: MapStyle = {"fade": 0.65, "colour": (214, 48, 20), "opacity": 0.85, "power": 2, "ring": (16, 40, 160),
-                       "radius": 7}
+                       "halo": (255, 255, 255), "radius": 7}
 
 
 def activation_map(photo: np.ndarray, channel: torch.Tensor, position: int, ring: bool = True) -> np.ndarray:
@@ -102,5 +104,7 @@ def activation_map(photo: np.ndarray, channel: torch.Tensor, position: int, ring
     y, x = (i + 0.5) * height / channel.shape[0] - 0.5, (j + 0.5) * width / channel.shape[1] - 0.5
     r = MAP_STYLE["radius"]
     if ring:
-        ImageDraw.Draw(picture).ellipse((x - r, y - r, x + r, y + r), outline=MAP_STYLE["ring"], width=2)
+        draw = ImageDraw.Draw(picture)
+        draw.ellipse((x - r - 1, y - r - 1, x + r + 1, y + r + 1), outline=MAP_STYLE["halo"], width=4)
+        draw.ellipse((x - r, y - r, x + r, y + r), outline=MAP_STYLE["ring"], width=2)
     return np.asarray(picture)

@@ -15,7 +15,7 @@ import torch
 
 from ...engine.capture import capture, inference_state
 from ...engine.passes import gradients
-from ...engine.pictures import activation_map, display
+from ...engine.pictures import MAP_STYLE, activation_map, display
 from ...engine.pictures import cut as cut_gradients
 from ...images import PATCH_SIDE, STORAGE, Item, cut, fit
 from ...methods import GUIDED, MAP, SMOOTHGRAD
@@ -28,9 +28,10 @@ from .effective import patch_box
 
 
 def patches_key(ws: Workspace, state: State, item: Item, layer: Layer) -> str:
-    smooth = [ws.smoothgrad.as_dict()] if kind(ws, layer) == SMOOTHGRAD else []  # its noise
+    shown = kind(ws, layer)  # SmoothGrad's noise, or how a map is drawn
+    style = [ws.smoothgrad.as_dict()] if shown == SMOOTHGRAD else [MAP_STYLE] if shown == MAP else []
     return ws.key(members.PATCHES, layer.path, PATCH_SIDE, STORAGE, state.effective.get(layer.name), item.digest,
-                  item.view.spec, *smooth)
+                  item.view.spec, *style)
 
 
 @dataclass(frozen=True)

@@ -92,27 +92,30 @@ def test_default_config_is_valid():
     assert config.images.featured[0] == "images/chelsea.png"
 
 
+def with_layers(lines: str) -> str:
+    """The good config with more lines in its [layers] table."""
+    return GOOD.replace('use = ["conv1", "conv5"]', 'use = ["conv1", "conv5"]\n' + lines)
+
+
+def problems(text: str, tmp_path: Path) -> str:
+    with pytest.raises(SitegenError) as info:
+        parse(text, tmp_path / "atlas.toml")
+    return str(info.value)
+
+
 def test_methods_per_layer_and_the_featured_images_in_the_probe_set(tmp_path):
-    text = GOOD.replace('use = ["conv1", "conv5"]', 'use = ["conv1", "conv5"]\nmethods = { conv5 = ["gradient"] }')
-    config = parse(text, tmp_path / "atlas.toml")
+    config = parse(with_layers('methods = { conv5 = ["gradient"] }'), tmp_path / "atlas.toml")
     assert config.layers.methods == {"conv1": ("guided", "deconv", "gradient"), "conv5": ("gradient",)}
     assert config.images.featured_in_probe is False  # featured images are not probe images by default
-    with pytest.raises(SitegenError) as info:
-        parse(GOOD.replace('use = ["conv1", "conv5"]', 'use = ["conv1", "conv5"]\nmethods = { conv9 = ["guided"], '
-                           'conv1 = ["lrp"], conv5 = [] }'), tmp_path / "atlas.toml")
-    message = str(info.value)
+    message = problems(with_layers('methods = { conv9 = ["guided"], conv1 = ["lrp"], conv5 = [] }'), tmp_path)
     assert "layers.methods.conv9: 'conv9' is not in layers.use" in message
     assert "layers.methods.conv1: expected a list of guided, deconv, gradient, smoothgrad, got ['lrp']" in message
     assert "layers.methods.conv5: expected a list" in message
 
 
 def test_patches_per_layer_are_a_method_s_pictures_or_maps(tmp_path):
-    text = GOOD.replace('use = ["conv1", "conv5"]', 'use = ["conv1", "conv5"]\npatches = { conv5 = "map", '
-                                                    'conv1 = "smoothgrad" }')
-    assert parse(text, tmp_path / "atlas.toml").layers.patches == {"conv5": "map", "conv1": "smoothgrad"}
-    with pytest.raises(SitegenError) as info:
-        parse(GOOD.replace('use = ["conv1", "conv5"]', 'use = ["conv1", "conv5"]\npatches = { conv9 = "map", '
-                           'conv1 = "lrp" }'), tmp_path / "atlas.toml")
-    message = str(info.value)
+    config = parse(with_layers('patches = { conv5 = "map", conv1 = "smoothgrad" }'), tmp_path / "atlas.toml")
+    assert config.layers.patches == {"conv5": "map", "conv1": "smoothgrad"}
+    message = problems(with_layers('patches = { conv9 = "map", conv1 = "lrp" }'), tmp_path)
     assert "layers.patches.conv9: 'conv9' is not in layers.use" in message
     assert "layers.patches.conv1: expected one of guided, deconv, gradient, smoothgrad, map, got 'lrp'" in message

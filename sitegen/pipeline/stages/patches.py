@@ -71,12 +71,12 @@ def _patches(ws: Workspace, state: State, layer: Layer, pixels: np.ndarray, neur
         assert grads is not None
         pictures, values = display(cut_gradients(grads, boxes), PATCH_SIDE)
         shown, scales = list(pictures), values.tolist()
-    jobs, written = {}, {}
+    jobs, written, picture = {}, {}, members.patch_picture(kind(ws, layer))
     for k, neuron in enumerate(neurons):
         photo = members.patch_photo(boxes[k])
         if photo not in stored and photo not in jobs:
             jobs[photo] = (fit(cut(pixels, boxes[k]), PATCH_SIDE), "picture")
-        jobs[members.patch_picture(kind(ws, layer))(neuron)] = (shown[k], "picture")
+        jobs[picture(neuron)] = (shown[k], "picture")
         written[members.patch_scale(neuron, kind(ws, layer))] = np.array([scales[k]], dtype=np.float32)
     return {**ws.encode_many(jobs), **written}
 

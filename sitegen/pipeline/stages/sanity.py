@@ -1,5 +1,5 @@
-"""The randomization check of each layer's methods, and of guided backprop, the method of patches by default, and
-of its patches' method (DESIGN §2; Adebayo et al., 2018).
+"""The randomization check of each layer's methods: its featured pictures', guided backprop (the patches' by
+default) and its patches' (DESIGN §2; Adebayo et al., 2018).
 
 The modules that the layer computes from the configured layer below (its own block; for the lowest layer,
 everything up to it) are re-initialised with their own initialisers and a fixed seed (``SEED``, not the
@@ -31,6 +31,7 @@ from ...model.layers import Layer, own_block
 from ...store import members
 from ..stage import EntryStage, State
 from ..workspace import Workspace
+from . import patches
 from .activations import read_featured
 from .effective import patch_box
 from .effects import spread
@@ -43,8 +44,8 @@ T = TypeVar("T")
 def methods_of(ws: Workspace, layer: Layer) -> list[str]:
     """The methods checked at the layer: those of its featured pictures, guided backprop (the patches' by
     default), and its patches' method."""
-    kind = ws.config.layers.patches.get(layer.listed, GUIDED)
-    return list(dict.fromkeys([*ws.config.layers.methods[layer.listed], GUIDED, *([kind] if kind != MAP else [])]))
+    shown = patches.kind(ws, layer)
+    return list(dict.fromkeys([*ws.config.layers.methods[layer.listed], GUIDED, *([shown] if shown != MAP else [])]))
 
 
 def applies(ws: Workspace) -> bool:

@@ -229,20 +229,22 @@ class Atlas:
                 "vis_phrase": kind["phrase"], "vis_class": kind["class"],
                 "opt": self.assets.optimized(sheet, neuron, optimized) if optimized else None}
 
-    def on_image(self, featured: FeaturedRecord, layer: str, neuron: int) -> tuple[Pic, str, str]:
-        """The neuron's small picture on an image, its alt text and pic class: where it fires, in a layer whose
-        patches show that; else its picture there (:meth:`thumbnail`)."""
-        record = self.layer(layer)
-        if record.patches == MAP:
-            return self.assets.activation_map(self.assets.on(featured, layer), featured, layer, neuron), \
-                f"Where {layer}/{neuron} fires there", ""
-        title = BY_NAME[self.thumbnail_method(record)].title
-        return self.thumbnail(featured, layer, neuron), f"{title} of {layer}/{neuron} there", "g"
+    def on_image(self, featured: FeaturedRecord, layer: str, neuron: int) -> dict:
+        """The neuron on an image as a relative shows it: where it fires, beside the whole photo (a map is of
+        the whole image), in a layer whose patches show that; else its picture there (:meth:`thumbnail`) beside
+        the photo where it looks.  The pictures, the second's alt text and pic class."""
+        if self.layer(layer).patches == MAP:
+            return {"img": self.assets.photo(featured), "vis_alt": f"Where {layer}/{neuron} fires there",
+                    "vis": self.assets.activation_map(self.assets.on(featured, layer), featured, layer, neuron),
+                    "vis_class": ""}
+        return {"img": self.photo_there(featured, layer, neuron), "vis": self.thumbnail(featured, layer, neuron),
+                "vis_alt": f"{BY_NAME[self.thumbnail_method(self.layer(layer))].title} of {layer}/{neuron} there",
+                "vis_class": "g"}
 
     def on_image_phrase(self, layer: str) -> str:
         """What :meth:`on_image` shows of the layer's neurons, within a sentence."""
         record = self.layer(layer)
-        return "where it fires" if record.patches == MAP else BY_NAME[self.thumbnail_method(record)].phrase
+        return PATCH_KINDS[MAP]["phrase"] if record.patches == MAP else BY_NAME[self.thumbnail_method(record)].phrase
 
     def thumbnail(self, featured: FeaturedRecord, layer: str, neuron: int) -> Pic:
         """The neuron's picture on an image: its receptive field where that is smaller than the image."""
@@ -268,10 +270,7 @@ class Atlas:
             tile["count"] = edge.count
             tile["below"] = None
             if featured is not None:
-                # a map is of the whole image: beside it, the whole photo
-                tile["img"] = self.assets.photo(featured) if self.layer(layer).patches == MAP else \
-                    self.photo_there(featured, layer, edge.neuron)
-                tile["vis"], tile["vis_alt"], tile["vis_class"] = self.on_image(featured, layer, edge.neuron)
+                tile.update(self.on_image(featured, layer, edge.neuron))
                 seen = self.record(layer, edge.neuron).featured.get(featured.slug)
                 # below 0 everywhere on the image: a map of it is blank, and its weight comes from a negative value
                 if seen is not None and seen.value <= 0:

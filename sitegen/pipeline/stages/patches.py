@@ -71,13 +71,13 @@ def _patches(ws: Workspace, state: State, layer: Layer, pixels: np.ndarray, neur
         assert grads is not None
         pictures, values = display(cut_gradients(grads, boxes), PATCH_SIDE)
         shown, scales = list(pictures), values.tolist()
-    jobs, written, picture = {}, {}, members.patch_picture(kind(ws, layer))
+    jobs, written, picture = {}, {}, kind(ws, layer)
     for k, neuron in enumerate(neurons):
         photo = members.patch_photo(boxes[k])
         if photo not in stored and photo not in jobs:
             jobs[photo] = (fit(cut(pixels, boxes[k]), PATCH_SIDE), "picture")
-        jobs[picture(neuron)] = (shown[k], "picture")
-        written[members.patch_scale(neuron, kind(ws, layer))] = np.array([scales[k]], dtype=np.float32)
+        jobs[members.patch_picture(picture)(neuron)] = (shown[k], "picture")
+        written[members.patch_scale(neuron, picture)] = np.array([scales[k]], dtype=np.float32)
     return {**ws.encode_many(jobs), **written}
 
 
@@ -116,12 +116,12 @@ class PatchesStage(Stage):
             stored = ws.cache.names(members.PATCHES, patches_key(ws, state, item, layer)) if w.patches else set()
             written: dict[str, object] = {}
             weights = {}
-            out = None
-            if w.patches and kind(ws, layer) == MAP:  # the maps: one forward to the layer
+            out, shown = None, kind(ws, layer)
+            if w.patches and shown == MAP:  # the maps: one forward to the layer
                 with inference_state(ws.model.module), torch.no_grad():
                     out = capture(ws.model.module, x[None], {layer.path: ws.modules[layer.path]},
                                   copy=True)[layer.path][0]
-            method = [kind(ws, layer)] if w.patches and out is None else []  # a picture method's
+            method = [shown] if w.patches and out is None else []  # a picture method's
             for start in range(0, len(w.neurons), size * 8):  # a few batches a call: memory flat in neurons
                 neurons, positions = list(w.neurons[start:start + size * 8]), list(w.positions[start:start + size * 8])
                 result = gradients(ws.model.module, x, layer.path, ws.modules[layer.path], neurons, positions,
